@@ -1,0 +1,51 @@
+# DTI Assistant. Two commands matter: `make demo` and `make test`; everything else is a step of them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PO := $(wildcard locales/*/LC_MESSAGES/dti.po)
+MO := $(PO:.po=.mo)
+SOURCES := bot scoring flows storage
+
+.PHONY: all demo test lint typecheck catalogs i18n bench clean
+
+all: $(STAMP) catalogs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+catalogs: $(MO)
+
+locales/%/LC_MESSAGES/dti.mo: locales/%/LC_MESSAGES/dti.po $(STAMP)
+	$(BIN)/pybabel -q compile --use-fuzzy -d locales -D dti -l $*
+
+# Extract message keys from the code and merge them into both catalogs (then translate the new ones).
+i18n: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k t --no-location --sort-output -o locales/dti.pot $(SOURCES)
+	$(BIN)/pybabel -q update -i locales/dti.pot -d locales -D dti --no-fuzzy-matching --ignore-obsolete --width 100
+
+demo: all
+	$(BIN)/dtibot framework show tay-ninh-commune-2025 | head -n 20
+	@echo
+	$(BIN)/dtibot score tay-ninh-commune-2025 bot/demo/tay-ninh-sample-answers.json
+	@echo
+	$(BIN)/dtibot rank tay-ninh-commune-2025 bot/demo/tay-ninh-sample-units.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SOURCES) tests bench
+	$(BIN)/ruff format --check $(SOURCES) tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict scoring flows storage bot
+
+test: all lint typecheck
+	$(BIN)/pytest
+
+bench: all
+	$(BIN)/python bench/score_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(MO)
