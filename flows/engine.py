@@ -1,0 +1,501 @@
+"""step(snapshot, inbound, now) → Decision: the guided self-assessment as a pure state machine.
+
+Joining by invite code; then the walk: each indicator in order, a forgiving parse of the answer, the
+evidence step, navigation (next, back, skip, jump, group), not applicable with a reason, guidance,
+progress, what is missing, the score preview, and submission confirmed by the unit leader. The
+engine only decides; storage records the events and the session in one transaction, and the
+renderer turns the replies into text for the member's language and channel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from flows import prompts as p
+from flows.intents import Intent, Parsed, Press, detect, read_payload
+from flows.model import (
+    AddEvidence,
+    AnswerView,
+    AssessmentStatus,
+    Decision,
+    Event,
+    Inbound,
+    InboundKind,
+    JoinFailed,
+    JoinUnit,
+    Mode,
+    Msg,
+    Notice,
+    Param,
+    Reply,
+    RequestSubmission,
+    Role,
+    SaveAnswer,
+    SessionState,
+    SetLanguage,
+    Snapshot,
+    Submit,
+    msg,
+)
+from flows.parse import Problem, clean, parse_answer, parse_citation, parse_link, parse_yes_no
+from scoring.messages import N_
+from scoring.model import AnswerType, AnswerValue, Framework, Indicator
+
+JOIN_WINDOW = dt.timedelta(minutes=15)
+JOIN_MAX_FAILURES = 5
+_ANSWERING_ROLES = (Role.RESPONDENT, Role.LEADER)
+_NUMERIC = (AnswerType.PERCENTAGE, AnswerType.RATIO, AnswerType.COUNT, AnswerType.AMOUNT, AnswerType.POINTS)
+
+
+def _say(
+    session: SessionState, *replies: Reply, events: tuple[Event, ...] = (), notices: tuple[Notice, ...] = ()
+) -> Decision:
+    return Decision(session, events, replies, notices)
+
+
+def _line(key: str, /, **params: Param) -> Reply:
+    return Reply((msg(key, **params),))
+
+
+# -- joining -------------------------------------------------------------------------------------
+
+
+def join_code(text: str) -> str | None:
+    """The invite code a message carries ("/start AB12CD34" or the code alone), normalised."""
+    t = clean(text)
+    parsed = detect(t, codes=frozenset(), expects_number=False)
+    candidate = parsed.arg if parsed is not None and parsed.intent is Intent.START else t
+    candidate = candidate.strip().upper()
+    if 6 <= len(candidate) <= 16 and candidate.isascii() and candidate.replace("-", "").isalnum():
+        return candidate.replace("-", "")
+    return None
+
+
+def _join(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
+    session = SessionState(mode=Mode.JOIN)
+    code = join_code(inbound.text) if inbound.kind is InboundKind.TEXT else None
+    if code is None:
+        return _say(session, _line(N_("join.ask_code")))
+    recent = [t for t in snap.join_failures if now - t < JOIN_WINDOW]
+    if len(recent) >= JOIN_MAX_FAILURES:
+        retry = min(recent) + JOIN_WINDOW
+        return _say(session, _line(N_("join.rate_limited"), at=retry))
+    invite = snap.invite
+    left = JOIN_MAX_FAILURES - len(recent) - 1
+    if invite is None or invite.code != code:
+        return _say(session, _line(N_("join.unknown"), code=code, left=left), events=(JoinFailed("unknown"),))
+    if invite.used:
+        return _say(session, _line(N_("join.used")), events=(JoinFailed("used"),))
+    if now >= invite.expires_at:
+        return _say(session, _line(N_("join.expired"), at=invite.expires_at), events=(JoinFailed("expired"),))
+    role_key = {
+        Role.RESPONDENT: N_("role.respondent"),
+        Role.LEADER: N_("role.leader"),
+        Role.REVIEWER: N_("role.reviewer"),
+        Role.ADMIN: N_("role.admin"),
+    }[invite.role]
+    return _say(
+        SessionState(mode=Mode.ASK),
+        _line(N_("join.ok"), unit=invite.unit_name, role=msg(role_key)),
+        events=(JoinUnit(code),),
+    )
+
+
+# -- the walk ------------------------------------------------------------------------------------
+
+
+def _fw(snap: Snapshot) -> Framework:
+    assert snap.period is not None
+    return snap.period.framework
+
+
+def _next_open(snap: Snapshot, after: str | None, skipped: tuple[str, ...]) -> str | None:
+    """The next unanswered, not deferred indicator after `after`, wrapping around."""
+    codes = [i.code for i in _fw(snap).indicators]
+    start = codes.index(after) + 1 if after in codes else 0
+    for code in codes[start:] + codes[:start]:
+        if code not in snap.answers and code not in skipped:
+            return code
+    return None
+
+
+def _advance(
+    snap: Snapshot, session: SessionState, after: str | None, intro: tuple[Msg, ...] = ()
+) -> Decision:
+    """Move to the next open indicator; come back to deferred ones at the end; done when none is left."""
+    code = _next_open(snap, after, session.skipped)
+    if code is not None:
+        return _say(session.at(Mode.ASK, code), p.question(snap, code, intro=intro))
+    deferred = [c for c in session.skipped if c not in snap.answers]
+    if deferred:
+        back = replace(session, skipped=())
+        return _say(
+            back.at(Mode.ASK, deferred[0]),
+            p.question(
+                snap, deferred[0], intro=(*intro, msg(N_("walk.back_to_deferred"), count=len(deferred)))
+            ),
+        )
+    risk, no_evidence = p.at_risk(snap)
+    lines = (*intro, msg(N_("walk.all_answered"), total=len(_fw(snap).indicators)))
+    if no_evidence:
+        lines = (*lines, msg(N_("walk.evidence_reminder"), count=len(no_evidence), points=risk))
+    return _say(
+        replace(session, skipped=()).at(Mode.DONE, None), Reply((*lines, msg(N_("walk.submit_hint"))))
+    )
+
+
+def _ask_again(snap: Snapshot, session: SessionState, intro: tuple[Msg, ...] = ()) -> Decision:
+    if session.mode is Mode.DONE or session.current is None:
+        return _advance(snap, session, None, intro)
+    if session.mode is Mode.EVIDENCE:
+        return _say(session, *((Reply(intro),) if intro else ()), p.evidence_prompt(snap, session.current))
+    return _say(session.at(Mode.ASK, session.current), p.question(snap, session.current, intro=intro))
+
+
+def _locked(snap: Snapshot) -> Reply | None:
+    if snap.status is AssessmentStatus.SUBMITTED:
+        return _line(N_("locked.submitted"), at=snap.submitted_at or msg(N_("welcome.no_deadline")))
+    return None
+
+
+def _needs_evidence(ind: Indicator, value: AnswerValue) -> bool:
+    return ind.evidence.required and ind.points(value) > 0
+
+
+def _record(snap: Snapshot, session: SessionState, code: str, value: AnswerValue) -> Decision:
+    locked = _locked(snap)
+    if locked is not None:
+        return _say(session.at(Mode.DONE, None), locked)
+    ind = _fw(snap).indicator(code)
+    assert ind is not None
+    event = SaveAnswer(code, value)
+    after = _with_answer(snap, code, value, False, None)
+    line = p.ack(after, code, p.provisional(after))
+    if _needs_evidence(ind, value) and not (snap.answers.get(code) and snap.answers[code].evidence):
+        return _say(
+            session.at(Mode.EVIDENCE, code), Reply((line,)), p.evidence_prompt(after, code), events=(event,)
+        )
+    decision = _advance(after, session, code, intro=(line,))
+    return replace(decision, events=(event,))
+
+
+def _with_answer(
+    snap: Snapshot, code: str, value: AnswerValue | None, na: bool, reason: str | None
+) -> Snapshot:
+    """The snapshot as it will be once the answer is stored, for the running total and what comes next."""
+    old = snap.answers.get(code)
+    view = AnswerView(value, na, reason, (old.revision + 1) if old else 1, old.evidence if old else ())
+    return replace(snap, answers={**snap.answers, code: view})
+
+
+def _answer_text(snap: Snapshot, session: SessionState, text: str) -> Decision:
+    code = session.current
+    assert code is not None
+    ind = _fw(snap).indicator(code)
+    assert ind is not None
+    parsed = parse_answer(ind, text)
+    if isinstance(parsed, Problem):
+        misses = session.misses + 1
+        problem = Msg(parsed.key, parsed.params)
+        return _say(replace(session, misses=misses), p.problem_reply(snap, code, problem, misses))
+    return _record(snap, session, code, parsed)
+
+
+def _file_outside_evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decision:
+    code = session.current
+    if code is not None and code in snap.answers:
+        return _evidence(snap, session.at(Mode.EVIDENCE, code), inbound)
+    return _say(session, _line(N_("evidence.answer_first")), *([p.question(snap, code)] if code else []))
+
+
+def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decision:
+    code = session.current
+    assert code is not None
+    locked = _locked(snap)
+    if locked is not None:
+        return _say(session.at(Mode.DONE, None), locked)
+    if inbound.kind is InboundKind.FILE:
+        if inbound.file is None:
+            reason = inbound.rejected or "unsupported_type"
+            key = {
+                "too_large": N_("evidence.rejected.too_large"),
+                "empty": N_("evidence.rejected.empty"),
+            }.get(reason, N_("evidence.rejected.unsupported_type"))
+            return _say(session, _line(key, name=inbound.text or "-", max=20))
+        f = inbound.file
+        events: tuple[Event, ...] = (AddEvidence(code, file=f),)
+        if inbound.caption:
+            citation = parse_citation(inbound.caption)
+            if citation is not None:
+                events = (*events, AddEvidence(code, citation=citation))
+        count = session.evidence_added + len(events)
+        what = msg(N_("evidence.what.file"), name=f.name, size=_size_kb(f.size))
+        return _say(
+            replace(session, evidence_added=count),
+            p.evidence_received(snap, code, what, count),
+            events=events,
+        )
+    text = clean(inbound.text)
+    citation = parse_citation(text)
+    if citation is not None:
+        count = session.evidence_added + 1
+        what = msg(N_("evidence.what.citation"), number=citation.number, date=citation.date)
+        return _say(
+            replace(session, evidence_added=count),
+            p.evidence_received(snap, code, what, count),
+            events=(AddEvidence(code, citation=citation),),
+        )
+    link = parse_link(text)
+    if link is not None:
+        count = session.evidence_added + 1
+        what = msg(N_("evidence.what.link"), url=link)
+        return _say(
+            replace(session, evidence_added=count),
+            p.evidence_received(snap, code, what, count),
+            events=(AddEvidence(code, url=link),),
+        )
+    return _say(session, _line(N_("evidence.bad")), p.evidence_prompt(snap, code))
+
+
+def _size_kb(size: int) -> int:
+    return max(1, (size + 1023) // 1024)
+
+
+def _evidence_done(snap: Snapshot, session: SessionState, later: bool) -> Decision:
+    code = session.current
+    assert code is not None
+    answer = snap.answers.get(code)
+    have = session.evidence_added > 0 or bool(answer and answer.evidence)
+    intro: tuple[Msg, ...] = ()
+    if later or not have:
+        ind = _fw(snap).indicator(code)
+        assert ind is not None
+        claimed = ind.points(answer.value) if answer is not None and answer.value is not None else 0
+        intro = (msg(N_("evidence.later"), code=code, points=claimed),)
+    return _advance(snap, session.at(Mode.ASK, code), code, intro)
+
+
+# -- submission ----------------------------------------------------------------------------------
+
+
+def _submit(snap: Snapshot, session: SessionState) -> Decision:
+    assert snap.member is not None
+    if snap.status is AssessmentStatus.SUBMITTED:
+        return _say(
+            session, _line(N_("submit.already"), at=snap.submitted_at or msg(N_("welcome.no_deadline")))
+        )
+    leader = snap.member.role is Role.LEADER
+    if snap.status is AssessmentStatus.AWAITING_LEADER and not leader:
+        return _say(session, _line(N_("submit.waiting_leader")))
+    return _say(replace(session, mode=Mode.CONFIRM_SUBMIT), p.submit_summary(snap, leader=leader))
+
+
+def _confirm(snap: Snapshot, session: SessionState) -> Decision:
+    assert snap.member is not None
+    back = replace(session, mode=Mode.ASK if session.current else Mode.DONE)
+    if snap.member.role is Role.LEADER:
+        return _say(
+            back.at(Mode.DONE, None), _line(N_("submit.done"), unit=snap.member.unit_name), events=(Submit(),)
+        )
+    report = p.strict(snap)
+    notice = Notice(
+        Role.LEADER,
+        Reply(
+            (msg(N_("submit.leader_notice"), unit=snap.member.unit_name, sum=report.total, max=report.max),),
+        ),
+    )
+    return _say(back, _line(N_("submit.requested")), events=(RequestSubmission(),), notices=(notice,))
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datetime) -> Decision | None:
+    """Handle a navigation or overview request; None when the intent means nothing in this mode."""
+    i = parsed.intent
+    fw = _fw(snap)
+    code = session.current
+    if i is Intent.HELP:
+        return _say(session, p.help_reply())
+    if i is Intent.PREVIEW:
+        return _say(session, p.preview(snap))
+    if i is Intent.PROGRESS:
+        return _say(session, p.progress(snap))
+    if i is Intent.MISSING:
+        return _say(session, p.missing(snap))
+    if i is Intent.LANGUAGE:
+        if parsed.arg in ("vi", "en"):
+            return _say(session, _line(N_("language.set")), events=(SetLanguage(parsed.arg),))
+        return _say(session, Reply((msg(N_("language.choose")),), p.language_buttons(snap)))
+    if i in (Intent.RESUME, Intent.START):
+        return _ask_again(snap, session, intro=(p.welcome(snap),))
+    if i is Intent.SUBMIT:
+        return _submit(snap, session)
+    if i is Intent.JUMP:
+        if fw.indicator(parsed.arg) is None:
+            return _say(session, _line(N_("jump.unknown"), code=parsed.arg))
+        return _say(session.at(Mode.ASK, parsed.arg), p.question(snap, parsed.arg))
+    if i is Intent.GROUP:
+        group = fw.group(parsed.arg)
+        if group is None:
+            return _say(
+                session,
+                _line(N_("jump.unknown_group"), group=parsed.arg, groups=", ".join(g.id for g in fw.groups)),
+            )
+        target = next((c for c in group.indicator_codes if c not in snap.answers), group.indicator_codes[0])
+        return _say(session.at(Mode.ASK, target), p.question(snap, target))
+    if i is Intent.BACK:
+        codes = [ind.code for ind in fw.indicators]
+        target = codes[max(codes.index(code) - 1, 0)] if code in codes else codes[-1]
+        return _say(session.at(Mode.ASK, target), p.question(snap, target))
+    if i is Intent.GUIDANCE and code is not None:
+        return _say(session, p.guidance(snap, code))
+    if session.mode is Mode.EVIDENCE and i in (Intent.DONE, Intent.SKIP, Intent.NEXT):
+        return _evidence_done(snap, session, later=i is not Intent.DONE)
+    if i in (Intent.SKIP, Intent.NEXT) and session.mode in (Mode.ASK, Mode.NA_REASON, Mode.CONFIRM_SUBMIT):
+        skipped = session.skipped
+        if code is not None and code not in snap.answers and code not in skipped:
+            skipped = (*skipped, code)
+        return _advance(snap, replace(session, skipped=skipped), code)
+    if i is Intent.NOT_APPLICABLE and code is not None and session.mode in (Mode.ASK, Mode.EVIDENCE):
+        ind = fw.indicator(code)
+        assert ind is not None
+        if not ind.allows_not_applicable:
+            return _say(session, _line(N_("na.not_allowed"), code=code))
+        locked = _locked(snap)
+        if locked is not None:
+            return _say(session, locked)
+        return _say(session.at(Mode.NA_REASON, code), p.na_prompt(snap, code))
+    if i is Intent.CANCEL:
+        return _ask_again(snap, replace(session, mode=Mode.ASK) if session.mode is not Mode.DONE else session)
+    if i is Intent.CONFIRM and session.mode is Mode.CONFIRM_SUBMIT:
+        return _confirm(snap, session)
+    return None
+
+
+def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime) -> Decision:
+    assert snap.period is not None
+    stale = _say(session, _line(N_("button.stale")), *_ask_again(snap, session).replies)
+    if press.period_id != snap.period.id:
+        return stale
+    if press.action == "ans":
+        if session.mode is not Mode.ASK or press.code != session.current:
+            return stale
+        ind = _fw(snap).indicator(press.code)
+        assert ind is not None
+        value: AnswerValue
+        if ind.answer.type is AnswerType.YES_NO and press.arg in ("yes", "no"):
+            value = press.arg == "yes"
+        elif ind.answer.type is AnswerType.CHOICE and ind.answer.option(press.arg) is not None:
+            value = press.arg
+        else:
+            return stale
+        return _record(snap, session, press.code, value)
+    if press.action == "ev":
+        if (
+            session.mode is not Mode.EVIDENCE
+            or press.code != session.current
+            or press.arg not in ("done", "later")
+        ):
+            return stale
+        return _evidence_done(snap, session, later=press.arg == "later")
+    if press.action == "sub":
+        if session.mode is not Mode.CONFIRM_SUBMIT:
+            return stale
+        if press.arg == "confirm":
+            return _confirm(snap, session)
+        return _ask_again(snap, replace(session, mode=Mode.ASK))
+    if press.action == "go":
+        if _fw(snap).indicator(press.code) is None:
+            return stale
+        return _say(session.at(Mode.ASK, press.code), p.question(snap, press.code))
+    if press.action == "lang" and press.arg in ("vi", "en"):
+        return _say(session, _line(N_("language.set")), events=(SetLanguage(press.arg),))
+    if press.action == "nav":
+        if press.code and press.code != session.current:
+            return stale
+        intents = {
+            "skip": Intent.SKIP,
+            "na": Intent.NOT_APPLICABLE,
+            "guidance": Intent.GUIDANCE,
+            "help": Intent.HELP,
+            "preview": Intent.PREVIEW,
+            "missing": Intent.MISSING,
+            "progress": Intent.PROGRESS,
+            "submit": Intent.SUBMIT,
+            "cancel": Intent.CANCEL,
+        }
+        intent = intents.get(press.arg)
+        if intent is not None:
+            result = _intent(snap, session, Parsed(intent), now)
+            if result is not None:
+                return result
+    return stale
+
+
+def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
+    assert snap.member is not None and snap.period is not None
+    session = snap.session
+    fw = snap.period.framework
+    if session.current is not None and fw.indicator(session.current) is None:
+        session = SessionState(mode=Mode.ASK)  # the period's framework changed under this session
+    if session.mode is Mode.JOIN:
+        session = session.at(Mode.ASK, None)
+        if inbound.kind is not InboundKind.BUTTON:
+            return _advance(snap, session, None, intro=(p.welcome(snap),))
+    if inbound.kind is InboundKind.RESUME:
+        return _ask_again(snap, session, intro=(p.welcome(snap),))
+    if inbound.kind is InboundKind.BUTTON:
+        press = read_payload(inbound.payload)
+        if press is None:
+            return _say(session, _line(N_("button.stale")), *_ask_again(snap, session).replies)
+        return _press(snap, session, press, now)
+    if inbound.kind is InboundKind.FILE:
+        if session.mode is Mode.EVIDENCE:
+            return _evidence(snap, session, inbound)
+        return _file_outside_evidence(snap, session, inbound)
+    text = clean(inbound.text)
+    if not text:
+        return _ask_again(snap, session)
+    current = fw.indicator(session.current) if session.current else None
+    expects_number = session.mode is Mode.ASK and current is not None and current.answer.type in _NUMERIC
+    parsed = detect(text, codes=frozenset(i.code for i in fw.indicators), expects_number=expects_number)
+    if parsed is not None:
+        handled = _intent(snap, session, parsed, now)
+        if handled is not None:
+            return handled
+    if session.mode is Mode.NA_REASON and session.current is not None:
+        locked = _locked(snap)
+        if locked is not None:
+            return _say(session.at(Mode.DONE, None), locked)
+        code = session.current
+        event = SaveAnswer(code, None, not_applicable=True, reason=text[:500])
+        after = _with_answer(snap, code, None, True, text[:500])
+        decision = _advance(after, session, code, intro=(p.ack(after, code, p.provisional(after)),))
+        return replace(decision, events=(event,))
+    if session.mode is Mode.EVIDENCE:
+        return _evidence(snap, session, inbound)
+    if session.mode is Mode.CONFIRM_SUBMIT:
+        yes = parse_yes_no(text)
+        if yes is True:
+            return _confirm(snap, session)
+        if yes is False:
+            return _ask_again(snap, replace(session, mode=Mode.ASK))
+        return _say(session, p.submit_summary(snap, leader=snap.member.role is Role.LEADER))
+    if session.mode is Mode.DONE or session.current is None:
+        return _say(session, _line(N_("walk.done_hint")))
+    if parse_citation(text) is not None or parse_link(text) is not None:
+        return _file_outside_evidence(snap, session, inbound)  # evidence typed while the question is open
+    return _answer_text(snap, session, text)
+
+
+def step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
+    """Decide what to record and what to reply; never raises on anything a user can send."""
+    if snapshot.member is None:
+        return _join(snapshot, inbound, now)
+    if snapshot.member.role not in _ANSWERING_ROLES:
+        return _say(snapshot.session, _line(N_("role.no_assessment"), unit=snapshot.member.unit_name))
+    if snapshot.period is None:
+        return _say(snapshot.session, _line(N_("walk.no_period"), unit=snapshot.member.unit_name))
+    return _walk(snapshot, inbound, now)
