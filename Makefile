@@ -7,7 +7,7 @@ PO := $(wildcard locales/*/LC_MESSAGES/dti.po)
 MO := $(PO:.po=.mo)
 SOURCES := bot scoring flows storage
 
-.PHONY: all demo test lint typecheck catalogs i18n bench clean
+.PHONY: all demo demo-score migrations test lint typecheck catalogs i18n bench clean
 
 all: $(STAMP) catalogs
 
@@ -27,12 +27,23 @@ i18n: $(STAMP)
 	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k t --no-location --sort-output -o locales/dti.pot $(SOURCES)
 	$(BIN)/pybabel -q update -i locales/dti.pot -d locales -D dti --no-fuzzy-matching --ignore-obsolete --width 100
 
+# The demo province lives in var/demo.db (SQLite) with its evidence under var/evidence.
 demo: all
-	$(BIN)/dtibot framework show tay-ninh-commune-2025 | head -n 20
-	@echo
+	mkdir -p var
+	DTI_DATABASE_URL=$${DTI_DATABASE_URL:-sqlite:///$(CURDIR)/var/demo.db} \
+	DTI_EVIDENCE_DIR=$${DTI_EVIDENCE_DIR:-$(CURDIR)/var/evidence} \
+	$(BIN)/dtibot demo
+
+# The scored example of the foundation issue: a sample commune and a ranked sample set.
+demo-score: all
 	$(BIN)/dtibot score tay-ninh-commune-2025 bot/demo/tay-ninh-sample-answers.json
-	@echo
 	$(BIN)/dtibot rank tay-ninh-commune-2025 bot/demo/tay-ninh-sample-units.json
+
+# Every migration must apply to an empty database before the tests run.
+migrations: all
+	rm -rf .scratch && mkdir -p .scratch
+	DTI_DATABASE_URL=sqlite:///$(CURDIR)/.scratch/scratch.db $(BIN)/dtibot db upgrade
+	rm -rf .scratch
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES) tests bench
@@ -41,11 +52,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict scoring flows storage bot
 
-test: all lint typecheck
+test: all lint typecheck migrations
 	$(BIN)/pytest
 
 bench: all
 	$(BIN)/python bench/score_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(MO)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .scratch $(MO)

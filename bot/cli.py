@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from bot import catalog
+from bot import catalog, cli_admin
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
 from bot.render.labels import ANSWER_TYPE, LEVEL
 from bot.render.problems import answer_problem, gate_issues, import_problem
@@ -431,6 +431,7 @@ def _parser(t: Translator) -> argparse.ArgumentParser:
     rk.add_argument("units", metavar="UNITS.json")
     scoring_options(rk)
     rk.set_defaults(func=cmd_rank)
+    cli_admin.register(sub, t)
     return p
 
 

@@ -221,6 +221,7 @@ def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decisi
             key = {
                 "too_large": N_("evidence.rejected.too_large"),
                 "empty": N_("evidence.rejected.empty"),
+                "name_mismatch": N_("evidence.rejected.name_mismatch"),
             }.get(reason, N_("evidence.rejected.unsupported_type"))
             return _say(session, _line(key, name=inbound.text or "-", max=20))
         f = inbound.file
@@ -329,7 +330,7 @@ def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datet
             return _say(session, _line(N_("language.set")), events=(SetLanguage(parsed.arg),))
         return _say(session, Reply((msg(N_("language.choose")),), p.language_buttons(snap)))
     if i in (Intent.RESUME, Intent.START):
-        return _ask_again(snap, session, intro=(p.welcome(snap),))
+        return _ask_again(snap, session, intro=p.greeting(snap))
     if i is Intent.SUBMIT:
         return _submit(snap, session)
     if i is Intent.JUMP:
@@ -443,9 +444,9 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     if session.mode is Mode.JOIN:
         session = session.at(Mode.ASK, None)
         if inbound.kind is not InboundKind.BUTTON:
-            return _advance(snap, session, None, intro=(p.welcome(snap),))
+            return _advance(snap, session, None, intro=p.greeting(snap))
     if inbound.kind is InboundKind.RESUME:
-        return _ask_again(snap, session, intro=(p.welcome(snap),))
+        return _ask_again(snap, session, intro=p.greeting(snap))
     if inbound.kind is InboundKind.BUTTON:
         press = read_payload(inbound.payload)
         if press is None:

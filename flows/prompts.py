@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flows.intents import payload
-from flows.model import AnswerView, Button, Fixed, Msg, Param, Reply, Snapshot, msg
+from flows.model import AnswerView, AssessmentStatus, Button, Fixed, Msg, Param, Reply, Role, Snapshot, msg
 from scoring.answers import Answer, Evidence
 from scoring.engine import Report, Rules, Status, score
 from scoring.messages import N_
@@ -342,6 +342,17 @@ def welcome(snap: Snapshot) -> Msg:
         answered=sum(1 for i in fw.indicators if i.code in snap.answers),
         total=len(fw.indicators),
     )
+
+
+def greeting(snap: Snapshot) -> tuple[Msg, ...]:
+    """The welcome, plus what awaits this member: a leader is told a submission waits for them."""
+    assert snap.member is not None
+    lines = [welcome(snap)]
+    if snap.status is AssessmentStatus.AWAITING_LEADER and snap.member.role is Role.LEADER:
+        lines.append(msg(N_("submit.pending_for_leader")))
+    elif snap.status is AssessmentStatus.SUBMITTED:
+        lines.append(msg(N_("submit.already"), at=snap.submitted_at or msg(N_("welcome.no_deadline"))))
+    return tuple(lines)
 
 
 def submit_summary(snap: Snapshot, *, leader: bool) -> Reply:

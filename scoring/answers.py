@@ -262,3 +262,30 @@ def parse_answers(framework: Framework, document: object) -> dict[str, Answer]:
     if problems:
         raise AnswerError(problems)
     return answers
+
+
+def encode_value(value: AnswerValue) -> object:
+    """An answer value as JSON-ready data that `decode_value` reads back exactly (numbers as text)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, Ratio):
+        return {"numerator": plain(value.numerator), "denominator": plain(value.denominator)}
+    return sorted(value)
+
+
+def decode_value(indicator: Indicator, raw: object) -> AnswerValue | None:
+    """A stored value for `indicator`; None when it no longer fits (the framework changed)."""
+    if isinstance(raw, str) and indicator.answer.type not in (AnswerType.CHOICE,):
+        try:
+            raw = Decimal(raw)
+        except InvalidOperation:
+            return None
+    elif isinstance(raw, Mapping):
+        try:
+            raw = {k: Decimal(str(v)) for k, v in raw.items()}
+        except InvalidOperation:
+            return None
+    parsed = parse_value(indicator, raw)
+    return None if isinstance(parsed, AnswerProblem) else parsed

@@ -15,6 +15,8 @@ from bot.i18n import Translator
 from scoring.gate import build_framework
 from scoring.model import Framework
 
+pytest_plugins = ["tests.storage_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TAY_NINH_TSV = ROOT / "scoring" / "frameworks" / "sources" / "tay-ninh-commune-2025-indicators.tsv"
 

@@ -1,0 +1,106 @@
+"""The console channel: the same assessment in a terminal, and the embedded default.
+
+Bot messages are printed with numbered buttons ("[#1 Có]"); a typed line is a message; "#2" presses
+button 2 of the last keyboard; "/file PATH" sends a file as evidence. When standard input is not a
+terminal the script is read line by line and every line is echoed before its replies, so a whole
+conversation can be piped in and read back as a transcript.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bot.i18n import Translator
+from bot.service import Service
+from flows.model import FileInfo, Inbound, InboundKind
+from storage.conversations import mark_sent, pending_outbox
+from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+
+CHANNEL = "console"
+_BUTTON = re.compile(r"^#(\d{1,2})$")
+
+
+@dataclass
+class ConsoleChannel:
+    service: Service
+    store: EvidenceStore
+    chat_id: str
+    out: TextIO
+    echo: bool = False
+    language: str = "vi"
+    keyboard: list[dict[str, str]] = field(default_factory=list)
+
+    def deliver(self) -> int:
+        """Print what the outbox holds for this chat, in order, and mark it sent."""
+        with self.service.db.session() as s:
+            rows = pending_outbox(s, CHANNEL, self.chat_id)
+            for row in rows:
+                payload = json.loads(row.payload_json)
+                print(payload["text"], file=self.out)
+                buttons = payload.get("buttons") or []
+                if buttons:
+                    self.keyboard = buttons
+                    print(
+                        "   " + "  ".join(f"[#{i} {b['label']}]" for i, b in enumerate(buttons, 1)),
+                        file=self.out,
+                    )
+                print(file=self.out)
+            mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
+        self.out.flush()
+        return len(rows)
+
+    def inbound_for(self, line: str) -> Inbound | None:
+        m = _BUTTON.match(line.strip())
+        if m is not None:
+            index = int(m.group(1)) - 1
+            if 0 <= index < len(self.keyboard):
+                return Inbound(InboundKind.BUTTON, payload=self.keyboard[index]["payload"])
+            t = Translator(self.language)
+            print(t("console.no_such_button", number=index + 1, count=len(self.keyboard)), file=self.out)
+            return None
+        if line.startswith("/file "):
+            return self.file_inbound(Path(line[len("/file ") :].strip()))
+        return Inbound(InboundKind.TEXT, text=line)
+
+    def file_inbound(self, path: Path) -> Inbound | None:
+        name = sanitize_name(path.name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(
+                Translator("vi")("console.cannot_read", path=str(path), problem=exc.strerror or str(exc)),
+                file=self.out,
+            )
+            return None
+        try:
+            stored = self.store.put(data, name)
+        except EvidenceRejected as exc:
+            return Inbound(InboundKind.FILE, text=name, rejected=exc.reason)
+        return Inbound(
+            InboundKind.FILE, text=name, file=FileInfo(stored.sha256, stored.size, stored.mime, name)
+        )
+
+    def send(self, inbound: Inbound) -> None:
+        self.service.handle(CHANNEL, self.chat_id, uuid.uuid4().hex, inbound)
+        self.deliver()
+
+    def run(self, lines: Iterable[str], join: str | None = None) -> None:
+        self.deliver()  # anything a crash left undelivered goes out first
+        self.send(Inbound(InboundKind.TEXT, text=f"/start {join}") if join else Inbound(InboundKind.RESUME))
+        for raw in lines:
+            line = raw.rstrip("\n")
+            if self.echo:
+                print(f"> {line}", file=self.out)
+            if not line.strip():
+                continue
+            if line.strip() in ("/quit", "/thoat"):
+                break
+            inbound = self.inbound_for(line)
+            if inbound is not None:
+                self.send(inbound)

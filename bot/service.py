@@ -1,0 +1,152 @@
+"""The service every channel calls: one inbound message in, outbox rows out, exactly once.
+
+Order of work for each message: skip it if its id was processed before; take the chat's lock (two
+messages from one chat are handled one after the other; on PostgreSQL the conversation row is also
+locked, so several processes agree); load the snapshot; let the pure engine decide; record the
+decision, the rendered replies (into the outbox) and the inbound id in ONE transaction. A conflict
+with another process retries the whole step on fresh data. Nothing is sent from here: channels
+deliver the outbox, so a crash after the commit loses nothing and a crash before it changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from bot import catalog
+from bot.i18n import Translator
+from bot.render.reply import Rendered, ReplyRenderer
+from flows import step
+from flows.engine import join_code
+from flows.model import Inbound, InboundKind, JoinUnit, Notice, Reply, SetLanguage
+from scoring.model import Framework
+from storage.conversations import (
+    ConcurrentUpdate,
+    InviteTaken,
+    Loaded,
+    already_processed,
+    apply,
+    enqueue,
+    load_snapshot,
+    unit_members,
+)
+from storage.db import Database
+
+ATTEMPTS = 5
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def resolve_framework(framework_id: str, version: str) -> Framework:
+    return catalog.framework(f"{framework_id}@{version}")
+
+
+def payload_of(rendered: Rendered) -> dict[str, object]:
+    return {
+        "text": rendered.text,
+        "buttons": [{"label": b.label, "payload": b.payload} for b in rendered.buttons],
+    }
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass
+class Service:
+    db: Database
+    clock: Callable[[], dt.datetime] = utc_now
+    escapes: dict[str, Callable[[str], str]] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _async_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def _lock(self, channel: str, chat_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((channel, chat_id), threading.Lock())
+
+    def handle(self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound) -> list[int]:
+        """Process one inbound message; returns the ids of the outbox rows it produced."""
+        with self._lock(channel, chat_id):
+            for attempt in range(ATTEMPTS):
+                try:
+                    return self._handle_once(channel, chat_id, inbound_id, inbound)
+                except (ConcurrentUpdate, InviteTaken, OperationalError):
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                except IntegrityError:
+                    # a concurrent duplicate of the same inbound id, or a racing first message
+                    if inbound_id is not None:
+                        with self.db.session() as s:
+                            if already_processed(s, channel, inbound_id):
+                                return []
+                    if attempt == ATTEMPTS - 1:
+                        raise
+        return []
+
+    async def handle_async(
+        self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound
+    ) -> list[int]:
+        key = (channel, chat_id)
+        lock = self._async_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(self.handle, channel, chat_id, inbound_id, inbound)
+
+    def _handle_once(self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound) -> list[int]:
+        now = self.clock()
+        with self.db.session() as s:
+            if inbound_id is not None and already_processed(s, channel, inbound_id):
+                return []
+            code = join_code(inbound.text) if inbound.kind is InboundKind.TEXT else None
+            loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code)
+            decision = step(loaded.snapshot, inbound, now)
+            member_id = apply(s, loaded, decision, now, inbound_id)
+            replies = list(decision.replies)
+            language = loaded.snapshot.member.language if loaded.snapshot.member else "vi"
+            for event in decision.events:
+                if isinstance(event, SetLanguage):
+                    language = event.language
+            if any(isinstance(e, JoinUnit) for e in decision.events):
+                joined = load_snapshot(s, channel, chat_id, resolve_framework, now)
+                follow = step(joined.snapshot, Inbound(InboundKind.RESUME), now)
+                apply(s, joined, follow, now, None)
+                replies += follow.replies
+                loaded = joined
+            rows = enqueue(
+                s, channel, chat_id, member_id, [self._render(r, language, channel) for r in replies], now
+            )
+            ids = [r.id for r in rows if r.id is not None]
+            ids += self._notify(s, loaded, decision.notices, now)
+            return ids
+
+    def _render(self, reply: Reply, language: str, channel: str) -> dict[str, object]:
+        renderer = ReplyRenderer(Translator(language), self.escapes.get(channel, _identity))
+        return payload_of(renderer.reply(reply))
+
+    def _notify(self, s: Session, loaded: Loaded, notices: tuple[Notice, ...], now: dt.datetime) -> list[int]:
+        """Replies for the unit's other members holding a role (a leader asked to confirm, say)."""
+        ids: list[int] = []
+        for notice in notices:
+            if loaded.unit_id is None:
+                continue
+            for member in unit_members(s, loaded.unit_id, notice.role):
+                if member.id == loaded.member_id:
+                    continue
+                rows = enqueue(
+                    s,
+                    member.channel,
+                    member.chat_id,
+                    member.id,
+                    [self._render(notice.reply, member.language, member.channel)],
+                    now,
+                )
+                ids += [r.id for r in rows if r.id is not None]
+        return ids

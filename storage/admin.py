@@ -1,0 +1,244 @@
+"""What provincial staff do from the command line: units, periods, invites, progress.
+
+Plain functions over a session; the CLI in `bot/` turns their results and errors into messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, func, select
+
+from scoring.messages import N_
+from storage.models import (
+    ROLES,
+    UNIT_LEVELS,
+    AnswerRevision,
+    Assessment,
+    AuditLog,
+    Evidence,
+    Invite,
+    Member,
+    Period,
+    Unit,
+)
+
+INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed on phones
+INVITE_LENGTH = 8
+
+
+class AdminError(ValueError):
+    """Bad input to an admin command; `key` names the message, `params` fill it."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = {k: str(v) for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    code: str
+    name: str
+    level: str
+    parent: str | None
+
+
+def import_units(s: Session, rows: Sequence[UnitRow], now: dt.datetime) -> tuple[int, int]:
+    """Create or update units by code (parents may come later in the file); returns (created, updated)."""
+    seen: set[str] = set()
+    for i, row in enumerate(rows, start=1):
+        if not row.code or not row.name:
+            raise AdminError(N_("admin.unit_incomplete"), row=i)
+        if row.level not in UNIT_LEVELS:
+            raise AdminError(N_("admin.unit_level"), row=i, level=row.level, levels=", ".join(UNIT_LEVELS))
+        if row.code in seen:
+            raise AdminError(N_("admin.unit_duplicate"), row=i, code=row.code)
+        seen.add(row.code)
+    existing = {u.code: u for u in s.exec(select(Unit).where(col(Unit.code).in_([r.code for r in rows])))}
+    created = updated = 0
+    for row in rows:
+        unit = existing.get(row.code)
+        if unit is None:
+            unit = Unit(code=row.code, name=row.name, level=row.level, created_at=now)
+            created += 1
+        else:
+            if (unit.name, unit.level) != (row.name, row.level):
+                updated += 1
+            unit.name, unit.level = row.name, row.level
+        s.add(unit)
+        existing[row.code] = unit
+    s.flush()
+    for i, row in enumerate(rows, start=1):
+        unit = existing[row.code]
+        if row.parent:
+            parent = existing.get(row.parent) or s.exec(select(Unit).where(Unit.code == row.parent)).first()
+            if parent is None:
+                raise AdminError(N_("admin.unit_parent"), row=i, parent=row.parent)
+            if parent.id == unit.id:
+                raise AdminError(N_("admin.unit_parent"), row=i, parent=row.parent)
+            unit.parent_id = parent.id
+        else:
+            unit.parent_id = None
+        s.add(unit)
+    s.flush()
+    return created, updated
+
+
+def unit_by_code(s: Session, code: str) -> Unit:
+    unit = s.exec(select(Unit).where(Unit.code == code)).first()
+    if unit is None:
+        raise AdminError(N_("admin.unit_unknown"), code=code)
+    return unit
+
+
+def open_period(
+    s: Session,
+    *,
+    name: str,
+    year: int,
+    framework_id: str,
+    framework_version: str,
+    now: dt.datetime,
+    self_assessment_due: dt.datetime | None = None,
+    supplement_due: dt.datetime | None = None,
+    appraisal_due: dt.datetime | None = None,
+    publication_due: dt.datetime | None = None,
+) -> Period:
+    period = Period(
+        name=name,
+        year=year,
+        framework_id=framework_id,
+        framework_version=framework_version,
+        opened_at=now,
+        self_assessment_due=self_assessment_due,
+        supplement_due=supplement_due,
+        appraisal_due=appraisal_due,
+        publication_due=publication_due,
+    )
+    s.add(period)
+    s.flush()
+    s.add(
+        AuditLog(
+            at=now,
+            action="period.open",
+            entity="period",
+            entity_id=str(period.id),
+            new_json=period.model_dump_json(),
+        )
+    )
+    return period
+
+
+def period_by_ref(s: Session, ref: str | None) -> Period:
+    """A period by id, or the newest open one when `ref` is None."""
+    if ref is None:
+        period = s.exec(select(Period).where(Period.status == "open").order_by(col(Period.id).desc())).first()
+    elif ref.isdigit():
+        period = s.get(Period, int(ref))
+    else:
+        period = s.exec(select(Period).where(Period.name == ref).order_by(col(Period.id).desc())).first()
+    if period is None:
+        raise AdminError(N_("admin.period_unknown"), period=ref or "-")
+    return period
+
+
+def create_invite(
+    s: Session,
+    unit_code: str,
+    role: str,
+    now: dt.datetime,
+    valid_for: dt.timedelta = dt.timedelta(days=14),
+    created_by: str | None = None,
+) -> Invite:
+    if role not in ROLES:
+        raise AdminError(N_("admin.role_unknown"), role=role, roles=", ".join(ROLES))
+    unit = unit_by_code(s, unit_code)
+    assert unit.id is not None
+    invite = Invite(
+        code="".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH)),
+        unit_id=unit.id,
+        role=role,
+        created_at=now,
+        expires_at=now + valid_for,
+        created_by=created_by,
+    )
+    s.add(invite)
+    s.flush()
+    s.add(
+        AuditLog(
+            at=now,
+            action="invite.create",
+            entity="invite",
+            entity_id=invite.code,
+            unit_id=unit.id,
+            new_json=json.dumps({"role": role, "expires_at": invite.expires_at.isoformat()}),
+        )
+    )
+    return invite
+
+
+@dataclass(frozen=True)
+class UnitProgress:
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    status: str
+    answers: dict[str, tuple[str | None, bool]]  # latest revision per indicator: (value JSON, not applicable)
+    with_evidence: frozenset[str]
+    members: int
+    updated_at: dt.datetime | None
+
+
+def progress(s: Session, period: Period, level: str | None = None) -> list[UnitProgress]:
+    """Per unit of `level`: assessment status, the latest answer of each indicator, which have evidence."""
+    query = select(Unit).order_by(col(Unit.code))
+    if level is not None:
+        query = query.where(Unit.level == level)
+    units = list(s.exec(query))
+    codes = {u.id: u.code for u in s.exec(select(Unit)) if u.id is not None}
+    assessments = {a.unit_id: a for a in s.exec(select(Assessment).where(Assessment.period_id == period.id))}
+    answers: dict[int, dict[str, tuple[str | None, bool]]] = {}
+    latest: dict[int, dt.datetime] = {}
+    revisions = s.exec(
+        select(AnswerRevision)
+        .join(Assessment, col(Assessment.id) == col(AnswerRevision.assessment_id))
+        .where(Assessment.period_id == period.id)
+        .order_by(col(AnswerRevision.assessment_id), col(AnswerRevision.revision))
+    )
+    for rev in revisions:
+        answers.setdefault(rev.assessment_id, {})[rev.indicator_code] = (rev.value_json, rev.not_applicable)
+        latest[rev.assessment_id] = max(latest.get(rev.assessment_id, rev.created_at), rev.created_at)
+    evidence: dict[int, set[str]] = {}
+    for aid, code in s.exec(
+        select(Evidence.assessment_id, Evidence.indicator_code)
+        .join(Assessment, col(Assessment.id) == col(Evidence.assessment_id))
+        .where(Assessment.period_id == period.id, Evidence.late == False)  # noqa: E712
+        .distinct()
+    ):
+        evidence.setdefault(aid, set()).add(code)
+    members = dict(s.exec(select(Member.unit_id, func.count()).group_by(col(Member.unit_id))).all())
+    rows = []
+    for unit in units:
+        assert unit.id is not None
+        a = assessments.get(unit.id)
+        aid = a.id if a is not None and a.id is not None else -1
+        rows.append(
+            UnitProgress(
+                unit.code,
+                unit.name,
+                unit.level,
+                codes.get(unit.parent_id) if unit.parent_id else None,
+                a.status if a else "draft",
+                answers.get(aid, {}),
+                frozenset(evidence.get(aid, ())),
+                int(members.get(unit.id, 0)),
+                latest.get(aid),
+            )
+        )
+    return rows

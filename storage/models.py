@@ -1,0 +1,253 @@
+"""The SQL tables of DTI Assistant as SQLModel classes; the Alembic migrations must match them exactly.
+
+Enumerated string columns (levels, roles, statuses, channels) are plain strings; the allowed values are
+listed in the constants below and enforced by the code that writes them, not by the database, so new
+values do not need a table rebuild on SQLite. Every timestamp is an aware UTC datetime (`UTCDateTime`).
+"""
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.db import UTCDateTime, utcnow
+
+# Deterministic constraint names, identical on SQLite and PostgreSQL; SQLite batch migrations can only
+# drop or alter constraints that have a name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UNIT_LEVELS = ("province", "department", "district", "commune")
+CHANNELS = ("telegram", "zalo", "console")
+ROLES = ("respondent", "leader", "reviewer", "admin")
+ASSESSMENT_STATUSES = ("draft", "awaiting_leader", "submitted")
+EVIDENCE_KINDS = ("file", "citation", "link")
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
+OUTBOX_PRIORITY_INTERACTIVE = 0
+OUTBOX_PRIORITY_REMINDER = 10
+
+
+class Unit(SQLModel, table=True):
+    """An administrative unit (province, department, district or commune)."""
+
+    __tablename__ = "unit"
+    __table_args__ = (sa.UniqueConstraint("code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str
+    name: str
+    level: str
+    parent_id: int | None = Field(default=None, foreign_key="unit.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Member(SQLModel, table=True):
+    """A chat account bound to one unit with one role."""
+
+    __tablename__ = "member"
+    __table_args__ = (sa.UniqueConstraint("channel", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    chat_id: str
+    unit_id: int = Field(foreign_key="unit.id")
+    role: str
+    language: str = "vi"
+    display_name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    paused_reminders: bool = False
+
+
+class Period(SQLModel, table=True):
+    """One yearly assessment campaign under one framework version, with its deadlines."""
+
+    __tablename__ = "period"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    year: int
+    framework_id: str
+    framework_version: str
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    self_assessment_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    supplement_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    appraisal_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    publication_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = "open"
+
+
+class Invite(SQLModel, table=True):
+    """A one-time join code that binds a chat account to a unit and role."""
+
+    __tablename__ = "invite"
+
+    code: str = Field(primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    role: str
+    period_id: int | None = Field(default=None, foreign_key="period.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_by_member_id: int | None = Field(default=None, foreign_key="member.id")
+    created_by: str | None = None
+
+
+class Assessment(SQLModel, table=True):
+    """The self-assessment of one unit in one period."""
+
+    __tablename__ = "assessment"
+    __table_args__ = (sa.UniqueConstraint("period_id", "unit_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_id: int = Field(foreign_key="period.id")
+    unit_id: int = Field(foreign_key="unit.id")
+    status: str = "draft"
+    submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    submitted_by_member_id: int | None = Field(default=None, foreign_key="member.id")
+    requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    requested_by_member_id: int | None = Field(default=None, foreign_key="member.id")
+
+
+class AnswerRevision(SQLModel, table=True):
+    """One answer to one indicator; append-only, the highest revision per indicator is current."""
+
+    __tablename__ = "answer_revision"
+    __table_args__ = (
+        sa.UniqueConstraint("assessment_id", "indicator_code", "revision"),
+        sa.Index(None, "assessment_id", "indicator_code"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id")
+    indicator_code: str
+    revision: int
+    value_json: str | None = Field(default=None, sa_type=sa.Text)
+    not_applicable: bool = False
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    author_member_id: int | None = Field(default=None, foreign_key="member.id")
+    channel: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    previous_id: int | None = Field(default=None, foreign_key="answer_revision.id")
+
+
+class Evidence(SQLModel, table=True):
+    """Evidence attached to one indicator: a stored file, an official document citation or a link."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (sa.Index(None, "assessment_id", "indicator_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id")
+    indicator_code: str
+    kind: str
+    sha256: str | None = None
+    size: int | None = None
+    mime: str | None = None
+    original_name: str | None = None
+    citation_number: str | None = None
+    citation_date: date | None = None
+    citation_summary: str | None = Field(default=None, sa_type=sa.Text)
+    url: str | None = Field(default=None, sa_type=sa.Text)
+    uploader_member_id: int | None = Field(default=None, foreign_key="member.id")
+    channel: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    late: bool = False
+
+
+class Conversation(SQLModel, table=True):
+    """The dialogue state of one chat; `version` is bumped on every write (optimistic concurrency)."""
+
+    __tablename__ = "conversation"
+
+    channel: str = Field(primary_key=True)
+    chat_id: str = Field(primary_key=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    state_json: str = Field(sa_type=sa.Text)
+    version: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProcessedInbound(SQLModel, table=True):
+    """Inbound message ids already handled, so redelivered updates are processed once."""
+
+    __tablename__ = "processed_inbound"
+
+    channel: str = Field(primary_key=True)
+    inbound_id: str = Field(primary_key=True)
+    processed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class JoinAttempt(SQLModel, table=True):
+    """Every invite-code attempt, for rate limiting guesses."""
+
+    __tablename__ = "join_attempt"
+    __table_args__ = (sa.Index(None, "channel", "chat_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    chat_id: str
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ok: bool
+
+
+class AuditLog(SQLModel, table=True):
+    """Who changed what and when, with the old and new values as JSON text."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    actor_member_id: int | None = Field(default=None, foreign_key="member.id")
+    channel: str | None = None
+    action: str
+    entity: str
+    entity_id: str
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    assessment_id: int | None = Field(default=None, foreign_key="assessment.id")
+    old_json: str | None = Field(default=None, sa_type=sa.Text)
+    new_json: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class Outbox(SQLModel, table=True):
+    """Messages waiting to be sent; lower `priority` first, then insertion order."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe_key"),
+        sa.Index(None, "status", "priority", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    chat_id: str
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    payload_json: str = Field(sa_type=sa.Text)
+    priority: int = OUTBOX_PRIORITY_INTERACTIVE
+    status: str = "pending"
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    not_before: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dedupe_key: str | None = None
+
+
+TABLES: tuple[type[SQLModel], ...] = (
+    Unit,
+    Member,
+    Period,
+    Invite,
+    Assessment,
+    AnswerRevision,
+    Evidence,
+    Conversation,
+    ProcessedInbound,
+    JoinAttempt,
+    AuditLog,
+    Outbox,
+)

@@ -1,0 +1,125 @@
+"""Helpers for end-to-end tests: a demo province in a database, real evidence files, console chats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from bot.channels.console import ConsoleChannel
+from bot.service import Service
+from flows.model import SessionState
+from scoring.answers import VIETNAM_TZ
+from storage.admin import UnitRow, create_invite, import_units, open_period
+from storage.db import Database
+from storage.evidence import EvidenceStore
+from storage.models import AnswerRevision, Assessment, Conversation, Evidence, Unit
+
+NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+
+UNITS = [
+    UnitRow("70000", "Tỉnh Tây Ninh", "province", None),
+    UnitRow("25840", "Xã An Bình", "commune", "70000"),
+    UnitRow("25843", "Xã Hòa Thành", "commune", "70000"),
+]
+
+
+def pdf_bytes(tag: str) -> bytes:
+    return f"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n% {tag}\ntrailer << >>\n%%EOF\n".encode()
+
+
+def png_bytes() -> bytes:
+    return (
+        bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")
+        + b"\x1f\x15\xc4\x89"
+        + b"\x00" * 20
+    )
+
+
+def docx_bytes() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<w:document/>")
+    return buf.getvalue()
+
+
+@dataclass
+class Province:
+    db: Database
+    store: EvidenceStore
+    files: Path
+    clock_value: dt.datetime = NOW
+    invites: dict[str, str] = field(default_factory=dict)
+
+    def clock(self) -> dt.datetime:
+        self.clock_value += dt.timedelta(seconds=5)
+        return self.clock_value
+
+    def service(self) -> Service:
+        return Service(self.db, clock=self.clock)
+
+    def invite(self, unit: str, role: str) -> str:
+        with self.db.session() as s:
+            return create_invite(s, unit, role, self.clock_value).code
+
+    def chat(self, chat_id: str) -> tuple[ConsoleChannel, io.StringIO]:
+        out = io.StringIO()
+        return ConsoleChannel(self.service(), self.store, chat_id, out, echo=True), out
+
+    def session_state(self, chat_id: str) -> SessionState:
+        with self.db.session() as s:
+            conv = s.exec(select(Conversation).where(Conversation.chat_id == chat_id)).one()
+            return SessionState.from_json(json.loads(conv.state_json))
+
+    def revisions(self, unit_code: str) -> list[AnswerRevision]:
+        with self.db.session() as s:
+            unit = s.exec(select(Unit).where(Unit.code == unit_code)).one()
+            return list(
+                s.exec(
+                    select(AnswerRevision)
+                    .join(Assessment, col(Assessment.id) == col(AnswerRevision.assessment_id))
+                    .where(Assessment.unit_id == unit.id)
+                    .order_by(col(AnswerRevision.id))
+                )
+            )
+
+    def evidence(self, unit_code: str) -> list[Evidence]:
+        with self.db.session() as s:
+            unit = s.exec(select(Unit).where(Unit.code == unit_code)).one()
+            return list(
+                s.exec(
+                    select(Evidence)
+                    .join(Assessment, col(Assessment.id) == col(Evidence.assessment_id))
+                    .where(Assessment.unit_id == unit.id)
+                    .order_by(col(Evidence.id))
+                )
+            )
+
+
+def make_province(db: Database, tmp: Path) -> Province:
+    store = EvidenceStore(tmp / "evidence")
+    files = tmp / "files"
+    files.mkdir()
+    (files / "bao-cao.pdf").write_bytes(pdf_bytes("bao cao"))
+    (files / "anh-chup.png").write_bytes(png_bytes())
+    (files / "ke-hoach.docx").write_bytes(docx_bytes())
+    (files / "virus.pdf").write_bytes(b"MZ\x90\x00" + b"\x00" * 60)
+    (files / "rong.pdf").write_bytes(b"")
+    with db.session() as s:
+        import_units(s, UNITS, NOW)
+        open_period(
+            s,
+            name="Kỳ đánh giá 2025",
+            year=2025,
+            framework_id="tay-ninh-commune-2025",
+            framework_version="2025.1",
+            now=NOW,
+            self_assessment_due=dt.datetime(2027, 1, 15, 17, 0, tzinfo=VIETNAM_TZ),
+        )
+    return Province(db, store, files)
