@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flows.intents import payload
 from flows.model import AssessmentStatus, Inbound, InboundKind, InviteView, Mode, Role, SaveAnswer
@@ -252,3 +256,39 @@ def test_maturity_framework_choice_and_parts(maturity: Framework) -> None:
     chat.text("1 và 2")
     assert chat.snap.answers["3.4"].value == frozenset({"to_chuc", "bao_cao"})
     assert "Mức độ: chưa đạt mức nào" in chat.text("xem điểm")
+
+
+HOSTILE_TEXT = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Mn", "So", "Nd"]), max_size=200),
+    st.text(max_size=50).map(lambda s: unicodedata.normalize("NFD", s)),
+    st.sampled_from(
+        ["x" * 100_000, "/start " + "A" * 5000, "câu 99.99", "nhóm 0", "\x00", "#1", "|||", "ans|7|1.1|yes"]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["text", "button", "file"]), HOSTILE_TEXT), min_size=1, max_size=8))
+def test_nothing_a_user_sends_crashes_the_engine(
+    tay_ninh: Framework, messages: list[tuple[str, str]]
+) -> None:
+    chat = Chat(tay_ninh)
+    chat.send(Inbound(InboundKind.RESUME))
+    for kind, text in messages:
+        if kind == "text":
+            out = chat.send(Inbound(InboundKind.TEXT, text))
+        elif kind == "button":
+            out = chat.send(Inbound(InboundKind.BUTTON, payload=text))
+        else:
+            out = chat.send(Inbound(InboundKind.FILE, text=text[:50], rejected="unsupported_type"))
+        assert out and all(r.text.strip() for r in out)
+        assert all(len(r.text) < 8000 for r in out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(HOSTILE_TEXT)
+def test_an_unknown_chat_gets_a_join_prompt_whatever_it_sends(tay_ninh: Framework, text: str) -> None:
+    chat = Chat(tay_ninh, joined=False)
+    out = chat.send(Inbound(InboundKind.TEXT, text))
+    assert out and chat.snap.member is None
