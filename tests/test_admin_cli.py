@@ -1,0 +1,114 @@
+"""The operator commands on a real database: units, periods, invites, status; errors exit 2."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from flows.model import Inbound, InboundKind
+from storage.db import Database
+from tests.e2e_support import Province
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    value = f"sqlite:///{tmp_path / 'ops.db'}"
+    monkeypatch.setenv("DTI_DATABASE_URL", value)
+    monkeypatch.setenv("DTI_EVIDENCE_DIR", str(tmp_path / "ev"))
+    assert run("db", "upgrade")[0] == 0
+    return value
+
+
+def test_units_period_invite_status(url: str, tmp_path: Path) -> None:
+    units = tmp_path / "units.csv"
+    units.write_text(
+        "code,name,level,parent\n"
+        "25840,Xã An Bình,commune,70000\n"
+        "70000,Tỉnh Tây Ninh,province,\n"
+        "25843,Xã Hòa Thành,commune,70000\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("units", "import", str(units))
+    assert code == 0, err
+    assert "3 đơn vị: 3 mới, 0 cập nhật" in out
+    units.write_text("code,name,level,parent\n25840,Xã An Bình mới,commune,70000\n", encoding="utf-8")
+    assert "0 mới, 1 cập nhật" in run("units", "import", str(units))[1]
+
+    code, out, err = run(
+        "period", "open", "--name", "DTI 2025", "--year", "2025", "--framework", "tay-ninh-commune-2025",
+        "--self-assessment-due", "15/01/2026", "--supplement-due", "20/01/2026 17:00",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "tay-ninh-commune-2025@2025.1" in out
+
+    code, out, err = run("invite", "create", "--unit", "25840", "--role", "respondent")
+    assert code == 0, err
+    invite = out.strip()
+    assert len(invite) == 8 and invite.isalnum() and invite in err
+
+    db = Database(url)
+    try:
+        province = Province(db, None, tmp_path)  # type: ignore[arg-type]
+        svc = province.service()
+        svc.handle("console", "c1", None, Inbound(InboundKind.TEXT, text=f"/start {invite}"))
+        svc.handle("console", "c1", None, Inbound(InboundKind.TEXT, text="70,4"))
+    finally:
+        db.dispose()
+    code, out, err = run("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "DTI 2025" in lines[0] and "2 đơn vị" in lines[0]
+    row = next(line for line in lines if line.startswith("25840"))
+    assert "Xã An Bình mới" in row and "1/62" in row and "0/960" in row and "đang làm" in row
+    assert any(line.startswith("25843") and "0/62" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("invite", "create", "--unit", "99999", "--role", "respondent"), "Không có đơn vị mã 99999"),
+        (
+            ("period", "open", "--name", "x", "--year", "2025", "--framework", "khong-co"),
+            "Không có bộ chỉ số",
+        ),
+        (
+            (
+                "period",
+                "open",
+                "--name",
+                "x",
+                "--year",
+                "2025",
+                "--framework",
+                "tay-ninh-commune-2025",
+                "--self-assessment-due",
+                "31/02/2026",
+            ),
+            "31/02/2026",
+        ),
+        (("status", "--period", "42"), "Không có kỳ đánh giá"),
+    ],
+)
+def test_bad_admin_input_exits_2(url: str, argv: tuple[str, ...], needle: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2 and out == ""
+    assert needle in err
+
+
+def test_units_file_errors_name_the_row(url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("code,name,level,parent\n1,A,commune,9\n", encoding="utf-8")
+    code, _, err = run("units", "import", str(bad))
+    assert code == 2 and "Dòng 1" in err and "9" in err
+    bad.write_text("code,name,level\n1,A,xa\n", encoding="utf-8")
+    assert 'cấp "xa" không hợp lệ' in run("units", "import", str(bad))[2]
+    bad.write_text("ma,ten\n1,A\n", encoding="utf-8")
+    assert "code, name, level" in run("units", "import", str(bad))[2]
