@@ -11,6 +11,7 @@ deliver the outbox, so a crash after the commit loses nothing and a crash before
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -50,10 +51,13 @@ def resolve_framework(framework_id: str, version: str) -> Framework:
 
 
 def payload_of(rendered: Rendered) -> dict[str, object]:
-    return {
+    payload: dict[str, object] = {
         "text": rendered.text,
         "buttons": [{"label": b.label, "payload": b.payload} for b in rendered.buttons],
     }
+    if rendered.image is not None:
+        payload["photo_png_b64"] = base64.b64encode(rendered.image).decode("ascii")
+    return payload
 
 
 def _identity(text: str) -> str:

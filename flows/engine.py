@@ -203,6 +203,7 @@ def _answer_text(snap: Snapshot, session: SessionState, text: str) -> Decision:
 
 
 def _file_outside_evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decision:
+    """Evidence sent while a question is open goes to that question if it is answered."""
     code = session.current
     if code is not None and code in snap.answers:
         return _evidence(snap, session.at(Mode.EVIDENCE, code), inbound)
@@ -216,27 +217,7 @@ def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decisi
     if locked is not None:
         return _say(session.at(Mode.DONE, None), locked)
     if inbound.kind is InboundKind.FILE:
-        if inbound.file is None:
-            reason = inbound.rejected or "unsupported_type"
-            key = {
-                "too_large": N_("evidence.rejected.too_large"),
-                "empty": N_("evidence.rejected.empty"),
-                "name_mismatch": N_("evidence.rejected.name_mismatch"),
-            }.get(reason, N_("evidence.rejected.unsupported_type"))
-            return _say(session, _line(key, name=inbound.text or "-", max=20))
-        f = inbound.file
-        events: tuple[Event, ...] = (AddEvidence(code, file=f),)
-        if inbound.caption:
-            citation = parse_citation(inbound.caption)
-            if citation is not None:
-                events = (*events, AddEvidence(code, citation=citation))
-        count = session.evidence_added + len(events)
-        what = msg(N_("evidence.what.file"), name=f.name, size=_size_kb(f.size))
-        return _say(
-            replace(session, evidence_added=count),
-            p.evidence_received(snap, code, what, count),
-            events=events,
-        )
+        return _files(snap, session, code, inbound)
     text = clean(inbound.text)
     citation = parse_citation(text)
     if citation is not None:
@@ -257,6 +238,46 @@ def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decisi
             events=(AddEvidence(code, url=link),),
         )
     return _say(session, _line(N_("evidence.bad")), p.evidence_prompt(snap, code))
+
+
+_REJECTED = {
+    "too_large": N_("evidence.rejected.too_large"),
+    "empty": N_("evidence.rejected.empty"),
+    "name_mismatch": N_("evidence.rejected.name_mismatch"),
+}
+
+
+def _files(snap: Snapshot, session: SessionState, code: str, inbound: Inbound) -> Decision:
+    """One file or an album: each accepted file is evidence, each refused one is explained."""
+    lines = [
+        msg(_REJECTED.get(r.reason, N_("evidence.rejected.unsupported_type")), name=r.name, max=20)
+        for r in inbound.rejected
+    ]
+    events: list[Event] = [AddEvidence(code, file=f) for f in inbound.files]
+    if inbound.files and inbound.caption:
+        citation = parse_citation(inbound.caption)
+        if citation is not None:
+            events.append(AddEvidence(code, citation=citation))
+    if not events:
+        return _say(
+            session, Reply(tuple(lines) or (msg(N_("evidence.rejected.unsupported_type"), name="-", max=20),))
+        )
+    count = session.evidence_added + len(events)
+    if len(inbound.files) == 1:
+        f = inbound.files[0]
+        what = msg(N_("evidence.what.file"), name=f.name, size=_size_kb(f.size))
+    else:
+        what = msg(
+            N_("evidence.what.files"),
+            count=len(inbound.files),
+            names=", ".join(f.name for f in inbound.files),
+        )
+    received = p.evidence_received(snap, code, what, count)
+    return _say(
+        replace(session, evidence_added=count),
+        Reply((*lines, *received.lines), received.buttons),
+        events=tuple(events),
+    )
 
 
 def _size_kb(size: int) -> int:
@@ -321,6 +342,8 @@ def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datet
         return _say(session, p.help_reply())
     if i is Intent.PREVIEW:
         return _say(session, p.preview(snap))
+    if i is Intent.CHART:
+        return _say(session, p.chart(snap))
     if i is Intent.PROGRESS:
         return _say(session, p.progress(snap))
     if i is Intent.MISSING:
@@ -422,6 +445,7 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
             "guidance": Intent.GUIDANCE,
             "help": Intent.HELP,
             "preview": Intent.PREVIEW,
+            "chart": Intent.CHART,
             "missing": Intent.MISSING,
             "progress": Intent.PROGRESS,
             "submit": Intent.SUBMIT,
@@ -493,6 +517,8 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
 
 def step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     """Decide what to record and what to reply; never raises on anything a user can send."""
+    if inbound.kind is InboundKind.UNSUPPORTED:
+        return _say(snapshot.session, _line(N_("unsupported.content")))
     if snapshot.member is None:
         return _join(snapshot, inbound, now)
     if snapshot.member.role not in _ANSWERING_ROLES:

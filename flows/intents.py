@@ -18,6 +18,7 @@ class Intent(StrEnum):
     HELP = "help"
     GUIDANCE = "guidance"
     PREVIEW = "preview"
+    CHART = "chart"
     PROGRESS = "progress"
     MISSING = "missing"
     SUBMIT = "submit"
@@ -47,6 +48,7 @@ _PHRASES: dict[Intent, frozenset[str]] = {
         {"huong dan", "hd", "cach tinh", "giai thich", "guide", "guidance", "/huongdan"}
     ),
     Intent.PREVIEW: frozenset({"xem diem", "diem", "xem diem so", "score", "/score", "/xemdiem"}),
+    Intent.CHART: frozenset({"bieu do", "xem bieu do", "chart", "/chart", "/bieudo"}),
     Intent.PROGRESS: frozenset({"tien do", "progress", "/progress", "/tiendo"}),
     Intent.MISSING: frozenset({"con thieu", "thieu gi", "con thieu gi", "missing", "/missing", "/conthieu"}),
     Intent.SUBMIT: frozenset({"nop", "nop bai", "nop ho so", "submit", "/submit", "/nop"}),

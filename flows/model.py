@@ -20,8 +20,9 @@ from scoring.model import AnswerValue, Framework
 class InboundKind(StrEnum):
     TEXT = "text"
     BUTTON = "button"
-    FILE = "file"
+    FILE = "file"  # one file, or an album sent as one submission
     RESUME = "resume"  # the channel (re)opened the conversation: show where the user is
+    UNSUPPORTED = "unsupported"  # a sticker, a voice note, a location…: nothing the engine can use
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +36,21 @@ class FileInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """A file the channel or the evidence store refused, and why: empty | too_large | unsupported_type |
+    name_mismatch."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     kind: InboundKind
     text: str = ""
     payload: str = ""
-    file: FileInfo | None = None
-    rejected: str | None = None  # a file the evidence store refused: empty | too_large | unsupported_type
+    files: tuple[FileInfo, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
     caption: str = ""
 
 
@@ -252,9 +262,25 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class ChartBar:
+    label: str
+    score: Decimal
+    max: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A bar chart of points by group against the max; drawn by the renderer."""
+
+    title: Msg
+    bars: tuple[ChartBar, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     lines: tuple[Msg, ...]
     buttons: tuple[Button, ...] = ()
+    chart: Chart | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,20 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flows.intents import payload
-from flows.model import AnswerView, AssessmentStatus, Button, Fixed, Msg, Param, Reply, Role, Snapshot, msg
+from flows.model import (
+    AnswerView,
+    AssessmentStatus,
+    Button,
+    Chart,
+    ChartBar,
+    Fixed,
+    Msg,
+    Param,
+    Reply,
+    Role,
+    Snapshot,
+    msg,
+)
 from scoring.answers import Answer, Evidence
 from scoring.engine import Report, Rules, Status, score
 from scoring.messages import N_
@@ -293,7 +306,27 @@ def preview(snap: Snapshot) -> Reply:
                 points=report.next_band.points_needed,
             )
         )
-    return Reply(tuple(lines))
+    assert snap.period is not None
+    return Reply(tuple(lines), (button(N_("button.chart"), payload("nav", snap.period.id, None, "chart")),))
+
+
+def chart(snap: Snapshot) -> Reply:
+    """The preview as a picture: points by group against the max; total, index and band in the title."""
+    assert snap.member is not None
+    report = strict(snap)
+    params: dict[str, Param] = {
+        "unit": snap.member.unit_name,
+        "sum": report.total,
+        "max": report.max,
+        "index": Fixed(report.index, 4),
+    }
+    title = (
+        msg(N_("chart.title_band"), band=report.band.label, **params)
+        if report.band is not None
+        else msg(N_("chart.title"), **params)
+    )
+    bars = tuple(ChartBar(f"{g.id}. {g.name}", g.score, g.max) for g in report.groups)
+    return Reply((title,), chart=Chart(title, bars))
 
 
 def progress(snap: Snapshot) -> Reply:

@@ -90,7 +90,7 @@ class Chat:
     def file(self, name: str, size: int = 1000, mime: str = "application/pdf", caption: str = "") -> str:
         info = FileInfo("ab" * 32, size, mime, name)
         return "\n".join(
-            r.text for r in self.send(Inbound(InboundKind.FILE, text=name, file=info, caption=caption))
+            r.text for r in self.send(Inbound(InboundKind.FILE, text=name, files=(info,), caption=caption))
         )
 
     def _apply(self, d: Decision) -> None:

@@ -9,7 +9,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.intents import payload
-from flows.model import AssessmentStatus, Inbound, InboundKind, InviteView, Mode, Role, SaveAnswer
+from flows.model import (
+    AssessmentStatus,
+    FileInfo,
+    Inbound,
+    InboundKind,
+    InviteView,
+    Mode,
+    Rejected,
+    Role,
+    SaveAnswer,
+)
 from scoring.model import Framework, Ratio
 from tests.conftest import D
 from tests.flows_harness import T0, Chat
@@ -93,9 +103,9 @@ def test_rejected_files_get_specific_messages(tay_ninh: Framework) -> None:
     chat = Chat(tay_ninh)
     chat.send(Inbound(InboundKind.RESUME))
     chat.text("50")
-    big = chat.send(Inbound(InboundKind.FILE, text="ban-do.tif", rejected="too_large"))[0].text
+    big = chat.send(Inbound(InboundKind.FILE, rejected=(Rejected("ban-do.tif", "too_large"),)))[0].text
     assert "lớn hơn 20 MB" in big and "ban-do.tif" in big
-    exe = chat.send(Inbound(InboundKind.FILE, text="virus.pdf", rejected="unsupported_type"))[0].text
+    exe = chat.send(Inbound(InboundKind.FILE, rejected=(Rejected("virus.pdf", "unsupported_type"),)))[0].text
     assert "không phải PDF" in exe
     assert chat.snap.answers["1.1"].evidence == ()
 
@@ -281,7 +291,7 @@ def test_nothing_a_user_sends_crashes_the_engine(
         elif kind == "button":
             out = chat.send(Inbound(InboundKind.BUTTON, payload=text))
         else:
-            out = chat.send(Inbound(InboundKind.FILE, text=text[:50], rejected="unsupported_type"))
+            out = chat.send(Inbound(InboundKind.FILE, rejected=(Rejected(text[:50], "unsupported_type"),)))
         assert out and all(r.text.strip() for r in out)
         assert all(len(r.text) < 8000 for r in out)
 
@@ -292,3 +302,43 @@ def test_an_unknown_chat_gets_a_join_prompt_whatever_it_sends(tay_ninh: Framewor
     chat = Chat(tay_ninh, joined=False)
     out = chat.send(Inbound(InboundKind.TEXT, text))
     assert out and chat.snap.member is None
+
+
+def test_an_album_is_one_submission(tay_ninh: Framework) -> None:
+    chat = Chat(tay_ninh)
+    chat.send(Inbound(InboundKind.RESUME))
+    chat.text("80")
+    files = tuple(FileInfo(f"{i:x}" * 64, 2048, "image/jpeg", f"anh-{i}.jpg") for i in range(1, 4))
+    album = Inbound(
+        InboundKind.FILE, files=files, rejected=(Rejected("phim.mp4", "unsupported_type"),), caption=""
+    )
+    out = chat.send(album)
+    assert len(out) == 1
+    assert (
+        "phim.mp4" in out[0].text
+        and "3 tệp (anh-1.jpg, anh-2.jpg, anh-3.jpg)" in out[0].text
+        and "(3 minh chứng)" in out[0].text
+    )
+    assert len(chat.snap.answers["1.1"].evidence) == 3
+
+
+def test_unsupported_content_gets_a_short_reply(tay_ninh: Framework) -> None:
+    for joined in (True, False):
+        chat = Chat(tay_ninh, joined=joined)
+        out = chat.send(Inbound(InboundKind.UNSUPPORTED))
+        assert "chỉ đọc được chữ, nút bấm và tệp" in out[0].text
+
+
+def test_the_preview_as_a_chart(tay_ninh: Framework) -> None:
+    chat = Chat(tay_ninh)
+    chat.send(Inbound(InboundKind.RESUME))
+    chat.text("100")
+    chat.file("bc.pdf")
+    preview = chat.send(Inbound(InboundKind.TEXT, "xem điểm"))[0]
+    assert "📈 Biểu đồ" in [b.label for b in preview.buttons]
+    chart = chat.press("📈 Biểu đồ")
+    rendered = chat.transcript[-1]
+    assert "Xã An Bình · Tổng 10/960 · Chỉ số 0,0104" in chart
+    assert (
+        rendered.image is not None and rendered.image.startswith(b"\x89PNG") and len(rendered.image) > 10_000
+    )

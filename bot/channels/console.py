@@ -8,6 +8,7 @@ conversation can be piped in and read back as a transcript.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -18,7 +19,7 @@ from typing import TextIO
 
 from bot.i18n import Translator
 from bot.service import Service
-from flows.model import FileInfo, Inbound, InboundKind
+from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.conversations import mark_sent, pending_outbox
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
 
@@ -43,6 +44,8 @@ class ConsoleChannel:
             for row in rows:
                 payload = json.loads(row.payload_json)
                 print(payload["text"], file=self.out)
+                if payload.get("photo_png_b64"):
+                    print(self._save_picture(row.id, payload["photo_png_b64"]), file=self.out)
                 buttons = payload.get("buttons") or []
                 if buttons:
                     self.keyboard = buttons
@@ -54,6 +57,15 @@ class ConsoleChannel:
             mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
         self.out.flush()
         return len(rows)
+
+    def _save_picture(self, row_id: int | None, data: str) -> str:
+        """A terminal cannot show a picture: save it next to the evidence and say where."""
+        folder = self.store.root / "charts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"chart-{self.chat_id}-{row_id}.png"
+        path.write_bytes(base64.b64decode(data))
+        t = Translator(self.language)
+        return t("console.picture_saved", path=str(path))
 
     def inbound_for(self, line: str) -> Inbound | None:
         m = _BUTTON.match(line.strip())
@@ -73,18 +85,15 @@ class ConsoleChannel:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            print(
-                Translator("vi")("console.cannot_read", path=str(path), problem=exc.strerror or str(exc)),
-                file=self.out,
-            )
+            t = Translator(self.language)
+            print(t("console.cannot_read", path=str(path), problem=exc.strerror or str(exc)), file=self.out)
             return None
         try:
             stored = self.store.put(data, name)
         except EvidenceRejected as exc:
-            return Inbound(InboundKind.FILE, text=name, rejected=exc.reason)
-        return Inbound(
-            InboundKind.FILE, text=name, file=FileInfo(stored.sha256, stored.size, stored.mime, name)
-        )
+            return Inbound(InboundKind.FILE, text=name, rejected=(Rejected(name, exc.reason),))
+        info = FileInfo(stored.sha256, stored.size, stored.mime, name)
+        return Inbound(InboundKind.FILE, text=name, files=(info,))
 
     def send(self, inbound: Inbound) -> None:
         self.service.handle(CHANNEL, self.chat_id, uuid.uuid4().hex, inbound)

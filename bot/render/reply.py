@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.i18n import Translator
+from bot.render.chart import render_chart
 from flows.model import Fixed, Msg, Param, Reply
 from scoring.answers import VIETNAM_TZ
 
@@ -27,6 +28,7 @@ class RenderedButton:
 class Rendered:
     text: str
     buttons: tuple[RenderedButton, ...] = ()
+    image: bytes | None = None  # a PNG (the score chart)
 
 
 def _identity(text: str) -> str:
@@ -62,4 +64,8 @@ class ReplyRenderer:
     def reply(self, reply: Reply) -> Rendered:
         text = "\n".join(self.message(line) for line in reply.lines)
         buttons = tuple(RenderedButton(self.message(b.label), b.payload) for b in reply.buttons)
-        return Rendered(text, buttons)
+        image = None
+        if reply.chart is not None:
+            plain = ReplyRenderer(self.t)  # the picture needs no escaping
+            image = render_chart(reply.chart, plain.message(reply.chart.title), lambda d: self.t.number(d, 2))
+        return Rendered(text, buttons, image)
