@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gettext
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import cache
 from pathlib import Path
 
@@ -21,9 +21,12 @@ LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
 
 
+_DISPLAY = Context(prec=200)  # any number a user can type fits (Babel formats in the active context)
+
+
 def _half_up(value: Decimal | int, places: int) -> Decimal:
     """Officials round half up (Babel would round half to even)."""
-    return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_DISPLAY)
 
 
 class CatalogMissing(RuntimeError):
@@ -59,12 +62,14 @@ class Translator:
     def number(self, value: Decimal | int, places: int = 2) -> str:
         """70.4 → "70,4" (vi) / "70.4" (en); at most `places` decimals, thousands grouped."""
         pattern = "#,##0" + ("." + "#" * places if places else "")
-        return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
+        with localcontext(_DISPLAY):
+            return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
 
     def fixed(self, value: Decimal, places: int) -> str:
         """Exactly `places` decimals: the index as published, 0,6077."""
         pattern = "0." + "0" * places if places else "0"
-        return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
+        with localcontext(_DISPLAY):
+            return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
 
     @staticmethod
     def date(value: dt.date) -> str:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.i18n import Translator
 from flows.intents import Intent, detect, payload, read_payload
 from flows.parse import (
     Problem,
@@ -241,3 +242,11 @@ def test_a_100kb_line_is_handled_quickly(tay_ninh: Framework) -> None:
     assert ind is not None
     result = parse_answer(ind, "7" * 100_000)
     assert isinstance(result, Problem) and result.key == "ask.bad.too_long"
+
+
+def test_huge_numbers_are_refused_and_shown_without_error(tay_ninh: Framework, vi: Translator) -> None:
+    ind = tay_ninh.indicator("1.1")
+    assert ind is not None
+    result = parse_answer(ind, "100000000000000000000000000")
+    assert isinstance(result, Problem) and result.key == "ask.bad.percent_range"
+    assert vi.number(D("1e26")) == "100.000.000.000.000.000.000.000.000"
