@@ -195,6 +195,9 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
         t("cli.invite_created", code=code, unit=args.unit, role=args.role, expires=_local(expires)),
         file=ctx.err,
     )
+    username = os.environ.get("TELEGRAM_BOT_USERNAME", "").lstrip("@")
+    if username:
+        ctx.say(f"https://t.me/{username}?start={code}")
     return 0
 
 
@@ -330,6 +333,42 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
+    """Run the Telegram bot until interrupted: long polling, or a webhook server with --webhook."""
+    import asyncio
+    import signal
+
+    from bot.channels.telegram import make_bot
+    from bot.channels.telegram_app import TelegramApp
+
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "")
+    if not token:
+        ctx.fail(ctx.t("cli.telegram_token"))
+    with database(ctx) as db:
+
+        async def serve() -> None:
+            bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
+            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            runner = None
+            if args.webhook:
+                secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
+                runner = await app.start_webhook(args.webhook, args.path, args.host, args.port, secret)
+            else:
+                await app.start_polling()
+            print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
+            await stop.wait()
+            await app.stop()
+            if runner is not None:
+                await runner.cleanup()
+
+        asyncio.run(serve())
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Translator) -> None:
     db = sub.add_parser("db", help=t("cli.help.db"))
     dsub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -367,6 +406,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     chat.add_argument("--as", dest="chat_id", default="console", metavar="CHAT_ID")
     chat.add_argument("--join", metavar="CODE")
     chat.set_defaults(func=cmd_chat)
+
+    run = sub.add_parser("run", help=t("cli.help.run"))
+    rsub = run.add_subparsers(dest="channel", required=True, metavar="CHANNEL")
+    tg = rsub.add_parser("telegram", help=t("cli.help.run_telegram"))
+    tg.add_argument("--webhook", metavar="URL", help=t("cli.help.webhook"))
+    tg.add_argument("--host", default="127.0.0.1")
+    tg.add_argument("--port", type=int, default=8080)
+    tg.add_argument("--path", default="/telegram/webhook")
+    tg.set_defaults(func=cmd_run_telegram)
 
     demo = sub.add_parser("demo", help=t("cli.help.demo"))
     demo.add_argument("--as", dest="chat_id", default="demo", metavar="CHAT_ID")

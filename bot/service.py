@@ -14,7 +14,7 @@ import asyncio
 import base64
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -77,12 +77,20 @@ class Service:
         with self._guard:
             return self._locks.setdefault((channel, chat_id), threading.Lock())
 
-    def handle(self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound) -> list[int]:
-        """Process one inbound message; returns the ids of the outbox rows it produced."""
+    def handle(
+        self,
+        channel: str,
+        chat_id: str,
+        inbound_id: str | None,
+        inbound: Inbound,
+        prepend: Sequence[dict[str, object]] = (),
+    ) -> list[int]:
+        """Process one inbound message; returns the ids of the outbox rows it produced. `prepend`:
+        channel-specific rows queued before the replies, only if the message is processed now."""
         with self._lock(channel, chat_id):
             for attempt in range(ATTEMPTS):
                 try:
-                    return self._handle_once(channel, chat_id, inbound_id, inbound)
+                    return self._handle_once(channel, chat_id, inbound_id, inbound, prepend)
                 except (ConcurrentUpdate, InviteTaken, OperationalError):
                     if attempt == ATTEMPTS - 1:
                         raise
@@ -97,14 +105,26 @@ class Service:
         return []
 
     async def handle_async(
-        self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound
+        self,
+        channel: str,
+        chat_id: str,
+        inbound_id: str | None,
+        inbound: Inbound,
+        prepend: Sequence[dict[str, object]] = (),
     ) -> list[int]:
         key = (channel, chat_id)
         lock = self._async_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            return await asyncio.to_thread(self.handle, channel, chat_id, inbound_id, inbound)
+            return await asyncio.to_thread(self.handle, channel, chat_id, inbound_id, inbound, prepend)
 
-    def _handle_once(self, channel: str, chat_id: str, inbound_id: str | None, inbound: Inbound) -> list[int]:
+    def _handle_once(
+        self,
+        channel: str,
+        chat_id: str,
+        inbound_id: str | None,
+        inbound: Inbound,
+        prepend: Sequence[dict[str, object]],
+    ) -> list[int]:
         now = self.clock()
         with self.db.session() as s:
             if inbound_id is not None and already_processed(s, channel, inbound_id):
@@ -124,9 +144,8 @@ class Service:
                 apply(s, joined, follow, now, None)
                 replies += follow.replies
                 loaded = joined
-            rows = enqueue(
-                s, channel, chat_id, member_id, [self._render(r, language, channel) for r in replies], now
-            )
+            payloads = [*prepend, *(self._render(r, language, channel) for r in replies)]
+            rows = enqueue(s, channel, chat_id, member_id, payloads, now)
             ids = [r.id for r in rows if r.id is not None]
             ids += self._notify(s, loaded, decision.notices, now)
             return ids

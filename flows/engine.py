@@ -519,6 +519,8 @@ def step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     """Decide what to record and what to reply; never raises on anything a user can send."""
     if inbound.kind is InboundKind.UNSUPPORTED:
         return _say(snapshot.session, _line(N_("unsupported.content")))
+    if inbound.kind is InboundKind.EDITED:
+        return _say(snapshot.session, _line(N_("unsupported.edited")))
     if snapshot.member is None:
         return _join(snapshot, inbound, now)
     if snapshot.member.role not in _ANSWERING_ROLES:

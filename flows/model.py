@@ -23,6 +23,7 @@ class InboundKind(StrEnum):
     FILE = "file"  # one file, or an album sent as one submission
     RESUME = "resume"  # the channel (re)opened the conversation: show where the user is
     UNSUPPORTED = "unsupported"  # a sticker, a voice note, a location…: nothing the engine can use
+    EDITED = "edited"  # an earlier message was edited: answers are never changed behind the user's back
 
 
 @dataclass(frozen=True, slots=True)

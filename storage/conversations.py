@@ -506,14 +506,3 @@ def enqueue(
     s.add_all(rows)
     s.flush()
     return rows
-
-
-def pending_outbox(s: Session, channel: str, chat_id: str | None = None, limit: int = 100) -> list[Outbox]:
-    query = select(Outbox).where(Outbox.channel == channel, Outbox.status == "pending")
-    if chat_id is not None:
-        query = query.where(Outbox.chat_id == chat_id)
-    return list(s.exec(query.order_by(col(Outbox.priority), col(Outbox.id)).limit(limit)))
-
-
-def mark_sent(s: Session, ids: Iterable[int], now: dt.datetime) -> None:
-    s.execute(sa.update(Outbox).where(col(Outbox.id).in_(list(ids))).values(status="sent", sent_at=now))

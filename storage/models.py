@@ -61,6 +61,7 @@ class Member(SQLModel, table=True):
     display_name: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     paused_reminders: bool = False
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the user blocked the bot
 
 
 class Period(SQLModel, table=True):
@@ -235,6 +236,8 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     dedupe_key: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    external_id: str | None = None  # the channel's id for the sent message (Telegram message_id)
 
 
 TABLES: tuple[type[SQLModel], ...] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,13 @@ def test_units_period_invite_status(url: str, tmp_path: Path) -> None:
     assert code == 0, err
     invite = out.strip()
     assert len(invite) == 8 and invite.isalnum() and invite in err
+    os.environ["TELEGRAM_BOT_USERNAME"] = "@dti_tayninh_bot"
+    try:
+        code, out, _ = run("invite", "create", "--unit", "25843", "--role", "leader")
+    finally:
+        del os.environ["TELEGRAM_BOT_USERNAME"]
+    other, link = out.split()
+    assert link == f"https://t.me/dti_tayninh_bot?start={other}"  # the deep link joins in one tap
 
     db = Database(url)
     try:

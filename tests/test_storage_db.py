@@ -68,18 +68,45 @@ def count(database: Database, model: type[SQLModel]) -> int:
 # -- migrations ------------------------------------------------------------------------------------------
 
 
+HEAD = "0002"
+
+
+def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:
+    migrate.upgrade(empty_url, "0001")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbox (channel, chat_id, payload_json, priority, status, created_at,"
+                    " attempts) VALUES ('telegram', '42', '{}', 0, 'pending', :now, 0)"
+                ),
+                {"now": datetime(2026, 11, 21, tzinfo=UTC)},
+            )
+        migrate.upgrade(empty_url)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT chat_id, status, claimed_at, external_id FROM outbox")
+            ).all()
+        assert [tuple(r) for r in rows] == [("42", "pending", None, None)]
+        migrate.downgrade(empty_url, "0001")
+        assert migrate.current(empty_url) == "0001"
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_from_empty_to_head_and_back(empty_url: str) -> None:
-    assert migrate.head() == "0001"
+    assert migrate.head() == HEAD
     assert migrate.current(empty_url) is None
     database = Database(empty_url)
     try:
         with pytest.raises(NotMigrated) as raised:
             database.require_current()
         assert raised.value.current is None
-        assert raised.value.head == "0001"
+        assert raised.value.head == HEAD
 
         migrate.upgrade(empty_url)
-        assert migrate.current(empty_url) == "0001"
+        assert migrate.current(empty_url) == HEAD
         database.require_current()
         assert schema_diff(database) == []
 

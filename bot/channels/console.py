@@ -20,8 +20,8 @@ from typing import TextIO
 from bot.i18n import Translator
 from bot.service import Service
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
-from storage.conversations import mark_sent, pending_outbox
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.outbox import mark_sent, pending
 
 CHANNEL = "console"
 _BUTTON = re.compile(r"^#(\d{1,2})$")
@@ -40,7 +40,7 @@ class ConsoleChannel:
     def deliver(self) -> int:
         """Print what the outbox holds for this chat, in order, and mark it sent."""
         with self.service.db.session() as s:
-            rows = pending_outbox(s, CHANNEL, self.chat_id)
+            rows = pending(s, CHANNEL, self.chat_id)
             for row in rows:
                 payload = json.loads(row.payload_json)
                 print(payload["text"], file=self.out)

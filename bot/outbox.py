@@ -1,0 +1,201 @@
+"""Delivering the outbox at each channel's pace, in order, without dropping or doubling a message.
+
+A sender claims batches of rows for its channel and hands each to the channel's `Transport`. The
+rate limiter keeps the overall pace (Telegram: about 30 per second) and the spacing within one chat
+(about one per second); messages of one chat go out strictly in order, several chats in parallel.
+A 429 waits exactly the `retry_after` the API gave; network errors and 5xx back off and retry; a
+permanent refusal (the user blocked the bot) marks the row failed. Rows are marked sent only after
+the API accepted them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from storage.db import Database
+from storage.outbox import Claimed, claim, mark_failed, mark_sent, release, requeue_stale, retry_later
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    retry_after: float | None = None  # what the API asked for (429), in seconds
+    error: str = ""
+    external_id: str | None = None
+
+
+class Transport(Protocol):
+    channel: str
+
+    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result: ...
+
+
+class RateLimiter:
+    """At most `per_second` sends overall and one per `chat_interval` seconds in any one chat."""
+
+    def __init__(
+        self,
+        per_second: float,
+        chat_interval: float,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.gap = 1.0 / per_second
+        self.chat_interval = chat_interval
+        self._now = now
+        self._sleep = sleep
+        self._next = 0.0
+        self._chat_next: dict[str, float] = {}
+        self._paused_until = 0.0
+
+    async def acquire(self, chat_id: str) -> None:
+        while True:
+            t = self._now()
+            wait = max(self._next - t, self._chat_next.get(chat_id, 0.0) - t, self._paused_until - t)
+            if wait <= 0:
+                self._next = max(self._next, t) + self.gap
+                self._chat_next[chat_id] = t + self.chat_interval
+                return
+            await self._sleep(wait)
+
+    def pause(self, seconds: float, chat_id: str | None = None) -> None:
+        """Hold one chat (or everything) back for `seconds`, as a 429 demands."""
+        until = self._now() + seconds
+        if chat_id is None:
+            self._paused_until = max(self._paused_until, until)
+        else:
+            self._chat_next[chat_id] = max(self._chat_next.get(chat_id, 0.0), until)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        limiter: RateLimiter,
+        *,
+        clock: Callable[[], dt.datetime] = utc_now,
+        backoff: tuple[float, ...] = (1, 2, 5, 15, 60, 300),
+        max_attempts: int = 12,
+        concurrency: int = 32,
+        batch: int = 200,
+        send_timeout: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.limiter = limiter
+        self.clock = clock
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.batch = batch
+        self.send_timeout = send_timeout
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        await asyncio.to_thread(self._requeue)
+        while not stop.is_set():
+            done = await self.cycle()
+            if done == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Send until nothing is due (tests and one-shot tools)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.cycle() == 0:
+                return
+        raise TimeoutError("outbox not drained")
+
+    def _requeue(self) -> None:
+        with self.db.session() as s:
+            requeue_stale(s, self.transport.channel, self.clock())
+
+    async def cycle(self) -> int:
+        """Claim one batch and deliver it; returns how many rows it handled."""
+        rows = await asyncio.to_thread(self._claim)
+        if not rows:
+            return 0
+        by_chat: dict[str, list[Claimed]] = {}
+        for row in rows:
+            by_chat.setdefault(row.chat_id, []).append(row)
+        await asyncio.gather(*(self._chat(chat_rows) for chat_rows in by_chat.values()))
+        return len(rows)
+
+    def _claim(self) -> list[Claimed]:
+        with self.db.session() as s:
+            return claim(s, self.transport.channel, self.clock(), self.batch)
+
+    async def _chat(self, rows: list[Claimed]) -> None:
+        """One chat's rows, strictly in order; a row that must wait holds back the ones after it."""
+        async with self._slots:
+            for i, row in enumerate(rows):
+                if not await self._one(row):
+                    later = rows[i + 1 :]
+                    if later:
+                        await asyncio.to_thread(self._release, later)
+                    return
+
+    def _release(self, rows: list[Claimed]) -> None:
+        with self.db.session() as s:
+            release(s, [r.id for r in rows])
+
+    async def _one(self, row: Claimed) -> bool:
+        await self.limiter.acquire(row.chat_id)
+        try:
+            payload = json.loads(row.payload_json)
+            result = await asyncio.wait_for(self.transport.send(row.chat_id, payload), self.send_timeout)
+        except TimeoutError:
+            result = Result(Outcome.RETRY, error="timeout")
+        except Exception as exc:  # a transport bug must not stop delivery to everyone else
+            log.exception("sending outbox row %s failed", row.id)
+            result = Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(self._record, row, result)
+        return result.outcome is Outcome.SENT
+
+    def _record(self, row: Claimed, result: Result) -> None:
+        now = self.clock()
+        with self.db.session() as s:
+            if result.outcome is Outcome.SENT:
+                mark_sent(s, [row.id], now, result.external_id)
+                self.sent += 1
+            elif result.outcome is Outcome.FAILED or row.attempts + 1 >= self.max_attempts:
+                mark_failed(s, row.id, result.error)
+                self.failed += 1
+            else:
+                wait = result.retry_after
+                if wait is not None:
+                    self.limiter.pause(wait, row.chat_id)
+                else:
+                    wait = self.backoff[min(row.attempts, len(self.backoff) - 1)]
+                retry_later(s, row.id, now + dt.timedelta(seconds=wait), result.error)
+                self.retried += 1

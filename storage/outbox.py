@@ -1,0 +1,145 @@
+"""The outbox as a queue: claim rows to send, record what happened, recover from crashes.
+
+Every outgoing message is a row first. A sender claims a batch (status "sending", `claimed_at`); on
+PostgreSQL the claim skips rows other processes hold (`FOR UPDATE SKIP LOCKED`), on SQLite the single
+writer serialises claims. Lower priority numbers go first (interactive replies before reminders), and
+a row whose `not_before` lies ahead waits. A row claimed by a process that died is put back after
+`STALE_CLAIM` — delivery is at least once, and a row is never claimed by two live senders at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, or_, select
+
+from storage.models import Member, Outbox
+
+STALE_CLAIM = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    chat_id: str
+    payload_json: str
+    attempts: int
+    priority: int
+
+
+def claim(s: Session, channel: str, now: dt.datetime, limit: int = 100) -> list[Claimed]:
+    ids = list(
+        s.exec(
+            select(Outbox.id)
+            .where(
+                Outbox.channel == channel,
+                Outbox.status == "pending",
+                or_(col(Outbox.not_before).is_(None), col(Outbox.not_before) <= now),
+            )
+            .order_by(col(Outbox.priority), col(Outbox.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return []
+    s.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids), col(Outbox.status) == "pending")
+        .values(status="sending", claimed_at=now)
+    )
+    rows = s.exec(
+        select(Outbox).where(col(Outbox.id).in_(ids), Outbox.status == "sending", Outbox.claimed_at == now)
+    )
+    return sorted(
+        (Claimed(r.id, r.chat_id, r.payload_json, r.attempts, r.priority) for r in rows if r.id is not None),
+        key=lambda c: (c.priority, c.id),
+    )
+
+
+def mark_sent(s: Session, ids: Iterable[int], now: dt.datetime, external_id: str | None = None) -> None:
+    values: dict[str, object] = {"status": "sent", "sent_at": now}
+    if external_id is not None:
+        values["external_id"] = external_id
+    s.execute(sa.update(Outbox).where(col(Outbox.id).in_(list(ids))).values(**values))
+
+
+def retry_later(s: Session, row_id: int, at: dt.datetime, error: str) -> None:
+    s.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id) == row_id)
+        .values(
+            status="pending",
+            not_before=at,
+            attempts=Outbox.attempts + 1,
+            last_error=error[:2000],
+            claimed_at=None,
+        )
+    )
+
+
+def mark_failed(s: Session, row_id: int, error: str) -> None:
+    s.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id) == row_id)
+        .values(status="failed", attempts=Outbox.attempts + 1, last_error=error[:2000])
+    )
+
+
+def requeue_stale(s: Session, channel: str, now: dt.datetime) -> int:
+    """Rows a dead sender left in "sending" go back to the queue."""
+    result = s.execute(
+        sa.update(Outbox)
+        .where(
+            col(Outbox.channel) == channel,
+            col(Outbox.status) == "sending",
+            col(Outbox.claimed_at) < now - STALE_CLAIM,
+        )
+        .values(status="pending", claimed_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def pending(s: Session, channel: str, chat_id: str | None = None, limit: int = 100) -> list[Outbox]:
+    query = select(Outbox).where(Outbox.channel == channel, Outbox.status == "pending")
+    if chat_id is not None:
+        query = query.where(Outbox.chat_id == chat_id)
+    return list(s.exec(query.order_by(col(Outbox.priority), col(Outbox.id)).limit(limit)))
+
+
+def set_blocked(s: Session, channel: str, chat_id: str, at: dt.datetime | None) -> int:
+    """The user blocked (`at`) or unblocked (None) the bot; a block fails what waits for them."""
+    s.execute(
+        sa.update(Member)
+        .where(col(Member.channel) == channel, col(Member.chat_id) == chat_id)
+        .values(blocked_at=at)
+    )
+    if at is None:
+        return 0
+    result = s.execute(
+        sa.update(Outbox)
+        .where(
+            col(Outbox.channel) == channel, col(Outbox.chat_id) == chat_id, col(Outbox.status) == "pending"
+        )
+        .values(status="failed", last_error="blocked by the user")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def status_counts(s: Session, channel: str | None = None) -> dict[str, int]:
+    query = select(Outbox.status, sa.func.count()).group_by(col(Outbox.status))
+    if channel is not None:
+        query = query.where(Outbox.channel == channel)
+    return {status: int(n) for status, n in s.exec(query)}
+
+
+def release(s: Session, ids: Iterable[int]) -> None:
+    """Claimed rows put back untouched (they waited behind an earlier message of the same chat)."""
+    s.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(list(ids)), col(Outbox.status) == "sending")
+        .values(status="pending", claimed_at=None)
+    )
