@@ -7,6 +7,7 @@ says which command fixes it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,24 +23,27 @@ from bot import catalog
 from bot.channels.console import ConsoleChannel
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
+from bot.scheduler import ReminderScheduler
 from bot.service import Service, utc_now
 from bot.sheets import SheetError, read_rows
-from scoring.answers import VIETNAM_TZ, Answer, Evidence, decode_value
-from scoring.engine import Rules, Status, score
+from flows.reminders import Policy
+from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from storage import migrate
 from storage.admin import (
     AdminError,
     UnitRow,
     create_invite,
+    extend_deadline,
     import_units,
     open_period,
     period_by_ref,
-    progress,
+    period_extensions,
 )
 from storage.db import Database, NotMigrated, database_url
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.models import ROLES, Member, Unit
+from storage.reminders import LedgerStats, ledger_stats, unit_states
 
 if TYPE_CHECKING:
     from bot.cli import Context
@@ -157,6 +161,7 @@ def cmd_period_open(ctx: Context, args: argparse.Namespace) -> int:
             deadlines[name] = parse_local_datetime(raw) if raw else None
         except ValueError:
             ctx.fail(t("cli.bad_local_datetime", value=raw))
+    policy = _policy(ctx, args)
     with database(ctx) as db, db.session() as s:
         period = open_period(
             s,
@@ -165,10 +170,34 @@ def cmd_period_open(ctx: Context, args: argparse.Namespace) -> int:
             framework_id=framework.id,
             framework_version=framework.version,
             now=utc_now(),
-            **deadlines,
+            self_assessment_due=deadlines["self_assessment_due"],
+            supplement_due=deadlines["supplement_due"],
+            appraisal_due=deadlines["appraisal_due"],
+            publication_due=deadlines["publication_due"],
+            reminder_policy_json=json.dumps(policy.to_json()),
         )
         ctx.say(t("cli.period_opened", id=period.id, name=period.name, key=framework.key))
     return 0
+
+
+def _policy(ctx: Context, args: argparse.Namespace) -> Policy:
+    """The reminder policy from --remind-days, --quiet-hours and --weekends (defaults otherwise)."""
+    base = Policy()
+    bad = ctx.t("cli.bad_policy", days=args.remind_days or "", quiet=args.quiet_hours or "")
+    try:
+        days = tuple(int(d) for d in args.remind_days.split(",")) if args.remind_days else base.offsets_days
+        if args.quiet_hours:
+            first, last = args.quiet_hours.split("-")
+            start, end = dt.time.fromisoformat(first.strip()), dt.time.fromisoformat(last.strip())
+        else:
+            start, end = base.quiet_start, base.quiet_end
+    except ValueError:
+        ctx.fail(bad)
+    if any(d < 0 or d > 60 for d in days):
+        ctx.fail(bad)
+    return dataclasses.replace(
+        base, offsets_days=days, quiet_start=start, quiet_end=end, skip_weekends=not args.weekends
+    )
 
 
 def _known(ctx: Context, ref: str) -> bool:
@@ -177,6 +206,92 @@ def _known(ctx: Context, ref: str) -> bool:
     except catalog.UnknownFramework as exc:
         ctx.fail(ctx.t("cli.unknown_framework", ref=ref, known=", ".join(exc.known)))
     return True
+
+
+_DEADLINE_KEYS = {
+    "self_assessment_due": N_("deadline.self_assessment_due"),
+    "supplement_due": N_("deadline.supplement_due"),
+    "appraisal_due": N_("deadline.appraisal_due"),
+    "publication_due": N_("deadline.publication_due"),
+}
+
+
+def cmd_period_show(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        try:
+            period = period_by_ref(s, args.period)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+        assert period.id is not None
+        policy = Policy.from_json(period.reminder_policy_json)
+        key = f"{period.framework_id}@{period.framework_version}"
+        ctx.say(t("cli.period_line", id=period.id, name=period.name, key=key, status=period.status))
+        for name, label in _DEADLINE_KEYS.items():
+            due = getattr(period, name)
+            ctx.say(f"  {t(label)}: {_local(due) if due else t('welcome.no_deadline')}")
+        ctx.say(
+            t(
+                "cli.period_policy",
+                days=", ".join(str(d) for d in policy.offsets_days),
+                hour=policy.send_hour,
+                quiet=f"{policy.quiet_start:%H:%M}–{policy.quiet_end:%H:%M}",
+                weekends=t("cli.weekends_skipped") if policy.skip_weekends else t("cli.weekends_allowed"),
+            )
+        )
+        for unit, deadline, due, reason in period_extensions(s, period.id):
+            label = t(_DEADLINE_KEYS[deadline])
+            ctx.say(t("cli.period_extension", unit=unit, deadline=label, due=_local(due), reason=reason))
+    return 0
+
+
+def cmd_period_extend(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    try:
+        due = parse_local_datetime(args.to)
+    except ValueError:
+        ctx.fail(t("cli.bad_local_datetime", value=args.to))
+    with database(ctx) as db:
+        try:
+            with db.session() as s:
+                period = period_by_ref(s, args.period)
+                actor = os.environ.get("USER")
+                old = extend_deadline(s, period, args.deadline, due, args.reason, utc_now(), args.unit, actor)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    ctx.say(
+        t(
+            "cli.period_extended",
+            deadline=t(_DEADLINE_KEYS[args.deadline]),
+            scope=args.unit or t("cli.whole_period"),
+            old=_local(old) if old else "—",
+            new=_local(due),
+        )
+    )
+    return 0
+
+
+def cmd_remind(ctx: Context, args: argparse.Namespace) -> int:
+    """One reminder tick now (for cron), or --dry-run: who would get what at --at."""
+    t = ctx.t
+    at = utc_now()
+    if args.at:
+        try:
+            at = parse_local_datetime(args.at, end_of_day=False)
+        except ValueError:
+            ctx.fail(t("cli.bad_local_datetime", value=args.at))
+    with database(ctx) as db:
+        scheduler = ReminderScheduler(db)
+        planned = scheduler.dry_run(at) if args.dry_run else scheduler.tick(at)
+    for item in planned:
+        state = t("cli.remind_deferred", at=_local(item.send_at)) if item.deferred else t("cli.remind_now")
+        ctx.say(
+            f"{item.channel}:{item.chat_id} [{item.unit or '-'}] {item.deadline}/{item.offset_key} {state}"
+        )
+        ctx.say("    " + item.text.replace("\n", "\n    "))
+    mode = t("cli.remind_dry") if args.dry_run else t("cli.remind_done")
+    ctx.say(t("cli.remind_summary", count=len(planned), at=_local(at), mode=mode))
+    return 0
 
 
 def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
@@ -213,6 +328,7 @@ _COLUMNS = {
     "evidence": N_("status.col.evidence"),
     "points": N_("status.col.points"),
     "updated": N_("status.col.updated"),
+    "reminders": N_("status.col.reminders"),
 }
 _STATUS_KEYS = {
     "draft": N_("assessment.draft"),
@@ -222,49 +338,45 @@ _STATUS_KEYS = {
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    """Each unit: state, answered, evidence missing, points, last change, and its reminders."""
     t = ctx.t
     with database(ctx) as db, db.session() as s:
         try:
             period = period_by_ref(s, args.period)
         except AdminError as exc:
             _admin_error(ctx, exc)
+        assert period.id is not None
         framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
-        rows = progress(s, period, framework.level.value)
+        states = unit_states(s, period, framework)
+        reminders = ledger_stats(s, period.id)
     ctx.say(
         t(
             "cli.status_title",
             name=period.name,
             key=framework.key,
             level=t(LEVEL[framework.level]),
-            units=len(rows),
+            units=len(states),
         )
     )
-    columns = ("code", "unit", "state", "answered", "evidence", "points", "updated")
+    columns = ("code", "unit", "state", "answered", "evidence", "points", "updated", "reminders")
     table = [[t(_COLUMNS[c]) for c in columns]]
-    for row in rows:
-        answers: dict[str, Answer] = {}
-        for code, (value_json, na) in row.answers.items():
-            ind = framework.indicator(code)
-            if ind is None:
-                continue
-            value = decode_value(ind, json.loads(value_json)) if value_json else None
-            evidence = (Evidence(code),) if code in row.with_evidence else ()
-            answers[code] = Answer(value, na, evidence)
-        report = score(framework, answers, Rules())
+    for code, st in states.items():
+        r = reminders.get(st.unit.id or 0, LedgerStats())
         table.append(
             [
-                row.code,
-                row.name,
-                t(_STATUS_KEYS.get(row.status, N_("assessment.draft"))),
-                f"{len(answers)}/{len(framework.indicators)}",
-                str(report.count(Status.EVIDENCE_MISSING)),
-                f"{t.number(report.total)}/{t.number(report.max)}",
-                _local(row.updated_at) if row.updated_at else "—",
+                code,
+                st.unit.name,
+                t(_STATUS_KEYS.get(st.work.status, N_("assessment.draft"))),
+                f"{st.answered}/{len(framework.indicators)}",
+                str(len(st.work.evidence_missing)),
+                f"{t.number(st.report.total)}/{t.number(st.report.max)}",
+                _local(st.updated_at) if st.updated_at else "—",
+                f"{r.sent}/{r.pending}/{r.deferred}/{r.undeliverable}",
             ]
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    for row in table:
+        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
     return 0
 
 
@@ -388,7 +500,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     po.add_argument("--framework", required=True, metavar="ID")
     for name in ("self-assessment-due", "supplement-due", "appraisal-due", "publication-due"):
         po.add_argument(f"--{name}", metavar="DD/MM/YYYY[ HH:MM]")
+    po.add_argument("--remind-days", metavar="7,3,1,0", help=t("cli.help.remind_days"))
+    po.add_argument("--quiet-hours", metavar="21:00-07:00", help=t("cli.help.quiet_hours"))
+    po.add_argument("--weekends", action="store_true", help=t("cli.help.weekends"))
     po.set_defaults(func=cmd_period_open)
+    ps = psub.add_parser("show", help=t("cli.help.period_show"))
+    ps.add_argument("--period", metavar="P")
+    ps.set_defaults(func=cmd_period_show)
+    pe = psub.add_parser("extend", help=t("cli.help.period_extend"))
+    pe.add_argument("--period", metavar="P")
+    pe.add_argument("--unit", metavar="CODE", help=t("cli.help.extend_unit"))
+    pe.add_argument("--deadline", required=True, choices=list(_DEADLINE_KEYS))
+    pe.add_argument("--to", required=True, metavar="DD/MM/YYYY[ HH:MM]")
+    pe.add_argument("--reason", required=True)
+    pe.set_defaults(func=cmd_period_extend)
+
+    rm = sub.add_parser("remind", help=t("cli.help.remind"))
+    rm.add_argument("--dry-run", action="store_true")
+    rm.add_argument("--at", metavar="DD/MM/YYYY HH:MM")
+    rm.set_defaults(func=cmd_remind)
 
     invite = sub.add_parser("invite", help=t("cli.help.invite"))
     isub = invite.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -64,6 +64,13 @@ def _identity(text: str) -> str:
     return text
 
 
+def render_payload(
+    reply: Reply, language: str, escape: Callable[[str], str] = _identity
+) -> dict[str, object]:
+    """A reply as the outbox stores it: text, buttons and an optional picture, in `language`."""
+    return payload_of(ReplyRenderer(Translator(language), escape).reply(reply))
+
+
 @dataclass
 class Service:
     db: Database
@@ -151,8 +158,7 @@ class Service:
             return ids
 
     def _render(self, reply: Reply, language: str, channel: str) -> dict[str, object]:
-        renderer = ReplyRenderer(Translator(language), self.escapes.get(channel, _identity))
-        return payload_of(renderer.reply(reply))
+        return render_payload(reply, language, self.escapes.get(channel, _identity))
 
     def _notify(self, s: Session, loaded: Loaded, notices: tuple[Notice, ...], now: dt.datetime) -> list[int]:
         """Replies for the unit's other members holding a role (a leader asked to confirm, say)."""

@@ -34,6 +34,7 @@ from flows.model import (
     SaveAnswer,
     SessionState,
     SetLanguage,
+    SetReminders,
     Snapshot,
     Submit,
     msg,
@@ -153,18 +154,32 @@ def _ask_again(snap: Snapshot, session: SessionState, intro: tuple[Msg, ...] = (
     return _say(session.at(Mode.ASK, session.current), p.question(snap, session.current, intro=intro))
 
 
-def _locked(snap: Snapshot) -> Reply | None:
+def _locked(snap: Snapshot, now: dt.datetime | None = None) -> Reply | None:
+    """Why answers cannot change now: submitted, or (given `now`) past the unit's own deadline."""
     if snap.status is AssessmentStatus.SUBMITTED:
         return _line(N_("locked.submitted"), at=snap.submitted_at or msg(N_("welcome.no_deadline")))
+    due = snap.period.self_assessment_due if snap.period is not None else None
+    if now is not None and due is not None and now > due:
+        return _line(N_("locked.deadline"), at=due)
     return None
+
+
+def _late_note(snap: Snapshot, now: dt.datetime) -> tuple[Msg, ...]:
+    """Evidence after the supplement deadline is kept, and the user is told it scores 0."""
+    due = snap.period.supplement_due if snap.period is not None else None
+    if due is not None and now > due:
+        return (msg(N_("evidence.late_note"), at=due),)
+    return ()
 
 
 def _needs_evidence(ind: Indicator, value: AnswerValue) -> bool:
     return ind.evidence.required and ind.points(value) > 0
 
 
-def _record(snap: Snapshot, session: SessionState, code: str, value: AnswerValue) -> Decision:
-    locked = _locked(snap)
+def _record(
+    snap: Snapshot, session: SessionState, code: str, value: AnswerValue, now: dt.datetime
+) -> Decision:
+    locked = _locked(snap, now)
     if locked is not None:
         return _say(session.at(Mode.DONE, None), locked)
     ind = _fw(snap).indicator(code)
@@ -189,7 +204,7 @@ def _with_answer(
     return replace(snap, answers={**snap.answers, code: view})
 
 
-def _answer_text(snap: Snapshot, session: SessionState, text: str) -> Decision:
+def _answer_text(snap: Snapshot, session: SessionState, text: str, now: dt.datetime) -> Decision:
     code = session.current
     assert code is not None
     ind = _fw(snap).indicator(code)
@@ -199,45 +214,45 @@ def _answer_text(snap: Snapshot, session: SessionState, text: str) -> Decision:
         misses = session.misses + 1
         problem = Msg(parsed.key, parsed.params)
         return _say(replace(session, misses=misses), p.problem_reply(snap, code, problem, misses))
-    return _record(snap, session, code, parsed)
+    return _record(snap, session, code, parsed, now)
 
 
-def _file_outside_evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decision:
+def _file_outside_evidence(
+    snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datetime
+) -> Decision:
     """Evidence sent while a question is open goes to that question if it is answered."""
     code = session.current
     if code is not None and code in snap.answers:
-        return _evidence(snap, session.at(Mode.EVIDENCE, code), inbound)
+        return _evidence(snap, session.at(Mode.EVIDENCE, code), inbound, now)
     return _say(session, _line(N_("evidence.answer_first")), *([p.question(snap, code)] if code else []))
 
 
-def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound) -> Decision:
+def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datetime) -> Decision:
     code = session.current
     assert code is not None
     locked = _locked(snap)
     if locked is not None:
         return _say(session.at(Mode.DONE, None), locked)
     if inbound.kind is InboundKind.FILE:
-        return _files(snap, session, code, inbound)
+        return _files(snap, session, code, inbound, now)
     text = clean(inbound.text)
     citation = parse_citation(text)
+    link = parse_link(text) if citation is None else None
     if citation is not None:
-        count = session.evidence_added + 1
         what = msg(N_("evidence.what.citation"), number=citation.number, date=citation.date)
-        return _say(
-            replace(session, evidence_added=count),
-            p.evidence_received(snap, code, what, count),
-            events=(AddEvidence(code, citation=citation),),
-        )
-    link = parse_link(text)
-    if link is not None:
-        count = session.evidence_added + 1
+        event = AddEvidence(code, citation=citation)
+    elif link is not None:
         what = msg(N_("evidence.what.link"), url=link)
-        return _say(
-            replace(session, evidence_added=count),
-            p.evidence_received(snap, code, what, count),
-            events=(AddEvidence(code, url=link),),
-        )
-    return _say(session, _line(N_("evidence.bad")), p.evidence_prompt(snap, code))
+        event = AddEvidence(code, url=link)
+    else:
+        return _say(session, _line(N_("evidence.bad")), p.evidence_prompt(snap, code))
+    count = session.evidence_added + 1
+    received = p.evidence_received(snap, code, what, count)
+    return _say(
+        replace(session, evidence_added=count),
+        Reply((*_late_note(snap, now), *received.lines), received.buttons),
+        events=(event,),
+    )
 
 
 _REJECTED = {
@@ -247,7 +262,7 @@ _REJECTED = {
 }
 
 
-def _files(snap: Snapshot, session: SessionState, code: str, inbound: Inbound) -> Decision:
+def _files(snap: Snapshot, session: SessionState, code: str, inbound: Inbound, now: dt.datetime) -> Decision:
     """One file or an album: each accepted file is evidence, each refused one is explained."""
     lines = [
         msg(_REJECTED.get(r.reason, N_("evidence.rejected.unsupported_type")), name=r.name, max=20)
@@ -275,7 +290,7 @@ def _files(snap: Snapshot, session: SessionState, code: str, inbound: Inbound) -
     received = p.evidence_received(snap, code, what, count)
     return _say(
         replace(session, evidence_added=count),
-        Reply((*lines, *received.lines), received.buttons),
+        Reply((*lines, *_late_note(snap, now), *received.lines), received.buttons),
         events=tuple(events),
     )
 
@@ -344,6 +359,10 @@ def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datet
         return _say(session, p.preview(snap))
     if i is Intent.CHART:
         return _say(session, p.chart(snap))
+    if i is Intent.PAUSE:
+        return _say(session, _line(N_("reminders.paused")), events=(SetReminders(False),))
+    if i is Intent.UNPAUSE:
+        return _say(session, _line(N_("reminders.resumed")), events=(SetReminders(True),))
     if i is Intent.PROGRESS:
         return _say(session, p.progress(snap))
     if i is Intent.MISSING:
@@ -387,7 +406,7 @@ def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datet
         assert ind is not None
         if not ind.allows_not_applicable:
             return _say(session, _line(N_("na.not_allowed"), code=code))
-        locked = _locked(snap)
+        locked = _locked(snap, now)
         if locked is not None:
             return _say(session, locked)
         return _say(session.at(Mode.NA_REASON, code), p.na_prompt(snap, code))
@@ -415,7 +434,7 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
             value = press.arg
         else:
             return stale
-        return _record(snap, session, press.code, value)
+        return _record(snap, session, press.code, value, now)
     if press.action == "ev":
         if (
             session.mode is not Mode.EVIDENCE
@@ -478,8 +497,8 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         return _press(snap, session, press, now)
     if inbound.kind is InboundKind.FILE:
         if session.mode is Mode.EVIDENCE:
-            return _evidence(snap, session, inbound)
-        return _file_outside_evidence(snap, session, inbound)
+            return _evidence(snap, session, inbound, now)
+        return _file_outside_evidence(snap, session, inbound, now)
     text = clean(inbound.text)
     if not text:
         return _ask_again(snap, session)
@@ -491,7 +510,7 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         if handled is not None:
             return handled
     if session.mode is Mode.NA_REASON and session.current is not None:
-        locked = _locked(snap)
+        locked = _locked(snap, now)
         if locked is not None:
             return _say(session.at(Mode.DONE, None), locked)
         code = session.current
@@ -500,7 +519,7 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         decision = _advance(after, session, code, intro=(p.ack(after, code, p.provisional(after)),))
         return replace(decision, events=(event,))
     if session.mode is Mode.EVIDENCE:
-        return _evidence(snap, session, inbound)
+        return _evidence(snap, session, inbound, now)
     if session.mode is Mode.CONFIRM_SUBMIT:
         yes = parse_yes_no(text)
         if yes is True:
@@ -511,8 +530,10 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     if session.mode is Mode.DONE or session.current is None:
         return _say(session, _line(N_("walk.done_hint")))
     if parse_citation(text) is not None or parse_link(text) is not None:
-        return _file_outside_evidence(snap, session, inbound)  # evidence typed while the question is open
-    return _answer_text(snap, session, text)
+        return _file_outside_evidence(
+            snap, session, inbound, now
+        )  # evidence typed while the question is open
+    return _answer_text(snap, session, text, now)
 
 
 def step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:

@@ -19,6 +19,8 @@ class Intent(StrEnum):
     GUIDANCE = "guidance"
     PREVIEW = "preview"
     CHART = "chart"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
     PROGRESS = "progress"
     MISSING = "missing"
     SUBMIT = "submit"
@@ -48,6 +50,10 @@ _PHRASES: dict[Intent, frozenset[str]] = {
         {"huong dan", "hd", "cach tinh", "giai thich", "guide", "guidance", "/huongdan"}
     ),
     Intent.PREVIEW: frozenset({"xem diem", "diem", "xem diem so", "score", "/score", "/xemdiem"}),
+    Intent.PAUSE: frozenset(
+        {"tam dung nhac", "tat nhac", "dung nhac", "ngung nhac", "/tamdung", "pause reminders"}
+    ),
+    Intent.UNPAUSE: frozenset({"bat nhac", "bat lai nhac", "mo nhac", "/batnhac", "resume reminders"}),
     Intent.CHART: frozenset({"bieu do", "xem bieu do", "chart", "/chart", "/bieudo"}),
     Intent.PROGRESS: frozenset({"tien do", "progress", "/progress", "/tiendo"}),
     Intent.MISSING: frozenset({"con thieu", "thieu gi", "con thieu gi", "missing", "/missing", "/conthieu"}),

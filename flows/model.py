@@ -227,7 +227,14 @@ class SetLanguage:
     language: str
 
 
-Event = JoinUnit | JoinFailed | SaveAnswer | AddEvidence | RequestSubmission | Submit | SetLanguage
+@dataclass(frozen=True, slots=True)
+class SetReminders:
+    enabled: bool
+
+
+Event = (
+    JoinUnit | JoinFailed | SaveAnswer | AddEvidence | RequestSubmission | Submit | SetLanguage | SetReminders
+)
 
 
 # -- what to say ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from storage.models import (
     Assessment,
     AuditLog,
     Evidence,
+    Extension,
     Invite,
     Member,
     Period,
@@ -108,6 +109,7 @@ def open_period(
     supplement_due: dt.datetime | None = None,
     appraisal_due: dt.datetime | None = None,
     publication_due: dt.datetime | None = None,
+    reminder_policy_json: str | None = None,
 ) -> Period:
     period = Period(
         name=name,
@@ -119,6 +121,7 @@ def open_period(
         supplement_due=supplement_due,
         appraisal_due=appraisal_due,
         publication_due=publication_due,
+        reminder_policy_json=reminder_policy_json,
     )
     s.add(period)
     s.flush()
@@ -242,3 +245,80 @@ def progress(s: Session, period: Period, level: str | None = None) -> list[UnitP
             )
         )
     return rows
+
+
+DEADLINE_NAMES = ("self_assessment_due", "supplement_due", "appraisal_due", "publication_due")
+
+
+def extend_deadline(
+    s: Session,
+    period: Period,
+    deadline: str,
+    due_at: dt.datetime,
+    reason: str,
+    now: dt.datetime,
+    unit_code: str | None = None,
+    actor: str | None = None,
+) -> dt.datetime | None:
+    """Move a deadline for the whole period, or for one unit only; returns what it was before."""
+    if deadline not in DEADLINE_NAMES:
+        raise AdminError(N_("admin.deadline_unknown"), deadline=deadline, deadlines=", ".join(DEADLINE_NAMES))
+    if not reason.strip():
+        raise AdminError(N_("admin.reason_required"))
+    assert period.id is not None
+    old: dt.datetime | None
+    if unit_code is None:
+        old = getattr(period, deadline)
+        setattr(period, deadline, due_at)
+        s.add(period)
+        entity, entity_id, unit_id = "period", str(period.id), None
+    else:
+        unit = unit_by_code(s, unit_code)
+        assert unit.id is not None
+        ext = s.exec(
+            select(Extension).where(
+                Extension.period_id == period.id, Extension.unit_id == unit.id, Extension.deadline == deadline
+            )
+        ).first()
+        old = ext.due_at if ext is not None else getattr(period, deadline)
+        if ext is None:
+            ext = Extension(
+                period_id=period.id,
+                unit_id=unit.id,
+                deadline=deadline,
+                due_at=due_at,
+                reason=reason,
+                created_by=actor,
+                created_at=now,
+            )
+        else:
+            ext.due_at, ext.reason, ext.created_by, ext.created_at = due_at, reason, actor, now
+        s.add(ext)
+        entity, entity_id, unit_id = "extension", f"{period.id}:{unit.code}:{deadline}", unit.id
+    s.add(
+        AuditLog(
+            at=now,
+            action="deadline.extend",
+            entity=entity,
+            entity_id=entity_id,
+            unit_id=unit_id,
+            old_json=json.dumps(old.isoformat() if old else None),
+            new_json=json.dumps(
+                {"deadline": deadline, "due_at": due_at.isoformat(), "reason": reason, "by": actor},
+                ensure_ascii=False,
+            ),
+        )
+    )
+    s.flush()
+    return old
+
+
+def period_extensions(s: Session, period_id: int) -> list[tuple[str, str, dt.datetime, str]]:
+    """(unit code, deadline, due, reason) for every per-unit extension of the period."""
+    rows = s.exec(
+        select(Unit.code, Extension.deadline, Extension.due_at, Extension.reason)
+        .join(Unit, col(Unit.id) == col(Extension.unit_id))
+        .where(Extension.period_id == period_id)
+        .order_by(col(Unit.code))
+    )
+    return [(code, deadline, due, reason) for code, deadline, due, reason in rows]

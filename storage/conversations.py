@@ -33,6 +33,7 @@ from flows.model import (
     SaveAnswer,
     SessionState,
     SetLanguage,
+    SetReminders,
     Snapshot,
     Submit,
 )
@@ -44,6 +45,7 @@ from storage.models import (
     AuditLog,
     Conversation,
     Evidence,
+    Extension,
     Invite,
     JoinAttempt,
     Member,
@@ -93,6 +95,20 @@ def open_period_for(s: Session, unit: Unit, resolve: FrameworkResolver) -> tuple
         if framework.level.value == unit.level:
             return period, framework
     return None
+
+
+def _unit_deadlines(s: Session, period: Period, unit_id: int) -> dict[str, dt.datetime]:
+    """The period's deadlines with this unit's extensions applied."""
+    out = {
+        name: getattr(period, name)
+        for name in ("self_assessment_due", "supplement_due")
+        if getattr(period, name)
+    }
+    for ext in s.exec(
+        select(Extension).where(Extension.period_id == period.id, Extension.unit_id == unit_id)
+    ):
+        out[ext.deadline] = ext.due_at
+    return out
 
 
 def _answers(s: Session, assessment_id: int, framework: Framework) -> dict[str, AnswerView]:
@@ -171,8 +187,9 @@ def load_snapshot(
         return Loaded(Snapshot(channel, chat_id, session, view), version, member.id, unit.id, None, None)
     period, framework = found
     assert period.id is not None
+    due = _unit_deadlines(s, period, unit.id)
     period_view = PeriodView(
-        period.id, period.name, framework, period.self_assessment_due, period.supplement_due
+        period.id, period.name, framework, due.get("self_assessment_due"), due.get("supplement_due")
     )
     assessment = s.exec(
         select(Assessment).where(Assessment.period_id == period.id, Assessment.unit_id == unit.id)
@@ -429,6 +446,15 @@ def apply(
             _set_status(s, loaded, AssessmentStatus.AWAITING_LEADER, now)
         elif isinstance(event, Submit):
             _set_status(s, loaded, AssessmentStatus.SUBMITTED, now)
+        elif isinstance(event, SetReminders):
+            assert member_id is not None
+            member_row = s.get(Member, member_id)
+            assert member_row is not None
+            member_row.paused_reminders = not event.enabled
+            s.add(member_row)
+            _audit(
+                s, now, loaded, "member.reminders", "member", str(member_id), None, {"enabled": event.enabled}
+            )
         elif isinstance(event, SetLanguage):
             assert member_id is not None
             member_row = s.get(Member, member_id)

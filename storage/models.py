@@ -79,6 +79,7 @@ class Period(SQLModel, table=True):
     supplement_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
     appraisal_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
     publication_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reminder_policy_json: str | None = Field(default=None, sa_type=sa.Text)
     status: str = "open"
 
 
@@ -240,6 +241,47 @@ class Outbox(SQLModel, table=True):
     external_id: str | None = None  # the channel's id for the sent message (Telegram message_id)
 
 
+class Extension(SQLModel, table=True):
+    """A later deadline for one unit of a period (self_assessment_due, supplement_due, …)."""
+
+    __tablename__ = "extension"
+    __table_args__ = (sa.UniqueConstraint("period_id", "unit_id", "deadline"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_id: int = Field(foreign_key="period.id")
+    unit_id: int = Field(foreign_key="unit.id")
+    deadline: str
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(sa_type=sa.Text)
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+REMINDER_STATUSES = ("queued", "deferred", "undeliverable", "skipped")
+
+
+class Reminder(SQLModel, table=True):
+    """The reminder ledger: one row per member, period, deadline and offset — sent exactly once."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        sa.UniqueConstraint("member_id", "period_id", "deadline", "offset_key"),
+        sa.Index(None, "period_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    period_id: int = Field(foreign_key="period.id")
+    deadline: str
+    offset_key: str  # "7d", "3d", "1d", "0d", "escalation"
+    planned_at: datetime = Field(sa_type=UTCDateTime)  # when the policy wanted it
+    send_at: datetime = Field(sa_type=UTCDateTime)  # when it may go (after quiet hours and weekends)
+    status: str = "queued"
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Unit,
     Member,
@@ -253,4 +295,6 @@ TABLES: tuple[type[SQLModel], ...] = (
     JoinAttempt,
     AuditLog,
     Outbox,
+    Extension,
+    Reminder,
 )

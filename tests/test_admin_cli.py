@@ -45,7 +45,7 @@ def test_units_period_invite_status(url: str, tmp_path: Path) -> None:
 
     code, out, err = run(
         "period", "open", "--name", "DTI 2025", "--year", "2025", "--framework", "tay-ninh-commune-2025",
-        "--self-assessment-due", "15/01/2026", "--supplement-due", "20/01/2026 17:00",
+        "--self-assessment-due", "15/01/2027", "--supplement-due", "20/01/2027 17:00",
     )  # fmt: skip
     assert code == 0, err
     assert "tay-ninh-commune-2025@2025.1" in out

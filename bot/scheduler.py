@@ -1,0 +1,261 @@
+"""Reminders, derived from the database on every tick and queued exactly once.
+
+A tick looks at every open period: each unit's work and deadlines (extensions applied), each member
+who can be reached, the policy. For every reminder due by now it inserts the ledger row and, in the
+same transaction, the outbox message — or records it as deferred when quiet hours or the weekend hold
+it back; a later tick sends it then, with the counts of that moment. Reviewers get one digest of
+their lagging units a day before a deadline. `plan(..., write=False)` is the dry run: who would get
+what at a given time, without touching anything.
+
+APScheduler 3 drives `tick` once a minute inside the bot process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from sqlmodel import Session, select
+
+from bot import catalog
+from bot.service import render_payload, utc_now
+from flows.model import Reply, Role
+from flows.reminders import (
+    APPRAISAL,
+    ESCALATION,
+    SELF_ASSESSMENT,
+    SUPPLEMENT,
+    Due,
+    Policy,
+    UnitWork,
+    due_now,
+    escalation_due,
+    escalation_reply,
+    has_work,
+    reminder_reply,
+)
+from storage.conversations import enqueue
+from storage.db import Database
+from storage.models import OUTBOX_PRIORITY_REMINDER, Member, Period, Reminder
+from storage.reminders import (
+    insert_ledger,
+    mark_reminder,
+    open_periods,
+    reachable_members,
+    ready_deferred,
+    reviewers_by_unit,
+    set_outbox,
+    unit_states,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Planned:
+    member_id: int
+    channel: str
+    chat_id: str
+    unit: str
+    deadline: str
+    offset_key: str
+    send_at: dt.datetime
+    deferred: bool
+    text: str
+
+
+@dataclass
+class _Context:
+    """One period at one moment: each unit's work and each reviewer's units."""
+
+    period: Period
+    now: dt.datetime
+    works: dict[int, UnitWork]
+    scopes: dict[int, tuple[Member, list[UnitWork]]] = field(default_factory=dict)
+
+    def reply_for(self, member: Member, deadline: str, offset_key: str) -> Reply | None:
+        """What this member is told for this reminder now, or None when there is nothing left to do."""
+        pid = self.period.id or 0
+        role = Role(member.role)
+        if role is Role.REVIEWER:
+            units = self.scopes.get(member.id or 0, (member, []))[1]
+            if offset_key == ESCALATION:
+                lagging = [w for w in units if has_work(Role.RESPONDENT, deadline, w)]
+                due_at = getattr(self.period, deadline)
+                return escalation_reply(deadline, lagging, due_at) if lagging and due_at else None
+            pending = sum(1 for w in units if w.status == "submitted")
+            due_at = self.period.appraisal_due
+            if (
+                deadline != APPRAISAL
+                or due_at is None
+                or not units
+                or not has_work(role, APPRAISAL, units[0], pending)
+            ):
+                return None
+            return reminder_reply(role, APPRAISAL, units[0], due_at, self.now, pid, pending)
+        work = self.works.get(member.unit_id)
+        if work is None:
+            return None
+        due_at = work.deadlines.get(deadline)
+        if due_at is None or not has_work(role, deadline, work):
+            return None
+        return reminder_reply(role, deadline, work, due_at, self.now, pid)
+
+
+@dataclass
+class ReminderScheduler:
+    db: Database
+    clock: Callable[[], dt.datetime] = utc_now
+    escapes: dict[str, Callable[[str], str]] = field(default_factory=dict)
+    on_queued: Callable[[], None] | None = None
+
+    def tick(self, now: dt.datetime | None = None) -> list[Planned]:
+        """Queue every reminder due by `now`; returns what it queued (and what it deferred)."""
+        at = now or self.clock()
+        with self.db.session() as s:
+            planned = self.plan(s, at, write=True)
+        if planned and self.on_queued is not None:
+            self.on_queued()
+        return planned
+
+    def dry_run(self, now: dt.datetime | None = None) -> list[Planned]:
+        at = now or self.clock()
+        with self.db.session() as s:
+            return self.plan(s, at, write=False)
+
+    def plan(self, s: Session, now: dt.datetime, *, write: bool) -> list[Planned]:
+        out: list[Planned] = []
+        for period in open_periods(s):
+            out += self._period(s, period, now, write)
+        return out
+
+    def _period(self, s: Session, period: Period, now: dt.datetime, write: bool) -> list[Planned]:
+        assert period.id is not None
+        framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
+        policy = Policy.from_json(period.reminder_policy_json)
+        states = unit_states(s, period, framework)
+        ctx = _Context(period, now, {st.unit.id: st.work for st in states.values() if st.unit.id is not None})
+        for unit_id, reviewers in reviewers_by_unit(s).items():
+            if unit_id in ctx.works:
+                for reviewer in reviewers:
+                    if reviewer.id is not None and not reviewer.paused_reminders:
+                        ctx.scopes.setdefault(reviewer.id, (reviewer, []))[1].append(ctx.works[unit_id])
+        existing = _ledger_keys(s, period.id)
+        out: list[Planned] = []
+        for member, deadline, due in self._due(s, ctx, policy):
+            if member.id is None or (member.id, deadline, due.offset_key) in existing:
+                continue
+            reply = ctx.reply_for(member, deadline, due.offset_key)
+            if reply is None:
+                continue
+            deferred = due.send_at > now
+            if write:
+                ledger_id = insert_ledger(
+                    s, member.id, period.id, deadline, due, "deferred" if deferred else "queued", now
+                )
+                if ledger_id is None:
+                    continue  # another scheduler got there first
+                if not deferred:
+                    self._queue(s, member, ledger_id, reply, now)
+            existing.add((member.id, deadline, due.offset_key))
+            out.append(self._planned(member, ctx, deadline, due.offset_key, due.send_at, deferred, reply))
+        if write:
+            out += self._promote(s, ctx)
+        return out
+
+    def _due(self, s: Session, ctx: _Context, policy: Policy) -> list[tuple[Member, str, Due]]:
+        """Every (member, deadline, reminder) the policy wants by now, before checking the ledger."""
+        items: list[tuple[Member, str, Due]] = []
+        for member in reachable_members(s, ctx.works):
+            work = ctx.works[member.unit_id]
+            for deadline in (SELF_ASSESSMENT, SUPPLEMENT):
+                due_at = work.deadlines.get(deadline)
+                due = due_now(deadline, due_at, policy, ctx.now) if due_at is not None else None
+                if due is not None:
+                    items.append((member, deadline, due))
+        for reviewer, _ in ctx.scopes.values():
+            if ctx.period.appraisal_due is not None:
+                due = due_now(APPRAISAL, ctx.period.appraisal_due, policy, ctx.now)
+                if due is not None:
+                    items.append((reviewer, APPRAISAL, due))
+            for deadline in (SELF_ASSESSMENT, SUPPLEMENT):
+                due_at = getattr(ctx.period, deadline)
+                escalation = escalation_due(due_at, policy, ctx.now) if due_at is not None else None
+                if escalation is not None:
+                    items.append((reviewer, deadline, escalation))
+        return items
+
+    def _promote(self, s: Session, ctx: _Context) -> list[Planned]:
+        """Deferred reminders whose time has come go out now, with the work as it stands now."""
+        out: list[Planned] = []
+        for r in ready_deferred(s, ctx.now):
+            if r.period_id != ctx.period.id or r.id is None:
+                continue
+            member = s.get(Member, r.member_id)
+            reply = ctx.reply_for(member, r.deadline, r.offset_key) if member is not None else None
+            if member is None or reply is None:
+                mark_reminder(s, r.id, "skipped", "nothing left to remind about")
+                continue
+            self._queue(s, member, r.id, reply, ctx.now)
+            out.append(self._planned(member, ctx, r.deadline, r.offset_key, ctx.now, False, reply))
+        return out
+
+    def _planned(
+        self,
+        member: Member,
+        ctx: _Context,
+        deadline: str,
+        offset: str,
+        at: dt.datetime,
+        deferred: bool,
+        reply: Reply,
+    ) -> Planned:
+        assert member.id is not None
+        text = str(render_payload(reply, member.language, self.escapes.get(member.channel, str))["text"])
+        unit = ctx.works[member.unit_id].unit_name if member.unit_id in ctx.works else ""
+        return Planned(member.id, member.channel, member.chat_id, unit, deadline, offset, at, deferred, text)
+
+    def _queue(self, s: Session, member: Member, ledger_id: int, reply: Reply, now: dt.datetime) -> None:
+        payload = render_payload(reply, member.language, self.escapes.get(member.channel, str))
+        rows = enqueue(
+            s, member.channel, member.chat_id, member.id, [payload], now, priority=OUTBOX_PRIORITY_REMINDER
+        )
+        row = rows[0]
+        row.dedupe_key = f"reminder:{ledger_id}"  # a second guard: one outbox row per ledger row
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        set_outbox(s, ledger_id, row.id)
+
+
+def _ledger_keys(s: Session, period_id: int) -> set[tuple[int, str, str]]:
+    return {
+        (r.member_id, r.deadline, r.offset_key)
+        for r in s.exec(select(Reminder).where(Reminder.period_id == period_id))
+    }
+
+
+def start(scheduler: ReminderScheduler, interval_seconds: int = 60) -> AsyncIOScheduler:
+    """A running APScheduler job that ticks in a worker thread (the database calls block)."""
+    aps = AsyncIOScheduler(timezone="Asia/Ho_Chi_Minh")
+
+    async def job() -> None:
+        try:
+            await asyncio.to_thread(scheduler.tick)
+        except Exception:  # one bad tick must not stop the next
+            log.exception("reminder tick failed")
+
+    aps.add_job(
+        job,
+        "interval",
+        seconds=interval_seconds,
+        max_instances=1,
+        coalesce=True,
+        next_run_time=dt.datetime.now(dt.UTC),
+    )
+    aps.start()
+    return aps
