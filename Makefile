@@ -57,6 +57,7 @@ test: all lint typecheck migrations
 
 bench: all
 	$(BIN)/python bench/score_bench.py
+	$(BIN)/python bench/reminder_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .scratch $(MO)

@@ -47,6 +47,9 @@ class Transport(Protocol):
     async def send(self, chat_id: str, payload: dict[str, Any]) -> Result: ...
 
 
+CATCH_UP = 3
+
+
 class RateLimiter:
     """At most `per_second` sends overall and one per `chat_interval` seconds in any one chat."""
 
@@ -70,7 +73,9 @@ class RateLimiter:
             t = self._now()
             wait = max(self._next - t, self._chat_next.get(chat_id, 0.0) - t, self._paused_until - t)
             if wait <= 0:
-                self._next = max(self._next, t) + self.gap
+                # a slot missed by a late waker may be made up, but never more than CATCH_UP of them:
+                # the pace over any second stays within the limit
+                self._next = max(self._next, t - CATCH_UP * self.gap) + self.gap
                 self._chat_next[chat_id] = t + self.chat_interval
                 return
             await self._sleep(wait)

@@ -239,15 +239,21 @@ def _ledger_keys(s: Session, period_id: int) -> set[tuple[int, str, str]]:
     }
 
 
-def start(scheduler: ReminderScheduler, interval_seconds: int = 60) -> AsyncIOScheduler:
-    """A running APScheduler job that ticks in a worker thread (the database calls block)."""
+def start(
+    scheduler: ReminderScheduler, interval_seconds: int = 60, after: Callable[[], None] | None = None
+) -> AsyncIOScheduler:
+    """A running APScheduler job that ticks in a worker thread (the database calls block), then
+    calls `after` on the event loop (to wake the outbox sender)."""
     aps = AsyncIOScheduler(timezone="Asia/Ho_Chi_Minh")
 
     async def job() -> None:
         try:
-            await asyncio.to_thread(scheduler.tick)
+            queued = await asyncio.to_thread(scheduler.tick)
         except Exception:  # one bad tick must not stop the next
             log.exception("reminder tick failed")
+            return
+        if queued and after is not None:
+            after()
 
     aps.add_job(
         job,

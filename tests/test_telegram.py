@@ -48,7 +48,9 @@ class Harness:
 
     async def start(self) -> TelegramApp:
         bot = make_bot(self.fake.token, self.fake.url, timeout=2.0)
-        self.app = TelegramApp(self.p.db, bot, self.p.store, pace=FAST, album_wait=0.2, send_timeout=2.0)
+        self.app = TelegramApp(
+            self.p.db, bot, self.p.store, pace=FAST, album_wait=0.2, send_timeout=2.0, remind_every=None
+        )
         self.app.service.clock = self.p.clock
         if self.mode == "polling":
             await self.app.start_polling()
@@ -384,3 +386,36 @@ async def test_dtibot_run_telegram_process(tmp_path: Path, fake: FakeTelegram) -
         assert proc.stderr is not None
         proc.stderr.close()
         db.dispose()
+
+
+async def test_the_bot_process_sends_due_reminders(db: Database, tmp_path: Path, fake: FakeTelegram) -> None:
+    import datetime as dt
+
+    from flows.reminders import Policy
+    from storage.admin import period_by_ref
+
+    p = make_province(db, tmp_path)
+    with db.session() as s:
+        period = period_by_ref(s, None)
+        period.self_assessment_due = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+        always = Policy(quiet_start=dt.time(0, 0), quiet_end=dt.time(0, 0), skip_weekends=False)
+        period.reminder_policy_json = json.dumps(always.to_json())
+        s.add(period)
+    h = Harness(fake, p, "polling")
+    await h.start()
+    try:
+        await h.text(f"/start {p.invite('25840', 'respondent')}")
+        await h.stop()
+        bot = make_bot(fake.token, fake.url, timeout=2.0)
+        h.app = TelegramApp(db, bot, p.store, pace=FAST, remind_every=1)  # the scheduler ticks at start
+        await h.app.start_polling()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "⏰" not in fake.text_of(CHAT):
+            await asyncio.sleep(0.05)
+        reminder = next(s for s in fake.transcripts[CHAT] if s.text.startswith("⏰"))
+        assert "Xã An Bình: còn 62 chỉ tiêu chưa trả lời" in reminder.text
+        assert reminder.buttons and reminder.buttons[0]["label"] == "Trả lời câu 1.1"
+        await asyncio.sleep(1.5)  # more ticks: nothing is sent twice
+        assert sum(1 for s in fake.transcripts[CHAT] if s.text.startswith("⏰")) == 1
+    finally:
+        await h.stop()

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from bot.channels.telegram import TelegramChannel, TelegramTransport, escape
 from bot.outbox import OutboxSender, RateLimiter
+from bot.scheduler import ReminderScheduler
+from bot.scheduler import start as start_reminders
 from bot.service import Service
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -43,11 +46,13 @@ class TelegramApp:
     pace: Pace = field(default_factory=Pace)
     album_wait: float = 1.0
     send_timeout: float = 30.0
+    remind_every: int | None = 60  # seconds between reminder ticks; None: no reminders from this process
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _aps: AsyncIOScheduler | None = None
 
     def __post_init__(self) -> None:
         self.service = Service(self.db, escapes={"telegram": escape})
@@ -61,6 +66,9 @@ class TelegramApp:
     async def start_sender(self) -> None:
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
+        if self.remind_every is not None:
+            reminders = ReminderScheduler(self.db, escapes={"telegram": escape})
+            self._aps = start_reminders(reminders, self.remind_every, self.sender.wake)
 
     async def start_polling(self) -> None:
         """Poll in the background (tests and `dtibot run telegram`)."""
@@ -91,6 +99,9 @@ class TelegramApp:
         return runner
 
     async def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
         with contextlib.suppress(RuntimeError):
             await self.channel.dispatcher.stop_polling()
         await self.channel.flush()
