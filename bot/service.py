@@ -27,6 +27,7 @@ from flows import step
 from flows.engine import join_code
 from flows.model import Inbound, InboundKind, JoinUnit, Notice, Reply, SetLanguage
 from scoring.model import Framework
+from storage import appraisal
 from storage.conversations import (
     ConcurrentUpdate,
     InviteTaken,
@@ -57,6 +58,8 @@ def payload_of(rendered: Rendered) -> dict[str, object]:
     }
     if rendered.image is not None:
         payload["photo_png_b64"] = base64.b64encode(rendered.image).decode("ascii")
+    if rendered.files:
+        payload["documents"] = [{"sha256": sha, "name": name} for sha, name in rendered.files]
     return payload
 
 
@@ -145,7 +148,7 @@ class Service:
             for event in decision.events:
                 if isinstance(event, SetLanguage):
                     language = event.language
-            if any(isinstance(e, JoinUnit) for e in decision.events):
+            if decision.then_resume or any(isinstance(e, JoinUnit) for e in decision.events):
                 joined = load_snapshot(s, channel, chat_id, resolve_framework, now)
                 follow = step(joined.snapshot, Inbound(InboundKind.RESUME), now)
                 apply(s, joined, follow, now, None)
@@ -164,9 +167,12 @@ class Service:
         """Replies for the unit's other members holding a role (a leader asked to confirm, say)."""
         ids: list[int] = []
         for notice in notices:
-            if loaded.unit_id is None:
-                continue
-            for member in unit_members(s, loaded.unit_id, notice.role):
+            if notice.reviewers:
+                recipients = appraisal.reviewers_of(s, loaded.unit_id) if loaded.unit_id is not None else []
+            else:
+                unit_id = notice.unit_id if notice.unit_id is not None else loaded.unit_id
+                recipients = unit_members(s, unit_id, notice.role) if unit_id is not None else []
+            for member in recipients:
                 if member.id == loaded.member_id:
                     continue
                 rows = enqueue(

@@ -13,7 +13,8 @@ import datetime as dt
 from dataclasses import replace
 
 from flows import prompts as p
-from flows.intents import Intent, Parsed, Press, detect, read_payload
+from flows.appraise import review_step
+from flows.intents import Intent, Parsed, Press, detect, payload, read_payload
 from flows.model import (
     AddEvidence,
     AnswerView,
@@ -30,6 +31,7 @@ from flows.model import (
     Param,
     Reply,
     RequestSubmission,
+    Resubmit,
     Role,
     SaveAnswer,
     SessionState,
@@ -147,6 +149,9 @@ def _advance(
 
 
 def _ask_again(snap: Snapshot, session: SessionState, intro: tuple[Msg, ...] = ()) -> Decision:
+    returned = _returned(snap) if snap.status is AssessmentStatus.RETURNED else []
+    if returned and session.current not in returned:
+        return _say(session.at(Mode.ASK, returned[0]), p.question(snap, returned[0], intro=intro))
     if session.mode is Mode.DONE or session.current is None:
         return _advance(snap, session, None, intro)
     if session.mode is Mode.EVIDENCE:
@@ -154,19 +159,32 @@ def _ask_again(snap: Snapshot, session: SessionState, intro: tuple[Msg, ...] = (
     return _say(session.at(Mode.ASK, session.current), p.question(snap, session.current, intro=intro))
 
 
-def _locked(snap: Snapshot, now: dt.datetime | None = None) -> Reply | None:
-    """Why answers cannot change now: submitted, or (given `now`) past the unit's own deadline."""
-    if snap.status is AssessmentStatus.SUBMITTED:
+def _returned(snap: Snapshot) -> list[str]:
+    return sorted(c for c, d in snap.decisions.items() if d.decision == "return")
+
+
+def _locked(snap: Snapshot, now: dt.datetime | None = None, code: str | None = None) -> Reply | None:
+    """Why `code` cannot change now: submitted or appraised; returned, but not this indicator; or
+    (given `now`) past the unit's own deadline. A returned indicator stays open after the deadline."""
+    if snap.status in (AssessmentStatus.SUBMITTED, AssessmentStatus.APPRAISED):
         return _line(N_("locked.submitted"), at=snap.submitted_at or msg(N_("welcome.no_deadline")))
+    if snap.status is AssessmentStatus.RETURNED:
+        if code is not None and code in _returned(snap):
+            return None
+        return _line(N_("locked.returned_only"), codes=", ".join(_returned(snap)))
     due = snap.period.self_assessment_due if snap.period is not None else None
     if now is not None and due is not None and now > due:
         return _line(N_("locked.deadline"), at=due)
     return None
 
 
-def _late_note(snap: Snapshot, now: dt.datetime) -> tuple[Msg, ...]:
-    """Evidence after the supplement deadline is kept, and the user is told it scores 0."""
-    due = snap.period.supplement_due if snap.period is not None else None
+def _late_note(snap: Snapshot, now: dt.datetime, code: str) -> tuple[Msg, ...]:
+    """Evidence after its deadline (the reviewer's, for a returned indicator) is kept, and the user is
+    told it scores 0."""
+    decision = snap.decisions.get(code)
+    due = decision.supplement_due if decision is not None and decision.decision == "return" else None
+    if due is None and snap.period is not None:
+        due = snap.period.supplement_due
     if due is not None and now > due:
         return (msg(N_("evidence.late_note"), at=due),)
     return ()
@@ -179,7 +197,7 @@ def _needs_evidence(ind: Indicator, value: AnswerValue) -> bool:
 def _record(
     snap: Snapshot, session: SessionState, code: str, value: AnswerValue, now: dt.datetime
 ) -> Decision:
-    locked = _locked(snap, now)
+    locked = _locked(snap, now, code)
     if locked is not None:
         return _say(session.at(Mode.DONE, None), locked)
     ind = _fw(snap).indicator(code)
@@ -230,7 +248,7 @@ def _file_outside_evidence(
 def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datetime) -> Decision:
     code = session.current
     assert code is not None
-    locked = _locked(snap)
+    locked = _locked(snap, None, code)
     if locked is not None:
         return _say(session.at(Mode.DONE, None), locked)
     if inbound.kind is InboundKind.FILE:
@@ -250,7 +268,7 @@ def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.d
     received = p.evidence_received(snap, code, what, count)
     return _say(
         replace(session, evidence_added=count),
-        Reply((*_late_note(snap, now), *received.lines), received.buttons),
+        Reply((*_late_note(snap, now, code), *received.lines), received.buttons),
         events=(event,),
     )
 
@@ -290,7 +308,7 @@ def _files(snap: Snapshot, session: SessionState, code: str, inbound: Inbound, n
     received = p.evidence_received(snap, code, what, count)
     return _say(
         replace(session, evidence_added=count),
-        Reply((*lines, *_late_note(snap, now), *received.lines), received.buttons),
+        Reply((*lines, *_late_note(snap, now, code), *received.lines), received.buttons),
         events=tuple(events),
     )
 
@@ -317,8 +335,16 @@ def _evidence_done(snap: Snapshot, session: SessionState, later: bool) -> Decisi
 
 
 def _submit(snap: Snapshot, session: SessionState) -> Decision:
-    assert snap.member is not None
-    if snap.status is AssessmentStatus.SUBMITTED:
+    assert snap.member is not None and snap.period is not None
+    if snap.status is AssessmentStatus.RETURNED:
+        pid = snap.period.id
+        buttons = (
+            p.button(N_("button.confirm_submit"), payload("sub", pid, None, "confirm")),
+            p.button(N_("button.cancel"), payload("sub", pid, None, "cancel")),
+        )
+        lines = (msg(N_("resubmit.summary"), codes=", ".join(_returned(snap))), msg(N_("resubmit.confirm")))
+        return _say(replace(session, mode=Mode.CONFIRM_SUBMIT), Reply(lines, buttons))
+    if snap.status in (AssessmentStatus.SUBMITTED, AssessmentStatus.APPRAISED):
         return _say(
             session, _line(N_("submit.already"), at=snap.submitted_at or msg(N_("welcome.no_deadline")))
         )
@@ -331,6 +357,23 @@ def _submit(snap: Snapshot, session: SessionState) -> Decision:
 def _confirm(snap: Snapshot, session: SessionState) -> Decision:
     assert snap.member is not None
     back = replace(session, mode=Mode.ASK if session.current else Mode.DONE)
+    if snap.status is AssessmentStatus.RETURNED:
+        notice = Notice(
+            Role.REVIEWER,
+            Reply(
+                (
+                    msg(
+                        N_("resubmit.reviewer_notice"),
+                        unit=snap.member.unit_name,
+                        codes=", ".join(_returned(snap)),
+                    ),
+                )
+            ),
+            reviewers=True,
+        )
+        return _say(
+            back.at(Mode.DONE, None), _line(N_("resubmit.done")), events=(Resubmit(),), notices=(notice,)
+        )
     if snap.member.role is Role.LEADER:
         return _say(
             back.at(Mode.DONE, None), _line(N_("submit.done"), unit=snap.member.unit_name), events=(Submit(),)
@@ -406,7 +449,7 @@ def _intent(snap: Snapshot, session: SessionState, parsed: Parsed, now: dt.datet
         assert ind is not None
         if not ind.allows_not_applicable:
             return _say(session, _line(N_("na.not_allowed"), code=code))
-        locked = _locked(snap, now)
+        locked = _locked(snap, now, code)
         if locked is not None:
             return _say(session, locked)
         return _say(session.at(Mode.NA_REASON, code), p.na_prompt(snap, code))
@@ -510,7 +553,7 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         if handled is not None:
             return handled
     if session.mode is Mode.NA_REASON and session.current is not None:
-        locked = _locked(snap, now)
+        locked = _locked(snap, now, session.current)
         if locked is not None:
             return _say(session.at(Mode.DONE, None), locked)
         code = session.current
@@ -544,6 +587,8 @@ def step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         return _say(snapshot.session, _line(N_("unsupported.edited")))
     if snapshot.member is None:
         return _join(snapshot, inbound, now)
+    if snapshot.member.role is Role.REVIEWER:
+        return review_step(snapshot, inbound, now)
     if snapshot.member.role not in _ANSWERING_ROLES:
         return _say(snapshot.session, _line(N_("role.no_assessment"), unit=snapshot.member.unit_name))
     if snapshot.period is None:

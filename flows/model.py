@@ -96,6 +96,18 @@ class EvidenceView:
     label: str  # file name, citation number or URL, for display
     at: dt.datetime | None = None
     late: bool = False
+    sha256: str | None = None  # a stored file, so a reviewer can be sent it again
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionView:
+    """The latest appraisal decision on one indicator."""
+
+    decision: str  # accept | adjust | return
+    points: Decimal | None
+    comment: str | None
+    revision: int
+    supplement_due: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,36 @@ class AssessmentStatus(StrEnum):
     DRAFT = "draft"
     AWAITING_LEADER = "awaiting_leader"
     SUBMITTED = "submitted"
+    RETURNED = "returned"  # the reviewer asked for more evidence on some indicators
+    APPRAISED = "appraised"  # the reviewer closed the appraisal
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    unit_id: int
+    unit_name: str
+    status: AssessmentStatus
+    submitted_at: dt.datetime | None
+    decided: int
+    returned: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewedUnit:
+    unit_id: int
+    unit_name: str
+    assessment_id: int
+    status: AssessmentStatus
+    answers: Mapping[str, AnswerView]
+    decisions: Mapping[str, DecisionView]
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What a reviewer sees: the units waiting for appraisal and the one under review."""
+
+    queue: tuple[QueueItem, ...] = ()
+    unit: ReviewedUnit | None = None
 
 
 class Mode(StrEnum):
@@ -129,6 +171,11 @@ class Mode(StrEnum):
     NA_REASON = "na_reason"  # waiting for the reason `current` does not apply
     CONFIRM_SUBMIT = "confirm_submit"
     DONE = "done"  # every indicator answered
+    REVIEW = "review"  # a reviewer deciding on `current` of the unit under review
+    REVIEW_POINTS = "review_points"  # waiting for the appraised points
+    REVIEW_COMMENT = "review_comment"  # waiting for the reason of an adjustment
+    REVIEW_RETURN = "review_return"  # waiting for what evidence is asked for
+    REVIEW_DUE = "review_due"  # waiting for the supplement deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +185,9 @@ class SessionState:
     misses: int = 0
     skipped: tuple[str, ...] = ()
     evidence_added: int = 0  # files/citations received for `current` in this evidence step
+    unit: int | None = None  # the unit a reviewer is appraising
+    draft: str | None = None  # a reviewer's decision being composed: points, then comment
+    seen: int = 0  # the decision revision the reviewer saw when the item was shown
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +197,9 @@ class SessionState:
             "misses": self.misses,
             "skipped": list(self.skipped),
             "evidence_added": self.evidence_added,
+            "unit": self.unit,
+            "draft": self.draft,
+            "seen": self.seen,
         }
 
     @classmethod
@@ -161,6 +214,9 @@ class SessionState:
                 misses=int(data.get("misses", 0)),
                 skipped=tuple(str(c) for c in data.get("skipped", ())),
                 evidence_added=int(data.get("evidence_added", 0)),
+                unit=int(data["unit"]) if data.get("unit") is not None else None,
+                draft=str(data["draft"]) if data.get("draft") is not None else None,
+                seen=int(data.get("seen", 0)),
             )
         except (ValueError, TypeError):
             return cls()
@@ -181,6 +237,8 @@ class Snapshot:
     invite: InviteView | None = None  # the invite named in this message, looked up by the service
     join_failures: tuple[dt.datetime, ...] = ()  # recent failed join attempts of this chat
     submitted_at: dt.datetime | None = None
+    decisions: Mapping[str, DecisionView] = field(default_factory=dict)  # the reviewer's, on this assessment
+    review: Review | None = None  # reviewers only
 
 
 # -- what to record ------------------------------------------------------------------------------
@@ -232,8 +290,48 @@ class SetReminders:
     enabled: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """A reviewer's decision on one indicator, made against the revision they were shown."""
+
+    assessment_id: int
+    code: str
+    decision: str  # accept | adjust | return
+    points: Decimal | None
+    self_points: Decimal | None
+    comment: str | None
+    supplement_due: dt.datetime | None
+    expected_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendReturns:
+    assessment_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAppraisal:
+    assessment_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """The unit has supplemented what the reviewer returned."""
+
+
 Event = (
-    JoinUnit | JoinFailed | SaveAnswer | AddEvidence | RequestSubmission | Submit | SetLanguage | SetReminders
+    JoinUnit
+    | JoinFailed
+    | SaveAnswer
+    | AddEvidence
+    | RequestSubmission
+    | Submit
+    | SetLanguage
+    | SetReminders
+    | Decide
+    | SendReturns
+    | CloseAppraisal
+    | Resubmit
 )
 
 
@@ -285,18 +383,30 @@ class Chart:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A stored evidence file to send along (a reviewer looking at a unit's evidence)."""
+
+    sha256: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     lines: tuple[Msg, ...]
     buttons: tuple[Button, ...] = ()
     chart: Chart | None = None
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A reply for the other members of the unit who hold `role` (e.g. its leaders)."""
+    """A reply for other members: those holding `role` in `unit_id` (None: the sender's own unit),
+    or, with `reviewers`, the reviewers over the sender's unit."""
 
     role: Role
     reply: Reply
+    unit_id: int | None = None
+    reviewers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,3 +415,4 @@ class Decision:
     events: tuple[Event, ...] = ()
     replies: tuple[Reply, ...] = ()
     notices: tuple[Notice, ...] = ()
+    then_resume: bool = False  # reload the snapshot and continue (after joining, or opening a unit)

@@ -149,6 +149,10 @@ def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply
     answer = snap.answers.get(code)
     if answer is not None:
         lines.append(msg(N_("ask.current_answer"), value=value_msg(ind, answer.value, answer)))
+    decision = snap.decisions.get(code)
+    if decision is not None and decision.decision == "return" and snap.status is AssessmentStatus.RETURNED:
+        due = decision.supplement_due or msg(N_("welcome.no_deadline"))
+        lines.append(msg(N_("review.returned_line"), comment=decision.comment or "", due=due))
     if ind.evidence.required:
         lines.append(msg(N_("ask.evidence_needed")))
     buttons: list[Button] = []
@@ -381,7 +385,19 @@ def greeting(snap: Snapshot) -> tuple[Msg, ...]:
     """The welcome, plus what awaits this member: a leader is told a submission waits for them."""
     assert snap.member is not None
     lines = [welcome(snap)]
-    if snap.status is AssessmentStatus.AWAITING_LEADER and snap.member.role is Role.LEADER:
+    if snap.status is AssessmentStatus.RETURNED:
+        items = tuple(
+            msg(
+                N_("review.returned_item"),
+                code=c,
+                comment=d.comment or "",
+                due=d.supplement_due or msg(N_("welcome.no_deadline")),
+            )
+            for c, d in sorted(snap.decisions.items())
+            if d.decision == "return"
+        )
+        lines.append(msg(N_("review.returned_notice"), count=len(items), items=items))
+    elif snap.status is AssessmentStatus.AWAITING_LEADER and snap.member.role is Role.LEADER:
         lines.append(msg(N_("submit.pending_for_leader")))
     elif snap.status is AssessmentStatus.SUBMITTED:
         lines.append(msg(N_("submit.already"), at=snap.submitted_at or msg(N_("welcome.no_deadline"))))

@@ -21,6 +21,8 @@ from flows.model import (
     AddEvidence,
     AnswerView,
     AssessmentStatus,
+    CloseAppraisal,
+    Decide,
     Decision,
     EvidenceView,
     InviteView,
@@ -29,8 +31,12 @@ from flows.model import (
     MemberView,
     PeriodView,
     RequestSubmission,
+    Resubmit,
+    Review,
+    ReviewedUnit,
     Role,
     SaveAnswer,
+    SendReturns,
     SessionState,
     SetLanguage,
     SetReminders,
@@ -39,6 +45,7 @@ from flows.model import (
 )
 from scoring.answers import decode_value, encode_value
 from scoring.model import Framework
+from storage import appraisal
 from storage.models import (
     AnswerRevision,
     Assessment,
@@ -126,7 +133,7 @@ def _answers(s: Session, assessment_id: int, framework: Framework) -> dict[str, 
     ):
         label = ev.original_name or ev.citation_number or ev.url or ""
         evidence.setdefault(ev.indicator_code, []).append(
-            EvidenceView(ev.kind, label, ev.created_at, ev.late)
+            EvidenceView(ev.kind, label, ev.created_at, ev.late, ev.sha256)
         )
     views: dict[str, AnswerView] = {}
     for code, row in latest.items():
@@ -182,6 +189,8 @@ def load_snapshot(
     unit = s.get(Unit, member.unit_id)
     assert unit is not None and unit.id is not None
     view = MemberView(member.id, Role(member.role), unit.id, unit.code, unit.name, member.language)
+    if view.role is Role.REVIEWER:
+        return _reviewer_snapshot(s, channel, chat_id, session, view, version, resolve)
     found = open_period_for(s, unit, resolve)
     if found is None:
         return Loaded(Snapshot(channel, chat_id, session, view), version, member.id, unit.id, None, None)
@@ -206,8 +215,68 @@ def load_snapshot(
         AssessmentStatus(assessment.status) if assessment else AssessmentStatus.DRAFT,
         answers,
         submitted_at=assessment.submitted_at if assessment else None,
+        decisions=appraisal.decisions(s, assessment.id)
+        if assessment is not None and assessment.id is not None
+        else {},
     )
     return Loaded(snap, version, member.id, unit.id, period.id, assessment.id if assessment else None)
+
+
+def _reviewer_snapshot(
+    s: Session,
+    channel: str,
+    chat_id: str,
+    session: SessionState,
+    view: MemberView,
+    version: int | None,
+    resolve: FrameworkResolver,
+) -> Loaded:
+    """A reviewer sees the newest open period of the units they review, their queue, and the unit
+    they have open — only ever units of their own scope."""
+    units = appraisal.scope(s, view.unit_id)
+    levels = {u.level for u in s.exec(select(Unit).where(col(Unit.id).in_(units)))} if units else set()
+    found = None
+    for period in s.exec(
+        select(Period).where(Period.status == "open").order_by(col(Period.opened_at).desc())
+    ):
+        framework = resolve(period.framework_id, period.framework_version)
+        if framework.level.value in levels:
+            found = (period, framework)
+            break
+    if found is None:
+        return Loaded(
+            Snapshot(channel, chat_id, session, view, review=Review()),
+            version,
+            view.id,
+            view.unit_id,
+            None,
+            None,
+        )
+    period, framework = found
+    assert period.id is not None
+    queue = tuple(appraisal.queue(s, period.id, units))
+    reviewed = None
+    if session.unit is not None and any(q.unit_id == session.unit for q in queue):
+        assessment = s.exec(
+            select(Assessment).where(Assessment.period_id == period.id, Assessment.unit_id == session.unit)
+        ).one()
+        unit = s.get(Unit, session.unit)
+        assert assessment.id is not None and unit is not None and unit.id is not None
+        reviewed = ReviewedUnit(
+            unit.id,
+            unit.name,
+            assessment.id,
+            AssessmentStatus(assessment.status),
+            _answers(s, assessment.id, framework),
+            appraisal.decisions(s, assessment.id),
+        )
+    period_view = PeriodView(
+        period.id, period.name, framework, period.self_assessment_due, period.supplement_due
+    )
+    snap = Snapshot(channel, chat_id, session, view, period_view, review=Review(queue, reviewed))
+    return Loaded(
+        snap, version, view.id, view.unit_id, period.id, reviewed.assessment_id if reviewed else None
+    )
 
 
 def _audit(
@@ -407,10 +476,87 @@ def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.da
     )
 
 
-def evidence_is_late(loaded: Loaded, now: dt.datetime) -> bool:
+def evidence_is_late(loaded: Loaded, now: dt.datetime, code: str) -> bool:
+    """After the supplement deadline — the reviewer's own one, for an indicator they returned."""
+    decision = loaded.snapshot.decisions.get(code)
+    due = decision.supplement_due if decision is not None and decision.decision == "return" else None
     period = loaded.snapshot.period
-    due = period.supplement_due if period is not None else None
+    if due is None and period is not None:
+        due = period.supplement_due
     return due is not None and now > due
+
+
+def _reviewed_assessment(s: Session, loaded: Loaded, assessment_id: int) -> Assessment:
+    """An assessment the acting reviewer may decide on: the one open in their own scope, nothing else."""
+    review = loaded.snapshot.review
+    assessment = s.get(Assessment, assessment_id)
+    if (
+        assessment is None
+        or review is None
+        or review.unit is None
+        or review.unit.assessment_id != assessment_id
+    ):
+        raise PermissionError(f"assessment {assessment_id} is not under this reviewer's review")
+    return assessment
+
+
+def _decide(s: Session, loaded: Loaded, event: Decide, now: dt.datetime) -> None:
+    assessment = _reviewed_assessment(s, loaded, event.assessment_id)
+    row = appraisal.decide(
+        s,
+        event.assessment_id,
+        event.code,
+        event.decision,
+        points=event.points,
+        self_points=event.self_points,
+        comment=event.comment,
+        supplement_due=event.supplement_due,
+        expected_revision=event.expected_revision,
+        reviewer_id=loaded.member_id,
+        now=now,
+    )
+    _audit(
+        s,
+        now,
+        loaded,
+        "appraisal.decide",
+        "indicator",
+        event.code,
+        None,
+        json.loads(appraisal.decision_json(row)),
+        unit_id=assessment.unit_id,
+        assessment_id=assessment.id,
+    )
+
+
+def _set_assessment(
+    s: Session, loaded: Loaded, assessment_id: int, status: AssessmentStatus, now: dt.datetime
+) -> None:
+    if loaded.snapshot.review is not None:
+        assessment = _reviewed_assessment(s, loaded, assessment_id)
+    else:
+        own = s.get(Assessment, assessment_id)
+        assert own is not None and own.id == loaded.assessment_id  # a member's own assessment only
+        assessment = own
+    old = assessment.status
+    assessment.status = status.value
+    if status is AssessmentStatus.APPRAISED:
+        assessment.appraised_at, assessment.appraised_by_member_id = now, loaded.member_id
+    if status is AssessmentStatus.SUBMITTED:
+        assessment.submitted_at = now
+    s.add(assessment)
+    _audit(
+        s,
+        now,
+        loaded,
+        "assessment.status",
+        "assessment",
+        str(assessment.id),
+        old,
+        status.value,
+        unit_id=assessment.unit_id,
+        assessment_id=assessment.id,
+    )
 
 
 def apply(
@@ -423,7 +569,7 @@ def apply(
         if isinstance(event, SaveAnswer):
             _save_answer(s, loaded, event, now)
         elif isinstance(event, AddEvidence):
-            _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now))
+            _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now, event.code))
         elif isinstance(event, JoinUnit):
             _join(s, loaded, event, now)
             member = s.exec(
@@ -446,6 +592,15 @@ def apply(
             _set_status(s, loaded, AssessmentStatus.AWAITING_LEADER, now)
         elif isinstance(event, Submit):
             _set_status(s, loaded, AssessmentStatus.SUBMITTED, now)
+        elif isinstance(event, Decide):
+            _decide(s, loaded, event, now)
+        elif isinstance(event, SendReturns):
+            _set_assessment(s, loaded, event.assessment_id, AssessmentStatus.RETURNED, now)
+        elif isinstance(event, CloseAppraisal):
+            _set_assessment(s, loaded, event.assessment_id, AssessmentStatus.APPRAISED, now)
+        elif isinstance(event, Resubmit):
+            assert loaded.assessment_id is not None
+            _set_assessment(s, loaded, loaded.assessment_id, AssessmentStatus.SUBMITTED, now)
         elif isinstance(event, SetReminders):
             assert member_id is not None
             member_row = s.get(Member, member_id)

@@ -25,7 +25,8 @@ SQLModel.metadata.naming_convention = {
 UNIT_LEVELS = ("province", "department", "district", "commune")
 CHANNELS = ("telegram", "zalo", "console")
 ROLES = ("respondent", "leader", "reviewer", "admin")
-ASSESSMENT_STATUSES = ("draft", "awaiting_leader", "submitted")
+ASSESSMENT_STATUSES = ("draft", "awaiting_leader", "submitted", "returned", "appraised")
+DECISIONS = ("accept", "adjust", "return")
 EVIDENCE_KINDS = ("file", "citation", "link")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 OUTBOX_PRIORITY_INTERACTIVE = 0
@@ -113,6 +114,10 @@ class Assessment(SQLModel, table=True):
     submitted_by_member_id: int | None = Field(default=None, foreign_key="member.id")
     requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     requested_by_member_id: int | None = Field(default=None, foreign_key="member.id")
+    appraised_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime
+    )  # the reviewer closed the appraisal
+    appraised_by_member_id: int | None = Field(default=None, foreign_key="member.id")
 
 
 class AnswerRevision(SQLModel, table=True):
@@ -282,6 +287,58 @@ class Reminder(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class AppraisalDecision(SQLModel, table=True):
+    """A reviewer's decision on one indicator; append-only, one revision per decision."""
+
+    __tablename__ = "appraisal_decision"
+    __table_args__ = (sa.UniqueConstraint("assessment_id", "indicator_code", "revision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id")
+    indicator_code: str
+    revision: int
+    decision: str  # accept | adjust | return
+    self_points: str | None = None  # decimals as text: exact
+    appraised_points: str | None = None
+    comment: str | None = Field(default=None, sa_type=sa.Text)
+    supplement_due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reviewer_member_id: int | None = Field(default=None, foreign_key="member.id")
+    previous_id: int | None = Field(default=None, foreign_key="appraisal_decision.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Result(SQLModel, table=True):
+    """The latest computed result of one unit in one period (recomputed by `results compute`)."""
+
+    __tablename__ = "result"
+    __table_args__ = (sa.UniqueConstraint("period_id", "unit_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_id: int = Field(foreign_key="period.id")
+    unit_id: int = Field(foreign_key="unit.id")
+    computed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    total: str
+    max_points: str
+    index_value: str
+    band: str | None = None
+    rank: int
+    district_rank: int | None = None
+    appraised: bool
+    data_json: str = Field(sa_type=sa.Text)
+
+
+class Publication(SQLModel, table=True):
+    """A frozen copy of a period's results as published; later changes cannot alter it."""
+
+    __tablename__ = "publication"
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_id: int = Field(foreign_key="period.id")
+    published_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    published_by: str | None = None
+    data_json: str = Field(sa_type=sa.Text)
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Unit,
     Member,
@@ -297,4 +354,7 @@ TABLES: tuple[type[SQLModel], ...] = (
     Outbox,
     Extension,
     Reminder,
+    AppraisalDecision,
+    Result,
+    Publication,
 )

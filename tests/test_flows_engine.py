@@ -245,9 +245,9 @@ def test_language_switch(tay_ninh: Framework) -> None:
     assert "Đã chuyển sang tiếng Việt" in chat.text("tiếng việt")
 
 
-def test_reviewers_have_no_self_assessment(tay_ninh: Framework) -> None:
-    chat = Chat(tay_ninh, role=Role.REVIEWER)
-    assert "không có bản tự đánh giá" in chat.text("xin chào")
+def test_reviewers_get_their_queue_and_admins_have_no_self_assessment(tay_ninh: Framework) -> None:
+    assert "Chưa có bản tự đánh giá nào chờ thẩm định" in Chat(tay_ninh, role=Role.REVIEWER).text("xin chào")
+    assert "không có bản tự đánh giá" in Chat(tay_ninh, role=Role.ADMIN).text("xin chào")
 
 
 def test_maturity_framework_choice_and_parts(maturity: Framework) -> None:

@@ -46,6 +46,12 @@ class ConsoleChannel:
                 print(payload["text"], file=self.out)
                 if payload.get("photo_png_b64"):
                     print(self._save_picture(row.id, payload["photo_png_b64"]), file=self.out)
+                for doc in payload.get("documents") or []:
+                    t = Translator(self.language)
+                    print(
+                        t("console.document", name=doc["name"], path=str(self.store.path_for(doc["sha256"]))),
+                        file=self.out,
+                    )
                 buttons = payload.get("buttons") or []
                 if buttons:
                     self.keyboard = buttons

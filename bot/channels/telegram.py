@@ -124,6 +124,7 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
 class TelegramTransport:
     bot: Bot
     service: Service
+    store: EvidenceStore | None = None  # to send stored evidence files (a reviewer's view)
     channel: str = CHANNEL
 
     async def send(self, chat_id: str, payload: dict[str, Any]) -> Result:
@@ -149,6 +150,10 @@ class TelegramTransport:
                 chat_id=chat, message_id=int(payload["message_id"]), reply_markup=None
             )
             return Result(Outcome.SENT)
+        for doc in payload.get("documents") or []:
+            if self.store is not None and self.store.exists(doc["sha256"]):
+                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
+                await self.bot.send_document(chat, BufferedInputFile(data, doc["name"]))
         markup = keyboard(payload.get("buttons") or [])
         text = str(payload.get("text", ""))
         photo = payload.get("photo_png_b64")

@@ -56,7 +56,7 @@ class TelegramApp:
 
     def __post_init__(self) -> None:
         self.service = Service(self.db, escapes={"telegram": escape})
-        transport = TelegramTransport(self.bot, self.service)
+        transport = TelegramTransport(self.bot, self.service, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)
         self.sender = OutboxSender(self.db, transport, limiter, send_timeout=self.send_timeout)
         self.channel = TelegramChannel(

@@ -29,6 +29,7 @@ class Rendered:
     text: str
     buttons: tuple[RenderedButton, ...] = ()
     image: bytes | None = None  # a PNG (the score chart)
+    files: tuple[tuple[str, str], ...] = ()  # stored evidence to send along: (sha256, name)
 
 
 def _identity(text: str) -> str:
@@ -68,4 +69,4 @@ class ReplyRenderer:
         if reply.chart is not None:
             plain = ReplyRenderer(self.t)  # the picture needs no escaping
             image = render_chart(reply.chart, plain.message(reply.chart.title), lambda d: self.t.number(d, 2))
-        return Rendered(text, buttons, image)
+        return Rendered(text, buttons, image, tuple((f.sha256, f.name) for f in reply.files))

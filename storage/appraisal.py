@@ -1,0 +1,180 @@
+"""Appraisal in the database: who reviews which units, the queue, decisions as revisions.
+
+A unit is reviewed by the reviewers of its nearest ancestor that has any — its district where
+districts exist, otherwise the province. Decisions are append-only revisions; inserting revision n+1
+of an indicator fails if someone else wrote it first, so the reviewer's step is retried and shown the
+new state instead of silently overwriting it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from sqlmodel import Session, col, select
+
+from flows.model import AssessmentStatus, DecisionView, QueueItem
+from storage.models import AppraisalDecision, Assessment, Member, Unit
+
+QUEUE_STATUSES = ("submitted", "returned", "appraised")
+
+
+def reviewer_units(s: Session) -> dict[int, int]:
+    """unit id → the id of the unit whose reviewers appraise it (nearest ancestor with reviewers)."""
+    units = {u.id: u for u in s.exec(select(Unit)) if u.id is not None}
+    with_reviewers = {m.unit_id for m in s.exec(select(Member).where(Member.role == "reviewer"))}
+    out: dict[int, int] = {}
+    for uid, unit in units.items():
+        parent, hops = unit.parent_id, 0
+        while parent is not None and hops < 12:
+            if parent in with_reviewers:
+                out[uid] = parent
+                break
+            parent = units[parent].parent_id if parent in units else None
+            hops += 1
+    return out
+
+
+def scope(s: Session, reviewer_unit_id: int) -> list[int]:
+    return sorted(uid for uid, rid in reviewer_units(s).items() if rid == reviewer_unit_id)
+
+
+def reviewers_of(s: Session, unit_id: int) -> list[Member]:
+    rid = reviewer_units(s).get(unit_id)
+    if rid is None:
+        return []
+    return list(
+        s.exec(
+            select(Member).where(Member.unit_id == rid, Member.role == "reviewer").order_by(col(Member.id))
+        )
+    )
+
+
+def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
+    latest: dict[str, AppraisalDecision] = {}
+    for row in s.exec(
+        select(AppraisalDecision)
+        .where(AppraisalDecision.assessment_id == assessment_id)
+        .order_by(col(AppraisalDecision.revision))
+    ):
+        latest[row.indicator_code] = row
+    return {
+        code: DecisionView(
+            row.decision,
+            Decimal(row.appraised_points) if row.appraised_points is not None else None,
+            row.comment,
+            row.revision,
+            row.supplement_due,
+        )
+        for code, row in latest.items()
+    }
+
+
+def queue(s: Session, period_id: int, unit_ids: Iterable[int]) -> list[QueueItem]:
+    ids = list(unit_ids)
+    if not ids:
+        return []
+    rows = s.exec(
+        select(Assessment, Unit)
+        .join(Unit, col(Unit.id) == col(Assessment.unit_id))
+        .where(
+            Assessment.period_id == period_id,
+            col(Assessment.unit_id).in_(ids),
+            col(Assessment.status).in_(QUEUE_STATUSES),
+        )
+        .order_by(col(Assessment.submitted_at), col(Unit.code))
+    )
+    items = []
+    for assessment, unit in rows:
+        assert assessment.id is not None and unit.id is not None
+        made = decisions(s, assessment.id)
+        items.append(
+            QueueItem(
+                unit.id,
+                unit.name,
+                AssessmentStatus(assessment.status),
+                assessment.submitted_at,
+                sum(1 for d in made.values() if d.decision in ("accept", "adjust")),
+                sum(1 for d in made.values() if d.decision == "return"),
+            )
+        )
+    return items
+
+
+def decide(
+    s: Session,
+    assessment_id: int,
+    code: str,
+    decision: str,
+    *,
+    points: Decimal | None,
+    self_points: Decimal | None,
+    comment: str | None,
+    supplement_due: dt.datetime | None,
+    expected_revision: int,
+    reviewer_id: int | None,
+    now: dt.datetime,
+) -> AppraisalDecision:
+    """Revision `expected_revision + 1`; the unique key refuses it if someone decided in between."""
+    previous = s.exec(
+        select(AppraisalDecision)
+        .where(AppraisalDecision.assessment_id == assessment_id, AppraisalDecision.indicator_code == code)
+        .order_by(col(AppraisalDecision.revision).desc())
+    ).first()
+    row = AppraisalDecision(
+        assessment_id=assessment_id,
+        indicator_code=code,
+        revision=expected_revision + 1,
+        decision=decision,
+        self_points=_text(self_points),
+        appraised_points=_text(points),
+        comment=comment,
+        supplement_due=supplement_due,
+        reviewer_member_id=reviewer_id,
+        previous_id=previous.id if previous is not None and previous.revision == expected_revision else None,
+        created_at=now,
+    )
+    s.add(row)
+    s.flush()  # the unique (assessment, indicator, revision) key decides races here
+    return row
+
+
+def _text(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def decision_json(row: AppraisalDecision) -> str:
+    return json.dumps(
+        {
+            "decision": row.decision,
+            "self_points": row.self_points,
+            "appraised_points": row.appraised_points,
+            "comment": row.comment,
+            "supplement_due": row.supplement_due.isoformat() if row.supplement_due else None,
+            "revision": row.revision,
+        },
+        ensure_ascii=False,
+    )
+
+
+def appraised_points(
+    s: Session, assessment_ids: Iterable[int]
+) -> Mapping[int, dict[str, tuple[str, Decimal | None]]]:
+    """Per assessment, per indicator: the latest decision and its appraised points."""
+    out: dict[int, dict[str, tuple[str, Decimal | None]]] = {}
+    ids = list(assessment_ids)
+    if not ids:
+        return out
+    for row in s.exec(
+        select(AppraisalDecision)
+        .where(col(AppraisalDecision.assessment_id).in_(ids))
+        .order_by(col(AppraisalDecision.revision))
+    ):
+        points = Decimal(row.appraised_points) if row.appraised_points is not None else None
+        out.setdefault(row.assessment_id, {})[row.indicator_code] = (row.decision, points)
+    return out
