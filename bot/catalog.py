@@ -1,10 +1,12 @@
-"""The shipped frameworks (`scoring/frameworks/*.yaml`) and files named on the command line.
+"""The shipped frameworks (`scoring/frameworks/*.yaml`), a province's own (`DTI_FRAMEWORKS_DIR`), and
+files named on the command line.
 
 This is where framework bytes are read; the pure gate (`scoring.gate`) only ever sees text.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,7 +31,12 @@ class UnknownFramework(LookupError):
 
 
 def shipped() -> list[Shipped]:
-    return [Shipped(p.stem, p) for p in sorted(FRAMEWORKS_DIR.glob("*.yaml"))]
+    """The frameworks shipped with the code, then any in `DTI_FRAMEWORKS_DIR` (a province's own)."""
+    found = [Shipped(p.stem, p) for p in sorted(FRAMEWORKS_DIR.glob("*.yaml"))]
+    extra = os.environ.get("DTI_FRAMEWORKS_DIR")
+    if extra:
+        found += [Shipped(p.stem, p) for p in sorted(Path(extra).glob("*.yaml"))]
+    return found
 
 
 def load_path(path: Path) -> GateResult:

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,10 @@ from sqlmodel import select
 
 from bot import catalog
 from bot.channels.console import ConsoleChannel
+from bot.exports import audit_csv, evidence_zip, results_workbook
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
+from bot.results import NothingComputed, compute, publish_results
 from bot.scheduler import ReminderScheduler
 from bot.service import Service, utc_now
 from bot.sheets import SheetError, read_rows
@@ -42,7 +45,7 @@ from storage.admin import (
 )
 from storage.db import Database, NotMigrated, database_url
 from storage.evidence import EvidenceStore, evidence_dir
-from storage.models import ROLES, Member, Unit
+from storage.models import ROLES, Member, Period, Unit
 from storage.reminders import LedgerStats, ledger_stats, unit_states
 
 if TYPE_CHECKING:
@@ -481,6 +484,59 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _period(ctx: Context, db: Database, ref: str | None) -> Period:
+    with db.session() as s:
+        try:
+            return period_by_ref(s, ref)
+        except AdminError as exc:
+            ctx.fail(ctx.t(exc.key, **exc.params))
+
+
+def cmd_results_compute(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db:
+        result = compute(db, _period(ctx, db, args.period))
+    ctx.say(t("cli.results_computed", units=len(result.rows), key=result.framework.key))
+    for r in result.rows:
+        note = "" if r["appraised"] else " " + t("export.not_appraised")
+        band = f" · {r['band']}" if r["band"] else ""
+        points = f"{t.number(Decimal(r['total']))}/{t.number(Decimal(r['max']))}"
+        ctx.say(f"{r['rank']:>4}  {r['name']}{note}  {points}{band}")
+    return 0
+
+
+def cmd_results_publish(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db:
+        period = _period(ctx, db, args.period)
+        try:
+            publication, messages = publish_results(db, period, os.environ.get("USER"))
+        except NothingComputed:
+            ctx.fail(t("cli.results_not_computed", period=period.id))
+    ctx.say(t("cli.results_published", id=publication, messages=messages))
+    return 0
+
+
+def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    out = Path(args.out)
+    with database(ctx) as db:
+        period = _period(ctx, db, args.period)
+        try:
+            if args.what == "results":
+                count = results_workbook(db, period, out, t)
+            elif args.what == "evidence":
+                if not args.unit:
+                    ctx.fail(t("cli.export_unit_required"))
+                count = evidence_zip(db, EvidenceStore(evidence_dir()), period, args.unit, out, t)
+            else:
+                count = audit_csv(db, period, out, t)
+        except OSError as exc:
+            ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
+    ctx.say(t("cli.exported", path=str(out), count=count))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Translator) -> None:
     db = sub.add_parser("db", help=t("cli.help.db"))
     dsub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -536,6 +592,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     chat.add_argument("--as", dest="chat_id", default="console", metavar="CHAT_ID")
     chat.add_argument("--join", metavar="CODE")
     chat.set_defaults(func=cmd_chat)
+
+    results = sub.add_parser("results", help=t("cli.help.results"))
+    ressub = results.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rc = ressub.add_parser("compute", help=t("cli.help.results_compute"))
+    rc.add_argument("--period", metavar="P")
+    rc.set_defaults(func=cmd_results_compute)
+    rp = ressub.add_parser("publish", help=t("cli.help.results_publish"))
+    rp.add_argument("--period", metavar="P")
+    rp.set_defaults(func=cmd_results_publish)
+
+    export = sub.add_parser("export", help=t("cli.help.export"))
+    export.add_argument("what", choices=("results", "evidence", "audit"))
+    export.add_argument("--period", metavar="P")
+    export.add_argument("--unit", metavar="CODE")
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.set_defaults(func=cmd_export)
 
     run = sub.add_parser("run", help=t("cli.help.run"))
     rsub = run.add_subparsers(dest="channel", required=True, metavar="CHANNEL")

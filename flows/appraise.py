@@ -97,11 +97,13 @@ def order(fw: Framework, unit: ReviewedUnit) -> list[str]:
 
 
 def _open(unit: ReviewedUnit, code: str) -> bool:
-    """Still needs a decision: none yet, or returned and the unit has supplemented since."""
+    """Still needs a decision: none yet, or returned and the unit has resubmitted since."""
     d = unit.decisions.get(code)
     if d is None:
         return True
-    return d.decision == "return" and unit.status is AssessmentStatus.SUBMITTED
+    if d.decision != "return" or unit.status is not AssessmentStatus.SUBMITTED:
+        return False
+    return d.at is not None and unit.submitted_at is not None and unit.submitted_at > d.at
 
 
 def next_open(fw: Framework, unit: ReviewedUnit, after: str | None = None) -> str | None:
@@ -246,6 +248,7 @@ def _decide(
     points: Decimal | None = None,
     comment: str | None = None,
     due: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> Decision:
     assert snap.period is not None and snap.review is not None and snap.review.unit is not None
     unit = snap.review.unit
@@ -260,19 +263,18 @@ def _decide(
     event = Decide(unit.assessment_id, code, decision, points, self_points, comment, due, expected)
     shown = points if points is not None else msg(N_("value.none"))
     ack = msg(N_("review.decided"), code=code, decision=msg(_DECISION_KEYS[decision]), points=shown)
-    after = _with_decision(snap, code, event)
+    after = _with_decision(snap, code, event, now)
     result = _continue(after, session, code, intro=(ack,))
     return replace(result, events=(event,))
 
 
-def _with_decision(snap: Snapshot, code: str, event: Decide) -> Snapshot:
+def _with_decision(snap: Snapshot, code: str, event: Decide, now: dt.datetime) -> Snapshot:
     """The snapshot as it will be once the decision is stored (to know what comes next)."""
     assert snap.review is not None and snap.review.unit is not None
     unit = snap.review.unit
     old = unit.decisions.get(code)
-    view = DecisionView(
-        event.decision, event.points, event.comment, (old.revision if old else 0) + 1, event.supplement_due
-    )
+    revision = (old.revision if old else 0) + 1
+    view = DecisionView(event.decision, event.points, event.comment, revision, event.supplement_due, now)
     new_unit = replace(unit, decisions={**unit.decisions, code: view})
     return replace(snap, review=Review(snap.review.queue, new_unit))
 
@@ -363,15 +365,14 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
     if arg == "due:default":
         if session.mode is not Mode.REVIEW_DUE:
             return stale
-        return _decide(
-            snap, session, code, "return", session.seen, comment=session.draft, due=_default_due(now)
-        )
+        due = _default_due(now)
+        return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
     action, _, rev = arg.partition(":")
     if not rev.isdigit():
         return stale
     expected = int(rev)
     if action == "accept":
-        return _decide(snap, session, code, "accept", expected)
+        return _decide(snap, session, code, "accept", expected, now=now)
     if action == "adjust":
         ind = snap.period.framework.indicator(code)
         assert ind is not None
@@ -432,8 +433,9 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     if session.mode is Mode.REVIEW_COMMENT and code is not None and session.draft is not None:
         if not text:
             return _say(session, _line(N_("review.ask_comment"), code=code))
+        points = Decimal(session.draft)
         return _decide(
-            snap, session, code, "adjust", session.seen, points=Decimal(session.draft), comment=text[:1000]
+            snap, session, code, "adjust", session.seen, points=points, comment=text[:1000], now=now
         )
     if session.mode is Mode.REVIEW_RETURN and code is not None:
         if not text:
@@ -448,5 +450,5 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         due = parse_due(text, now)
         if due is None:
             return _say(session, _line(N_("review.bad_due")))
-        return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due)
+        return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
     return item(snap, session, code) if code else _continue(snap, session, None)

@@ -375,8 +375,16 @@ def _confirm(snap: Snapshot, session: SessionState) -> Decision:
             back.at(Mode.DONE, None), _line(N_("resubmit.done")), events=(Resubmit(),), notices=(notice,)
         )
     if snap.member.role is Role.LEADER:
+        reviewers = Notice(
+            Role.REVIEWER,
+            Reply((msg(N_("submit.reviewer_notice"), unit=snap.member.unit_name),)),
+            reviewers=True,
+        )
         return _say(
-            back.at(Mode.DONE, None), _line(N_("submit.done"), unit=snap.member.unit_name), events=(Submit(),)
+            back.at(Mode.DONE, None),
+            _line(N_("submit.done"), unit=snap.member.unit_name),
+            events=(Submit(),),
+            notices=(reviewers,),
         )
     report = p.strict(snap)
     notice = Notice(

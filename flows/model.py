@@ -108,6 +108,7 @@ class DecisionView:
     comment: str | None
     revision: int
     supplement_due: dt.datetime | None = None
+    at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class ReviewedUnit:
     status: AssessmentStatus
     answers: Mapping[str, AnswerView]
     decisions: Mapping[str, DecisionView]
+    submitted_at: dt.datetime | None = None  # the latest (re)submission
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ VIETNAM_TZ = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
 class Evidence:
     name: str
     submitted_at: dt.datetime | None = None
+    late: bool = False  # known to be after its own deadline (a unit's extension, a reviewer's return)
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,8 +168,9 @@ def _evidence_status(indicator: Indicator, answer: Answer, rules: Rules) -> Stat
     if not answer.evidence:
         return Status.EVIDENCE_MISSING
     deadline = rules.evidence_deadline
-    if deadline is not None and all(
-        e.submitted_at is not None and e.submitted_at > deadline for e in answer.evidence
+    if all(
+        e.late or (deadline is not None and e.submitted_at is not None and e.submitted_at > deadline)
+        for e in answer.evidence
     ):
         return Status.EVIDENCE_LATE
     return None

@@ -67,6 +67,7 @@ def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
             row.comment,
             row.revision,
             row.supplement_due,
+            row.created_at,
         )
         for code, row in latest.items()
     }

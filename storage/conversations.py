@@ -269,6 +269,7 @@ def _reviewer_snapshot(
             AssessmentStatus(assessment.status),
             _answers(s, assessment.id, framework),
             appraisal.decisions(s, assessment.id),
+            assessment.submitted_at,
         )
     period_view = PeriodView(
         period.id, period.name, framework, period.self_assessment_due, period.supplement_due

@@ -244,3 +244,11 @@ def test_maturity_not_applicable_counts_as_met(maturity: Framework) -> None:
     assert r.level is not None and r.level.id == "ket_noi"
     # the example excludes not-applicable indicators from the max
     assert r.max == 120
+
+
+def test_evidence_flagged_late_scores_zero(make_framework: Callable[..., Framework]) -> None:
+    fw = make_framework()
+    late = Answer(True, evidence=(Evidence("kh.pdf", late=True),))
+    assert score(fw, {"1.2": late}).indicator("1.2").status is Status.EVIDENCE_LATE
+    mixed = Answer(True, evidence=(Evidence("kh.pdf", late=True), Evidence("bc.pdf")))
+    assert score(fw, {"1.2": mixed}).indicator("1.2").score == 30

@@ -8,6 +8,7 @@ or framework files passes through the channel's `escape` (HTML for Telegram), ne
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,6 +35,13 @@ class Rendered:
 
 def _identity(text: str) -> str:
     return text
+
+
+def _html(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+CHANNEL_ESCAPES: dict[str, Callable[[str], str]] = {"telegram": _html}  # HTML parse mode on Telegram
 
 
 class ReplyRenderer:

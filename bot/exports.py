@@ -1,0 +1,259 @@
+"""Exports for provincial staff: the results workbook, a unit's evidence as a zip, the audit trail.
+
+The workbook has a ranking sheet for the level (STT, unit, total, index, band, rank, points per
+group), a detail sheet with every indicator's self-assessed and appraised points and the difference,
+and an evidence index (file name, sha256, uploader, time). Headers are in the reader's language
+(Vietnamese by default), numbers are numbers, header rows are frozen, widths fit the content.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zipfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+from sqlmodel import select
+
+from bot import catalog
+from bot.i18n import Translator
+from bot.render.labels import LEVEL, STATUS
+from scoring.answers import VIETNAM_TZ
+from scoring.engine import Status
+from scoring.messages import N_
+from storage.db import Database
+from storage.evidence import EvidenceStore, sanitize_name
+from storage.models import Member, Period, Unit
+from storage.results import audit_rows, computed, decision_comments, evidence_index
+
+HEADER_FILL = PatternFill("solid", fgColor="DDE7F2")
+
+
+def _number(text: str | None) -> int | float | None:
+    if text is None:
+        return None
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _local(value: dt.datetime) -> str:
+    return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M")
+
+
+def _sheet(ws: Worksheet, header: list[str], rows: list[list[Any]], widths: list[int]) -> None:
+    ws.append(header)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+        cell.fill = HEADER_FILL
+        cell.alignment = Alignment(wrap_text=True, vertical="center")
+    for row in rows:
+        ws.append(row)
+    ws.freeze_panes = "A2"
+    for i, width in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = width
+
+
+def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> int:
+    """Write the workbook; returns the number of units."""
+    assert period.id is not None
+    framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
+    with db.session() as s:
+        rows = computed(s, period.id)
+        comments = decision_comments(s, period.id)
+        evidence = evidence_index(s, period.id)
+        codes = {u.code: u.id for u in s.exec(select(Unit))}
+    wb = Workbook()
+    ranking = wb.active
+    assert ranking is not None
+    ranking.title = t("export.sheet.ranking", level=t(LEVEL[framework.level]))[:31]
+    districts = any(r["district_code"] for r in rows)
+    header = [t("export.col.no"), t("export.col.unit_code"), t("export.col.unit")]
+    if districts:
+        header.append(t("export.col.district"))
+    header += [t("export.col.total"), t("export.col.index"), t("export.col.band"), t("export.col.rank")]
+    if districts:
+        header.append(t("export.col.district_rank"))
+    header += [f"{g.id}. {g.name} ({g.max_points.normalize():f})" for g in framework.groups]
+    table = []
+    for n, r in enumerate(rows, start=1):
+        line: list[Any] = [
+            n,
+            r["code"],
+            r["name"] + ("" if r["appraised"] else " " + t("export.not_appraised")),
+        ]
+        if districts:
+            line.append(r["district_name"] or "")
+        line += [_number(r["total"]), _number(r["index"]), r["band"] or "", r["rank"]]
+        if districts:
+            line.append(r["district_rank"])
+        line += [_number(g["score"]) for g in r["groups"]]
+        table.append(line)
+    widths = (
+        [6, 12, 34]
+        + ([24] if districts else [])
+        + [12, 10, 14, 8]
+        + ([12] if districts else [])
+        + [16] * len(framework.groups)
+    )
+    _sheet(ranking, header, table, widths)
+
+    detail = wb.create_sheet(t("export.sheet.detail")[:31])
+    header = [
+        t("export.col.unit_code"),
+        t("export.col.unit"),
+        t("export.col.indicator_code"),
+        t("export.col.indicator"),
+        t("export.col.max"),
+        t("export.col.self"),
+        t("export.col.appraised"),
+        t("export.col.difference"),
+        t("export.col.status"),
+        t("export.col.comment"),
+    ]
+    texts = {i.code: i.text for i in framework.indicators}
+    table = []
+    for r in sorted(rows, key=lambda r: r["code"]):
+        for ind in r["indicators"]:
+            self_points, appraised = _number(ind["self"]), _number(ind["appraised"])
+            difference = _number(str(Decimal(ind["appraised"]) - Decimal(ind["self"])))
+            status = t(STATUS[Status(ind["status"])])
+            comment = comments.get((codes.get(r["code"]) or -1, ind["code"]), "")
+            table.append(
+                [
+                    r["code"],
+                    r["name"],
+                    ind["code"],
+                    texts.get(ind["code"], ""),
+                    _number(ind["max"]),
+                    self_points,
+                    appraised,
+                    difference,
+                    status,
+                    comment,
+                ]
+            )
+    _sheet(detail, header, table, [12, 30, 10, 60, 10, 10, 10, 10, 18, 40])
+
+    index = wb.create_sheet(t("export.sheet.evidence")[:31])
+    header = [
+        t("export.col.unit_code"),
+        t("export.col.unit"),
+        t("export.col.indicator_code"),
+        t("export.col.kind"),
+        t("export.col.file"),
+        "SHA-256",
+        t("export.col.size"),
+        t("export.col.uploader"),
+        t("export.col.time"),
+        t("export.col.late"),
+    ]
+    table = [
+        [
+            e.unit_code,
+            e.unit_name,
+            e.indicator_code,
+            e.kind,
+            e.name,
+            e.sha256 or "",
+            e.size,
+            e.uploader,
+            _local(e.at),
+            t("export.yes") if e.late else "",
+        ]
+        for e in evidence
+    ]
+    _sheet(index, header, table, [12, 30, 10, 10, 40, 66, 12, 22, 18, 10])
+    wb.save(out)
+    return len(rows)
+
+
+def evidence_zip(
+    db: Database, store: EvidenceStore, period: Period, unit_code: str, out: Path, t: Translator
+) -> int:
+    """The unit's evidence filed by indicator, with a manifest; returns the number of files."""
+    assert period.id is not None
+    with db.session() as s:
+        rows = evidence_index(s, period.id, unit_code)
+    files = 0
+    manifest = io.StringIO()
+    writer = csv.writer(manifest)
+    writer.writerow(
+        [
+            t("export.col.indicator_code"),
+            t("export.col.kind"),
+            t("export.col.file"),
+            "SHA-256",
+            t("export.col.size"),
+            t("export.col.uploader"),
+            t("export.col.time"),
+            t("export.col.late"),
+            t("export.col.path"),
+        ]
+    )
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        seen: set[str] = set()
+        for n, e in enumerate(rows, start=1):
+            path = ""
+            if e.sha256 and store.exists(e.sha256):
+                path = f"{e.indicator_code}/{n:03d}-{sanitize_name(e.name)}"
+                if path not in seen:
+                    z.write(store.path_for(e.sha256), path)
+                    seen.add(path)
+                    files += 1
+            writer.writerow(
+                [
+                    e.indicator_code,
+                    e.kind,
+                    e.name,
+                    e.sha256 or "",
+                    e.size or "",
+                    e.uploader,
+                    _local(e.at),
+                    "x" if e.late else "",
+                    path,
+                ]
+            )
+        z.writestr("manifest.csv", "\ufeff" + manifest.getvalue())
+    return files
+
+
+AUDIT_HEADER = (
+    N_("export.col.time"),
+    N_("export.col.actor"),
+    N_("export.col.action"),
+    N_("export.col.entity"),
+    N_("export.col.unit_code"),
+    N_("export.col.old"),
+    N_("export.col.new"),
+)
+
+
+def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
+    assert period.id is not None
+    with db.session() as s:
+        rows = audit_rows(s, period.id)
+        units = {u.id: u.code for u in s.exec(select(Unit))}
+        members = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
+    with out.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([t(h) for h in AUDIT_HEADER])
+        for row in rows:
+            writer.writerow(
+                [
+                    _local(row.at),
+                    members.get(row.actor_member_id, "-") if row.actor_member_id else (row.channel or "cli"),
+                    row.action,
+                    f"{row.entity}:{row.entity_id}",
+                    units.get(row.unit_id, "") if row.unit_id else "",
+                    row.old_json or "",
+                    row.new_json or "",
+                ]
+            )
+    return len(rows)
