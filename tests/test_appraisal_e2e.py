@@ -356,3 +356,42 @@ def test_a_province_from_self_assessment_to_publication(
         and "results.publish" in trail
         and "Phần mềm chưa có biên bản nghiệm thu" in trail
     )
+
+
+def test_two_reviewers_cannot_overwrite_each_other_and_scope_is_enforced(
+    db: Database, tmp_path: Path, framework_dir: None
+) -> None:
+    p = province(db, tmp_path)
+    first, second = join(p, "rvA", "701", "reviewer"), join(p, "rvB", "701", "reviewer")
+    other = join(p, "rv702", "702", "reviewer")
+    commune = join(p, "c1", "70101", "leader")
+    self_assess(commune, SCRIPTS["70101"], submit=True)
+    for reviewer in (first, second):
+        reviewer.say("danh sách")
+        reviewer.press("Xã 70101")
+    shown = first.state().current
+    assert shown is not None and second.state().current == shown
+    first.press("✔ Chấp nhận")
+    second.press("✎ Điều chỉnh điểm")  # pressed on the item as it was before the first reviewer decided
+    second.say("5", "Không đủ minh chứng")
+    assert "vừa được người thẩm định khác quyết định" in second.out.getvalue()
+    with db.session() as s:
+        decisions = s.exec(select(AppraisalDecision).where(AppraisalDecision.indicator_code == shown)).all()
+    assert [(d.decision, d.revision) for d in decisions] == [("accept", 1)]  # nothing overwritten
+
+    # a reviewer of another district cannot open this unit, even with a forged button
+    other.say("danh sách")
+    assert "Chưa có bản tự đánh giá nào chờ thẩm định" in other.out.getvalue()
+    from flows.intents import payload
+    from flows.model import Inbound, InboundKind
+    from storage.models import Unit
+
+    with db.session() as s:
+        unit_id = s.exec(select(Unit).where(Unit.code == "70101")).one().id
+        period_id = s.exec(select(Assessment)).one().period_id
+    other.console.send(Inbound(InboundKind.BUTTON, payload=payload("rv", period_id, None, f"open:{unit_id}")))
+    other.console.send(Inbound(InboundKind.BUTTON, payload=payload("rv", period_id, shown, "accept:1")))
+    assert "Nút này đã cũ" in other.out.getvalue()
+    assert "Xã 70101" not in other.out.getvalue().split("Nút này đã cũ", 1)[1]
+    with db.session() as s:
+        assert len(s.exec(select(AppraisalDecision)).all()) == 1
