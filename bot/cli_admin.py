@@ -22,6 +22,7 @@ from sqlmodel import select
 
 from bot import catalog
 from bot.channels.console import ConsoleChannel
+from bot.channels.zalo import REAUTHORISE, ZaloConfig
 from bot.exports import audit_csv, evidence_zip, results_workbook
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
@@ -46,7 +47,10 @@ from storage.admin import (
 from storage.db import Database, NotMigrated, database_url
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.models import ROLES, Member, Period, Unit
+from storage.outbox import status_counts
 from storage.reminders import LedgerStats, ledger_stats, unit_states
+from storage.zalo import save_token
+from storage.zalo import token as zalo_token
 
 if TYPE_CHECKING:
     from bot.cli import Context
@@ -537,6 +541,79 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def zalo_config(ctx: Context) -> ZaloConfig:
+    """The OA's settings from the environment; the signature secret is the OA secret key or the
+    app secret, as the OA's webhook settings say (`ZALO_SIGNATURE_SECRET`)."""
+    env = os.environ
+    missing = [k for k in ("ZALO_APP_ID", "ZALO_APP_SECRET", "ZALO_SIGNATURE_SECRET") if not env.get(k)]
+    if missing:
+        ctx.fail(ctx.t("cli.zalo_settings", missing=", ".join(missing)))
+    return ZaloConfig(
+        app_id=env["ZALO_APP_ID"],
+        app_secret=env["ZALO_APP_SECRET"],
+        signature_secret=env["ZALO_SIGNATURE_SECRET"],
+        api_base=env.get("ZALO_API_URL", "https://openapi.zalo.me"),
+        oauth_base=env.get("ZALO_OAUTH_URL", "https://oauth.zaloapp.com"),
+        template_id=env.get("ZALO_ZNS_TEMPLATE_ID") or None,
+        template_param=env.get("ZALO_ZNS_TEXT_PARAM", "content"),
+    )
+
+
+def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from bot.channels.zalo_app import ZaloApp
+
+    config = zalo_config(ctx)
+    with database(ctx) as db:
+
+        async def serve() -> None:
+            app = ZaloApp(db, EvidenceStore(evidence_dir()), config)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            port = await app.start(args.host, args.port, args.path)
+            print(ctx.t("cli.zalo_running", host=args.host, port=port, path=args.path), file=ctx.err)
+            await stop.wait()
+            await app.stop()
+
+        asyncio.run(serve())
+    return 0
+
+
+def cmd_zalo_token(ctx: Context, args: argparse.Namespace) -> int:
+    with database(ctx) as db, db.session() as s:
+        now = utc_now()
+        save_token(s, args.access, args.refresh, now + dt.timedelta(seconds=args.expires_in), now)
+    ctx.say(ctx.t("cli.zalo_token_saved", expires=_local(now + dt.timedelta(seconds=args.expires_in))))
+    return 0
+
+
+def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        row = zalo_token(s)
+        counts = status_counts(s, "zalo")
+    if row is None:
+        ctx.say(t("cli.zalo_no_token"))
+        return 2
+    if row.failed_at is not None:
+        ctx.say(t("cli.zalo_token_refused", at=_local(row.failed_at), error=row.error or ""))
+        ctx.say(REAUTHORISE)
+    else:
+        ctx.say(
+            t(
+                "cli.zalo_token_ok",
+                expires=_local(row.expires_at),
+                refreshed=_local(row.refreshed_at) if row.refreshed_at else "—",
+            )
+        )
+    ctx.say(t("cli.outbox_counts", counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "—"))
+    return 2 if row.failed_at is not None else 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Translator) -> None:
     db = sub.add_parser("db", help=t("cli.help.db"))
     dsub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -617,6 +694,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     tg.add_argument("--port", type=int, default=8080)
     tg.add_argument("--path", default="/telegram/webhook")
     tg.set_defaults(func=cmd_run_telegram)
+    zr = rsub.add_parser("zalo", help=t("cli.help.run_zalo"))
+    zr.add_argument("--host", default="127.0.0.1")
+    zr.add_argument("--port", type=int, default=8081)
+    zr.add_argument("--path", default="/zalo/webhook")
+    zr.set_defaults(func=cmd_run_zalo)
+
+    zalo = sub.add_parser("zalo", help=t("cli.help.zalo"))
+    zsub = zalo.add_subparsers(dest="action", required=True, metavar="ACTION")
+    zt = zsub.add_parser("token", help=t("cli.help.zalo_token"))
+    zt.add_argument("--access", required=True)
+    zt.add_argument("--refresh", required=True)
+    zt.add_argument("--expires-in", type=int, default=90000, metavar="SECONDS")
+    zt.set_defaults(func=cmd_zalo_token)
+    zsub.add_parser("status", help=t("cli.help.zalo_status")).set_defaults(func=cmd_zalo_status)
 
     demo = sub.add_parser("demo", help=t("cli.help.demo"))
     demo.add_argument("--as", dest="chat_id", default="demo", metavar="CHAT_ID")

@@ -221,6 +221,7 @@ class ReminderScheduler:
 
     def _queue(self, s: Session, member: Member, ledger_id: int, reply: Reply, now: dt.datetime) -> None:
         payload = render_payload(reply, member.language, self.escapes.get(member.channel, str))
+        payload["reminder"] = True  # outside Zalo's reply window only reminders may take the template path
         rows = enqueue(
             s, member.channel, member.chat_id, member.id, [payload], now, priority=OUTBOX_PRIORITY_REMINDER
         )

@@ -339,6 +339,31 @@ class Publication(SQLModel, table=True):
     data_json: str = Field(sa_type=sa.Text)
 
 
+class ZaloToken(SQLModel, table=True):
+    """The Zalo OA token pair (a single row, id 1)."""
+
+    __tablename__ = "zalo_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    access_token: str = Field(sa_type=sa.Text)
+    refresh_token: str = Field(sa_type=sa.Text)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    failed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the refresh token was refused
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class Contact(SQLModel, table=True):
+    """When a chat last wrote to us on a channel (Zalo's free-reply window starts there)."""
+
+    __tablename__ = "contact"
+
+    channel: str = Field(primary_key=True)
+    chat_id: str = Field(primary_key=True)
+    last_inbound_at: datetime = Field(sa_type=UTCDateTime)
+    following: bool = True
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Unit,
     Member,
@@ -357,4 +382,6 @@ TABLES: tuple[type[SQLModel], ...] = (
     AppraisalDecision,
     Result,
     Publication,
+    ZaloToken,
+    Contact,
 )

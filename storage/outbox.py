@@ -10,6 +10,7 @@ a row whose `not_before` lies ahead waits. A row claimed by a process that died 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -143,3 +144,18 @@ def release(s: Session, ids: Iterable[int]) -> None:
         .where(col(Outbox.id).in_(list(ids)), col(Outbox.status) == "sending")
         .values(status="pending", claimed_at=None)
     )
+
+
+def last_keyboard(s: Session, channel: str, chat_id: str) -> list[dict[str, str]]:
+    """The buttons of the last message with buttons sent to this chat (so "#2" can be typed)."""
+    rows = s.exec(
+        select(Outbox)
+        .where(Outbox.channel == channel, Outbox.chat_id == chat_id, Outbox.status == "sent")
+        .order_by(col(Outbox.id).desc())
+        .limit(20)
+    )
+    for row in rows:
+        buttons = json.loads(row.payload_json).get("buttons") or []
+        if buttons:
+            return list(buttons)
+    return []

@@ -1,0 +1,332 @@
+"""Zalo Official Account: the same assessment where most officials already are.
+
+Webhook in: `X-ZEvent-Signature` is checked (mac = sha256(app_id + raw body + timestamp + secret),
+compared in constant time), stale timestamps are refused, Zalo gets its answer at once and the event is
+handled in the background; a repeated delivery (same msg_id) is applied once. Text, button payloads
+(sent back by Zalo as the user's message), images and files (downloaded at once: their URLs expire),
+links, follow and unfollow are understood; anything else is logged and ignored.
+
+Outbox out: replies and reminders go only inside the free-reply window after the user's last message; a
+reminder outside it takes the configured template (ZNS) path, or is recorded as not deliverable. The
+access token is refreshed before it expires by one process at a time, the new pair stored before it is
+used; a refused refresh token raises an operator alert with the re-authorisation steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from bot.channels.zalo_client import MAX_BUTTONS, FileTooLarge, ZaloClient, ZaloError, refresh_pair
+from bot.outbox import OutboxSender, Outcome, Result
+from bot.service import Service, utc_now
+from flows.model import FileInfo, Inbound, InboundKind, Rejected
+from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.outbox import last_keyboard, set_blocked
+from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "zalo"
+WINDOW = dt.timedelta(days=7)  # free replies after the user's last message
+MAX_DOWNLOAD = 20 * 1024 * 1024
+BUTTON_PREFIX = "#dti:"
+REAUTHORISE = (
+    "Zalo refused the OA refresh token. Re-authorise the OA: open the OA's app in developers.zalo.me, "
+    "get a new authorization code for the OA, exchange it for a token pair, then run "
+    "`dtibot zalo token --access ACCESS --refresh REFRESH`. Messages stay queued until then."
+)
+
+
+class ZaloAuthLost(RuntimeError):
+    """No usable token: an operator must re-authorise the OA."""
+
+
+@dataclass
+class ZaloConfig:
+    app_id: str
+    app_secret: str  # the app's secret key (OAuth)
+    signature_secret: str  # the OA secret key or the app secret, as the OA's webhook settings say
+    api_base: str = "https://openapi.zalo.me"
+    oauth_base: str = "https://oauth.zaloapp.com"
+    template_id: str | None = None  # the ZNS template reminders outside the window use
+    template_param: str = "content"  # the template parameter that receives the reminder text
+    max_age: dt.timedelta = dt.timedelta(minutes=5)
+
+
+@dataclass
+class TokenManager:
+    db: Any
+    config: ZaloConfig
+    clock: Callable[[], dt.datetime] = utc_now
+    margin: dt.timedelta = dt.timedelta(hours=1)
+    http: Callable[[], httpx.Client] = lambda: httpx.Client(timeout=15)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def access_token(self) -> str:
+        row = await asyncio.to_thread(self._current)
+        if row is None:
+            raise ZaloAuthLost("no Zalo token: run `dtibot zalo token --access … --refresh …`")
+        access, expires_at, failed = row
+        if failed:
+            raise ZaloAuthLost(REAUTHORISE)
+        if expires_at - self.clock() < self.margin:
+            return await self.refresh()
+        return access
+
+    def _current(self) -> tuple[str, dt.datetime, bool] | None:
+        with self.db.session() as s:
+            row = token(s)
+            return (row.access_token, row.expires_at, row.failed_at is not None) if row is not None else None
+
+    async def refresh(self, stale: str | None = None) -> str:
+        """A new pair, unless another process already got one (then that one)."""
+        async with self._lock:
+            return await asyncio.to_thread(self._refresh, stale)
+
+    def _refresh(self, stale: str | None) -> str:
+        error = None
+        with self.db.session() as s:
+            row = token(s, lock=True)  # the other processes wait here
+            if row is None:
+                raise ZaloAuthLost("no Zalo token")
+            now = self.clock()
+            fresh = row.expires_at - now >= self.margin
+            if row.failed_at is None and (
+                (stale is None and fresh) or (stale is not None and row.access_token != stale)
+            ):
+                return row.access_token
+            try:
+                with self.http() as http:
+                    pair = refresh_pair(
+                        http,
+                        self.config.app_id,
+                        self.config.app_secret,
+                        row.refresh_token,
+                        self.config.oauth_base,
+                    )
+            except (ZaloError, httpx.HTTPError) as exc:
+                error = str(exc)
+            else:
+                save_token(
+                    s, pair.access_token, pair.refresh_token, now + dt.timedelta(seconds=pair.expires_in), now
+                )
+                return pair.access_token
+        with self.db.session() as s:  # recorded after the failed transaction, for `dtibot zalo status`
+            refresh_failed(s, error or "refresh failed", self.clock())
+        log.error("%s (%s)", REAUTHORISE, error)
+        raise ZaloAuthLost(REAUTHORISE)
+
+
+@dataclass
+class ZaloTransport:
+    client: ZaloClient
+    tokens: TokenManager
+    service: Service
+    store: EvidenceStore
+    config: ZaloConfig
+    channel: str = CHANNEL
+
+    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result:
+        last = await asyncio.to_thread(self._last_inbound, chat_id)
+        if last is None or self.service.clock() - last > WINDOW:
+            return await self._outside_window(chat_id, payload)
+        try:
+            return await self._with_token(chat_id, payload)
+        except ZaloError as exc:
+            if exc.outside_window:
+                return await self._outside_window(chat_id, payload)
+            if exc.rate_limited:
+                return Result(Outcome.RETRY, retry_after=1.0, error=str(exc))
+            return Result(Outcome.FAILED, error=str(exc))
+        except ZaloAuthLost as exc:
+            return Result(Outcome.RETRY, error=str(exc))  # kept until the OA is re-authorised
+        except (httpx.HTTPError, OSError) as exc:
+            return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
+
+    async def _with_token(self, chat_id: str, payload: dict[str, Any]) -> Result:
+        try:
+            return await self._deliver(chat_id, payload)
+        except ZaloError as exc:
+            if not exc.token_invalid:
+                raise
+            await self.tokens.refresh(stale=await self.tokens.access_token())
+            return await self._deliver(chat_id, payload)
+
+    async def _deliver(self, chat_id: str, payload: dict[str, Any]) -> Result:
+        for doc in payload.get("documents") or []:
+            if self.store.exists(doc["sha256"]):
+                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
+                await self.client.send_file(chat_id, await self.client.upload_file(data, doc["name"]))
+        text = str(payload.get("text", ""))
+        if payload.get("photo_png_b64"):
+            attachment = await self.client.upload_image(
+                base64.b64decode(payload["photo_png_b64"]), "bieu-do.png"
+            )
+            return Result(Outcome.SENT, external_id=await self.client.send_image(chat_id, attachment, text))
+        buttons = payload.get("buttons") or []
+        if not buttons:
+            return Result(Outcome.SENT, external_id=await self.client.send_text(chat_id, text))
+        if len(buttons) > MAX_BUTTONS:  # the rest can be typed: "#6", "#7", …
+            text += "\n" + "  ".join(
+                f"#{i} {b['label']}" for i, b in enumerate(buttons, 1) if i > MAX_BUTTONS
+            )
+        pairs = [(b["label"], BUTTON_PREFIX + b["payload"]) for b in buttons]
+        return Result(Outcome.SENT, external_id=await self.client.send_buttons(chat_id, text, pairs))
+
+    async def _outside_window(self, chat_id: str, payload: dict[str, Any]) -> Result:
+        if payload.get("reminder") and self.config.template_id:
+            data = {self.config.template_param: str(payload.get("text", ""))[:400]}
+            try:
+                message_id = await self.client.send_template(chat_id, self.config.template_id, data)
+            except ZaloError as exc:
+                return Result(Outcome.FAILED, error=f"template: {exc}")
+            return Result(Outcome.SENT, external_id=message_id)
+        return Result(Outcome.FAILED, error="outside Zalo's free-reply window (not deliverable)")
+
+    def _last_inbound(self, chat_id: str) -> dt.datetime | None:
+        with self.service.db.session() as s:
+            return last_inbound(s, CHANNEL, chat_id)
+
+
+def signature(app_id: str, body: bytes, timestamp: str, secret: str) -> str:
+    return "mac=" + hashlib.sha256(app_id.encode() + body + timestamp.encode() + secret.encode()).hexdigest()
+
+
+class ZaloChannel:
+    def __init__(
+        self,
+        service: Service,
+        store: EvidenceStore,
+        client: ZaloClient,
+        config: ZaloConfig,
+        sender: OutboxSender | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.client = client
+        self.config = config
+        self.sender = sender
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def app(self, path: str) -> web.Application:
+        application = web.Application(client_max_size=2 * 1024 * 1024)
+        application.router.add_post(path, self.handle)
+        return application
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            event = json.loads(raw)
+            timestamp = str(event["timestamp"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "bad request"}, status=400)
+        expected = signature(self.config.app_id, raw, timestamp, self.config.signature_secret)
+        given = request.headers.get("X-ZEvent-Signature", "")
+        if not hmac.compare_digest(expected.encode(), given.encode()):
+            log.warning("Zalo webhook with a bad signature refused")
+            return web.json_response({"error": "bad signature"}, status=401)
+        sent = dt.datetime.fromtimestamp(int(timestamp) / 1000 if timestamp.isdigit() else 0, dt.UTC)
+        if abs(self.service.clock() - sent) > self.config.max_age:
+            log.warning("stale Zalo webhook refused (timestamp %s)", timestamp)
+            return web.json_response({"error": "stale"}, status=401)
+        task = asyncio.create_task(self.process(event))  # answered now; Zalo wants it within ~2 s
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response({"error": 0})
+
+    async def flush(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def process(self, event: dict[str, Any]) -> None:
+        name = str(event.get("event_name", ""))
+        user = str((event.get("sender") or {}).get("id", ""))
+        message = event.get("message") or {}
+        msg_id = str(message.get("msg_id") or f"{name}:{user}:{event.get('timestamp')}")
+        if not user:
+            log.info("Zalo event %s without a sender ignored", name)
+            return
+        now = self.service.clock()
+        if name == "unfollow":
+            await asyncio.to_thread(self._contact, user, now, False)
+            return
+        if name in ("follow",) or name.startswith("user_send_"):
+            await asyncio.to_thread(self._contact, user, now, True)
+        inbound = await self._inbound(name, user, message)
+        if inbound is None:
+            log.info("Zalo event %s ignored", name)
+            return
+        await self.service.handle_async(CHANNEL, user, msg_id, inbound)
+        if self.sender is not None:
+            self.sender.wake()
+
+    def _contact(self, user: str, now: dt.datetime, following: bool) -> None:
+        with self.service.db.session() as s:
+            touch(s, CHANNEL, user, now, following=following)
+            set_blocked(s, CHANNEL, user, None if following else now)
+
+    async def _inbound(self, name: str, user: str, message: dict[str, Any]) -> Inbound | None:
+        if name == "follow":
+            return Inbound(InboundKind.RESUME)
+        if name == "user_send_text":
+            text = str(message.get("text", ""))
+            if text.startswith(BUTTON_PREFIX):
+                return Inbound(InboundKind.BUTTON, payload=text[len(BUTTON_PREFIX) :])
+            if text.strip().startswith("#") and text.strip()[1:].isdigit():
+                keyboard = await asyncio.to_thread(self._keyboard, user)
+                index = int(text.strip()[1:]) - 1
+                if 0 <= index < len(keyboard):
+                    return Inbound(InboundKind.BUTTON, payload=keyboard[index]["payload"])
+            return Inbound(InboundKind.TEXT, text=text)
+        if name == "user_send_link":
+            links = [str((a.get("payload") or {}).get("url", "")) for a in message.get("attachments") or []]
+            return Inbound(InboundKind.TEXT, text=next((u for u in links if u), str(message.get("text", ""))))
+        if name in ("user_send_image", "user_send_file"):
+            return await self._files(message)
+        if name.startswith("user_send_"):
+            return Inbound(InboundKind.UNSUPPORTED)  # stickers, gifs, locations, audio…
+        return None
+
+    async def _files(self, message: dict[str, Any]) -> Inbound:
+        files: list[FileInfo] = []
+        rejected: list[Rejected] = []
+        for n, attachment in enumerate(message.get("attachments") or [], start=1):
+            data = attachment.get("payload") or {}
+            url = str(data.get("url", ""))
+            name = sanitize_name(str(data.get("name") or f"anh-{n}.jpg"))
+            declared = int(data.get("size") or 0)
+            if declared > MAX_DOWNLOAD:
+                rejected.append(Rejected(name, "too_large"))
+                continue
+            try:
+                blob = await self.client.download(url, MAX_DOWNLOAD)
+            except FileTooLarge:
+                rejected.append(Rejected(name, "too_large"))
+                continue
+            except httpx.HTTPError:
+                rejected.append(Rejected(name, "unsupported_type"))
+                continue
+            try:
+                stored = await asyncio.to_thread(self.store.put, blob, name)
+            except EvidenceRejected as exc:
+                rejected.append(Rejected(name, exc.reason))
+                continue
+            files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
+        caption = str(message.get("text", ""))
+        return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
+
+    def _keyboard(self, user: str) -> list[dict[str, str]]:
+        with self.service.db.session() as s:
+            return last_keyboard(s, CHANNEL, user)

@@ -1,0 +1,50 @@
+"""Zalo state in the database: the OA token pair and each contact's last inbound message."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Session, select
+
+from storage.models import Contact, ZaloToken
+
+TOKEN_ID = 1
+
+
+def token(s: Session, *, lock: bool = False) -> ZaloToken | None:
+    query = select(ZaloToken).where(ZaloToken.id == TOKEN_ID)
+    if lock:
+        query = query.with_for_update()  # one refresher at a time across processes (PostgreSQL)
+    return s.exec(query).first()
+
+
+def save_token(s: Session, access: str, refresh: str, expires_at: dt.datetime, now: dt.datetime) -> ZaloToken:
+    row = token(s) or ZaloToken(
+        id=TOKEN_ID, access_token=access, refresh_token=refresh, expires_at=expires_at
+    )
+    row.access_token, row.refresh_token, row.expires_at = access, refresh, expires_at
+    row.refreshed_at, row.failed_at, row.error = now, None, None
+    s.add(row)
+    s.flush()
+    return row
+
+
+def refresh_failed(s: Session, error: str, now: dt.datetime) -> None:
+    row = token(s)
+    if row is not None:
+        row.failed_at, row.error = now, error[:2000]
+        s.add(row)
+
+
+def touch(s: Session, channel: str, chat_id: str, now: dt.datetime, *, following: bool = True) -> None:
+    row = s.get(Contact, (channel, chat_id))
+    if row is None:
+        row = Contact(channel=channel, chat_id=chat_id, last_inbound_at=now, following=following)
+    else:
+        row.last_inbound_at, row.following = max(row.last_inbound_at, now), following
+    s.add(row)
+
+
+def last_inbound(s: Session, channel: str, chat_id: str) -> dt.datetime | None:
+    row = s.get(Contact, (channel, chat_id))
+    return row.last_inbound_at if row is not None else None

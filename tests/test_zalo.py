@@ -1,0 +1,277 @@
+"""The Zalo OA channel end to end against the fake Zalo API, on SQLite and PostgreSQL: a full Tây Ninh
+assessment with typed answers, button payloads, an image and a PDF as evidence; forged, stale and replayed
+webhooks changing nothing; a token refresh in the middle; a refused refresh token raising the alert; a
+reminder outside the free-reply window taking the template path, or recorded as not deliverable."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from bot.channels.zalo import ZaloConfig
+from bot.channels.zalo_app import ZaloApp
+from flows.model import Mode, SessionState
+from scoring.model import AnswerType, Framework
+from storage.db import Database
+from storage.models import Contact, Conversation, Outbox, ProcessedInbound, ZaloToken
+from storage.zalo import save_token
+from tests.e2e_support import Province, make_province, pdf_bytes, png_bytes
+from tests.fake_zalo import FakeZalo
+
+USER = "8001000"
+
+
+class Harness:
+    def __init__(self, fake: FakeZalo, p: Province, template: str | None = None) -> None:
+        self.fake, self.p = fake, p
+        config = ZaloConfig(
+            app_id=fake.app_id,
+            app_secret=fake.app_secret,
+            signature_secret=fake.signature_secret,
+            api_base=fake.url,
+            oauth_base=fake.url,
+            template_id=template,
+        )
+        self.app = ZaloApp(p.db, p.store, config, per_second=500, chat_interval=0.0, remind_every=None)
+
+    async def start(self) -> None:
+        port = await self.app.start("127.0.0.1", 0, "/zalo", background=False)
+        self.fake.webhook = f"http://127.0.0.1:{port}/zalo"
+
+    async def send(self, event: dict[str, object]) -> str:
+        before = len(self.fake.transcripts[USER])
+        assert await self.fake.post(event) == 200
+        await self.app.channel.flush()
+        await self.app.sender.drain()
+        return self.fake.said(USER, before)
+
+    async def text(self, text: str) -> str:
+        return await self.send(self.fake.text(USER, text))
+
+    async def press(self, label: str) -> str:
+        button = next(b for b in self.fake.last_buttons(USER) if b["title"] == label)
+        return await self.send(self.fake.press(USER, button["payload"]))
+
+    def state(self) -> SessionState:
+        with self.p.db.session() as s:
+            conv = s.exec(select(Conversation).where(Conversation.chat_id == USER)).one()
+            return SessionState.from_json(json.loads(conv.state_json))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeZalo]:
+    server = FakeZalo()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def seed_token(p: Province, fake: FakeZalo, expires_in: dt.timedelta = dt.timedelta(hours=20)) -> None:
+    with p.db.session() as s:
+        now = dt.datetime.now(dt.UTC)
+        save_token(s, fake.access_token, fake.refresh_token, now + expires_in, now)
+
+
+async def test_a_full_assessment_over_zalo(
+    db: Database, tmp_path: Path, fake: FakeZalo, tay_ninh: Framework
+) -> None:
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        assert "mã mời" in await h.send(fake.follow(USER))
+        out = await h.text(p.invite("25840", "respondent"))  # the code typed alone
+        assert "Đã liên kết với Xã An Bình" in out and "Câu 1/62" in out
+        await h.text("70,4")
+        out = await h.send(fake.image(USER, png_bytes(), "anh-chup.jpg"))
+        assert "Đã nhận tệp anh-1.jpg" in out  # Zalo sends photos without a name: numbered per indicator
+        out = await h.send(fake.file(USER, "bao-cao.pdf", pdf_bytes("bc")))
+        assert "(2 minh chứng)" in out
+        await h.press("Xong")
+        # the same event delivered again is applied once
+        dup = fake.text(USER, "50")
+        await h.send(dup)
+        await h.send(dup)
+        assert sum(1 for r in p.revisions("25840") if r.indicator_code == "1.2") == 1
+        # a token refresh in the middle of the conversation: Zalo no longer takes the old token
+        fake.access_token = "AT-rotated-by-zalo"
+        out = await h.text("để sau")
+        assert fake.refreshes == 1 and "1.3" in out
+        with db.session() as s:
+            row = s.exec(select(ZaloToken)).one()
+        assert (
+            row.access_token == fake.access_token and row.refresh_token == fake.refresh_token
+        )  # stored first
+        # the rest, with typed answers and button payloads ("#2" typed works as well as pressing)
+        for n in range(300):
+            state = h.state()
+            if state.mode is Mode.DONE:
+                break
+            if state.mode is Mode.EVIDENCE:
+                await h.text("#2" if n % 2 else "để sau")
+                continue
+            assert state.current is not None
+            ind = tay_ninh.indicator(state.current)
+            assert ind is not None
+            if ind.answer.type is AnswerType.YES_NO:
+                await (h.press("Có") if n % 2 else h.text("khong"))
+            elif ind.answer.type is AnswerType.PERCENTAGE:
+                await h.text("12/30")
+            else:
+                await h.text("5")
+        assert {r.indicator_code for r in p.revisions("25840")} == {i.code for i in tay_ninh.indicators}
+        assert "Đã trả lời đủ 62 chỉ tiêu" in fake.said(USER)
+        out = await h.send(fake.sticker(USER))
+        assert "chỉ đọc được chữ" in out
+        out = await h.text("xem điểm")
+        await h.press("📈 Biểu đồ")
+        image = next(s for s in reversed(fake.transcripts[USER]) if s.kind == "image")
+        assert image.data.startswith(b"\x89PNG")
+        with db.session() as s:
+            assert not s.exec(select(Outbox).where(Outbox.status == "failed")).all()
+    finally:
+        await h.app.stop()
+
+
+async def test_forged_stale_and_replayed_webhooks_change_nothing(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        event = fake.text(USER, p.invite("25840", "respondent"))
+        assert await fake.post(event, signature="mac=" + "0" * 64) == 401
+        stale = fake.text(USER, "xin chào")
+        stale["timestamp"] = str(int((time.time() - 3600) * 1000))
+        assert await fake.post(stale) == 401
+        await asyncio.sleep(0.2)
+        with db.session() as s:
+            assert s.exec(select(ProcessedInbound)).all() == []
+        started = time.monotonic()
+        assert await fake.post(event) == 200
+        assert time.monotonic() - started < 2.0  # answered at once
+        await h.app.channel.flush()
+        assert await fake.post(event) == 200  # Zalo retries
+        await h.app.channel.flush()
+        with db.session() as s:
+            assert len(s.exec(select(ProcessedInbound)).all()) == 1
+    finally:
+        await h.app.stop()
+
+
+async def test_a_refused_refresh_token_raises_the_alert_and_keeps_messages(
+    db: Database, tmp_path: Path, fake: FakeZalo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from bot.cli import main
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake, expires_in=dt.timedelta(minutes=10))  # about to expire: refreshed before use
+    fake.refuse_refresh = True
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        assert await fake.post(fake.follow(USER)) == 200
+        await h.app.channel.flush()
+        await h.app.sender.cycle()
+        with db.session() as s:
+            row = s.exec(select(ZaloToken)).one()
+            waiting = s.exec(select(Outbox).where(Outbox.status == "pending")).all()
+        assert row.failed_at is not None and "Invalid refresh token" in (row.error or "")
+        assert len(waiting) == 1  # not dropped: it waits for the re-authorisation
+        monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["zalo", "status"], out, err) == 2
+        assert "Zalo đã từ chối mã làm mới" in out.getvalue() and "dtibot zalo token" in out.getvalue()
+        assert main(["zalo", "token", "--access", "AT-new", "--refresh", "RT-new"], out, err) == 0
+        fake.access_token, fake.refuse_refresh = "AT-new", False
+        with db.session() as s:
+            for o in s.exec(select(Outbox)):  # skip the backoff wait
+                o.not_before = None
+                s.add(o)
+        await h.app.sender.drain()
+        assert "mã mời" in fake.said(USER)
+    finally:
+        await h.app.stop()
+
+
+@pytest.mark.parametrize("template", ["zns-1234", None])
+async def test_a_reminder_outside_the_window(
+    db: Database, tmp_path: Path, fake: FakeZalo, template: str | None
+) -> None:
+    from bot.scheduler import ReminderScheduler
+    from flows.reminders import Policy
+    from storage.admin import period_by_ref
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p, template=template)
+    await h.start()
+    try:
+        await h.send(fake.text(USER, p.invite("25840", "respondent")))
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=9)
+        fake.last_inbound[USER] = long_ago
+        with db.session() as s:
+            contact = s.get(Contact, ("zalo", USER))
+            assert contact is not None
+            contact.last_inbound_at = long_ago
+            s.add(contact)
+            period = period_by_ref(s, None)
+            period.self_assessment_due = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+            always = Policy(quiet_start=dt.time(0, 0), quiet_end=dt.time(0, 0), skip_weekends=False)
+            period.reminder_policy_json = json.dumps(always.to_json())
+            s.add(period)
+        assert len(ReminderScheduler(db).tick()) == 1
+        await h.app.sender.drain()
+        with db.session() as s:
+            reminder_row = s.exec(select(Outbox).where(Outbox.priority == 10)).one()
+        if template:
+            sent = fake.transcripts[USER][-1]
+            assert (
+                sent.kind == "template" and "còn 62 chỉ tiêu chưa trả lời" in json.loads(sent.text)["content"]
+            )
+            assert reminder_row.status == "sent"
+        else:
+            assert reminder_row.status == "failed" and "not deliverable" in (reminder_row.last_error or "")
+            from storage.reminders import ledger_stats
+
+            with db.session() as s:
+                stats = ledger_stats(s, period.id or 0)
+            assert sum(v.undeliverable for v in stats.values()) == 1  # shows in the admin status
+    finally:
+        await h.app.stop()
+
+
+async def test_rate_limits_are_retried_until_delivered(db: Database, tmp_path: Path, fake: FakeZalo) -> None:
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    h.app.sender.backoff = (0.05,)
+    await h.start()
+    try:
+        fake.rate_limit_share = 0.5
+        for word in ("xin chào", "chào bạn", "tôi cần giúp"):
+            assert await fake.post(fake.text(USER, word)) == 200
+        await h.app.channel.flush()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            await h.app.sender.cycle()
+            with db.session() as s:
+                left = s.exec(select(Outbox).where(col(Outbox.status).in_(("pending", "sending")))).all()
+            if not left:
+                break
+            await asyncio.sleep(1.05)
+        assert fake.rate_limited > 0 and len(fake.transcripts[USER]) == 3
+    finally:
+        await h.app.stop()
