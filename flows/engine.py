@@ -277,6 +277,7 @@ _REJECTED = {
     "too_large": N_("evidence.rejected.too_large"),
     "empty": N_("evidence.rejected.empty"),
     "name_mismatch": N_("evidence.rejected.name_mismatch"),
+    "download_failed": N_("evidence.rejected.download_failed"),
 }
 
 

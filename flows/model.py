@@ -39,7 +39,7 @@ class FileInfo:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A file the channel or the evidence store refused, and why: empty | too_large | unsupported_type |
-    name_mismatch."""
+    name_mismatch | download_failed (the channel could not fetch it)."""
 
     name: str
     reason: str

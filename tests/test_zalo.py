@@ -92,7 +92,7 @@ async def test_a_full_assessment_over_zalo(
         assert "Đã liên kết với Xã An Bình" in out and "Câu 1/62" in out
         await h.text("70,4")
         out = await h.send(fake.image(USER, png_bytes(), "anh-chup.jpg"))
-        assert "Đã nhận tệp anh-1.jpg" in out  # Zalo sends photos without a name: numbered per indicator
+        assert "Đã nhận tệp anh-" in out  # Zalo sends photos without a name
         out = await h.send(fake.file(USER, "bao-cao.pdf", pdf_bytes("bc")))
         assert "(2 minh chứng)" in out
         await h.press("Xong")
@@ -273,5 +273,58 @@ async def test_rate_limits_are_retried_until_delivered(db: Database, tmp_path: P
                 break
             await asyncio.sleep(1.05)
         assert fake.rate_limited > 0 and len(fake.transcripts[USER]) == 3
+    finally:
+        await h.app.stop()
+
+
+async def test_links_expired_files_long_keyboards_and_unfollow(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    import re
+
+    from storage.models import Member
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        await h.text(p.invite("25840", "respondent"))
+        await h.text("70,4")
+        out = await h.send(fake.image(USER, png_bytes(), "photo.jpg"))
+        assert re.search(r"Đã nhận tệp anh-\d{8}-\d{6}\.jpg", out)  # named by when it arrived
+        expired = fake.file(USER, "het-han.pdf", pdf_bytes("x"))
+        del fake.files["het-han.pdf"]  # Zalo's link expired before we fetched it
+        out = await h.send(expired)
+        assert 'Không tải được tệp "het-han.pdf"' in out and "gửi lại" in out
+        out = await h.send(fake.link(USER, "https://tayninh.gov.vn/van-ban/123"))
+        assert "https://tayninh.gov.vn/van-ban/123" in out  # a shared link is a cited source
+        assert "(2 minh chứng)" in out
+        # a keyboard longer than Zalo's five buttons: the rest are offered as "#6", "#7"
+        with db.session() as s:
+            member = s.exec(select(Member)).first()
+            buttons = [{"label": f"Mục {n}", "payload": f"pick:{n}"} for n in range(1, 8)]
+            s.add(
+                Outbox(
+                    channel="zalo",
+                    chat_id=USER,
+                    member_id=member.id if member else None,
+                    payload_json=json.dumps({"text": "Chọn một mục", "buttons": buttons}),
+                )
+            )
+        await h.app.sender.drain()
+        sent = fake.transcripts[USER][-1]
+        assert len(sent.buttons) == 5 and "#6 Mục 6" in sent.text and "#7 Mục 7" in sent.text
+        inbound = await h.app.channel._inbound("user_send_text", USER, {"text": "#7"})
+        assert inbound is not None and inbound.payload == "pick:7"
+        # unfollow: what waits for the user is not sent; following again resumes
+        assert await fake.post(fake.event(USER, "unfollow")) == 200
+        await h.app.channel.flush()
+        with db.session() as s:
+            contact = s.get(Contact, ("zalo", USER))
+            assert contact is not None and not contact.following
+        before = len(fake.transcripts[USER])
+        out = await h.send(fake.follow(USER))
+        assert len(fake.transcripts[USER]) > before and "1.1" in out
     finally:
         await h.app.stop()

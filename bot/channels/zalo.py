@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from aiohttp import web
@@ -39,6 +40,7 @@ from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
 log = logging.getLogger(__name__)
 
 CHANNEL = "zalo"
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WINDOW = dt.timedelta(days=7)  # free replies after the user's last message
 MAX_DOWNLOAD = 20 * 1024 * 1024
 BUTTON_PREFIX = "#dti:"
@@ -200,6 +202,13 @@ class ZaloTransport:
             return last_inbound(s, CHANNEL, chat_id)
 
 
+def photo_name(now: dt.datetime, n: int, count: int) -> str:
+    """Zalo sends photos without a name: named by when they arrived (Vietnam time), so an indicator's
+    photos stay apart in its evidence list."""
+    local = now.astimezone(VN)
+    return f"anh-{local:%d%m%Y-%H%M%S}" + (f"-{n}" if count > 1 else "") + ".jpg"
+
+
 def signature(app_id: str, body: bytes, timestamp: str, secret: str) -> str:
     return "mac=" + hashlib.sha256(app_id.encode() + body + timestamp.encode() + secret.encode()).hexdigest()
 
@@ -302,21 +311,24 @@ class ZaloChannel:
     async def _files(self, message: dict[str, Any]) -> Inbound:
         files: list[FileInfo] = []
         rejected: list[Rejected] = []
-        for n, attachment in enumerate(message.get("attachments") or [], start=1):
+        attachments = message.get("attachments") or []
+        for n, attachment in enumerate(attachments, start=1):
             data = attachment.get("payload") or {}
             url = str(data.get("url", ""))
-            name = sanitize_name(str(data.get("name") or f"anh-{n}.jpg"))
-            declared = int(data.get("size") or 0)
-            if declared > MAX_DOWNLOAD:
+            given = str(data.get("name") or "")
+            name = sanitize_name(given or photo_name(self.service.clock(), n, len(attachments)))
+            size = str(data.get("size") or "0")
+            if size.isdigit() and int(size) > MAX_DOWNLOAD:
                 rejected.append(Rejected(name, "too_large"))
                 continue
             try:
-                blob = await self.client.download(url, MAX_DOWNLOAD)
+                blob = await self._download(url)
             except FileTooLarge:
                 rejected.append(Rejected(name, "too_large"))
                 continue
-            except httpx.HTTPError:
-                rejected.append(Rejected(name, "unsupported_type"))
+            except httpx.HTTPError as exc:
+                log.warning("Zalo file %s not downloaded: %s", name, exc)
+                rejected.append(Rejected(name, "download_failed"))
                 continue
             try:
                 stored = await asyncio.to_thread(self.store.put, blob, name)
@@ -326,6 +338,16 @@ class ZaloChannel:
             files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
         caption = str(message.get("text", ""))
         return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
+
+    async def _download(self, url: str) -> bytes:
+        """The file behind a Zalo URL, now (it expires); one more try after a network hiccup."""
+        try:
+            return await self.client.download(url, MAX_DOWNLOAD)
+        except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
+                raise
+            await asyncio.sleep(0.5)
+            return await self.client.download(url, MAX_DOWNLOAD)
 
     def _keyboard(self, user: str) -> list[dict[str, str]]:
         with self.service.db.session() as s:
