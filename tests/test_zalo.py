@@ -328,3 +328,63 @@ async def test_links_expired_files_long_keyboards_and_unfollow(
         assert len(fake.transcripts[USER]) > before and "1.1" in out
     finally:
         await h.app.stop()
+
+
+async def test_dtibot_run_zalo_process(tmp_path: Path, fake: FakeZalo) -> None:
+    """The command operators run: a real `dtibot run zalo` process, the fake Zalo posting to it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from storage import migrate
+
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    migrate.upgrade(url)
+    db = Database(url)
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    code = p.invite("25840", "respondent")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "DTI_DATABASE_URL": url,
+        "DTI_EVIDENCE_DIR": str(tmp_path / "ev"),
+        "ZALO_APP_ID": fake.app_id,
+        "ZALO_APP_SECRET": fake.app_secret,
+        "ZALO_SIGNATURE_SECRET": fake.signature_secret,
+        "ZALO_API_URL": fake.url,
+        "ZALO_OAUTH_URL": fake.url,
+    }
+    command = [
+        str(Path(sys.executable).parent / "dtibot"),
+        "run",
+        "zalo",
+        "--port",
+        str(port),
+        "--path",
+        "/z",
+    ]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    fake.webhook = f"http://127.0.0.1:{port}/z"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the server listens
+            try:
+                assert await fake.post(fake.text(USER, code)) == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                await asyncio.sleep(0.1)
+        while time.monotonic() < deadline and "Câu 1/62" not in fake.said(USER):
+            await asyncio.sleep(0.05)
+        assert "Đã liên kết với Xã An Bình" in fake.said(USER) and "Câu 1/62" in fake.said(USER)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None
+        proc.stderr.close()
+        db.dispose()
