@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from storage.models import Contact, ZaloToken
@@ -12,9 +13,14 @@ TOKEN_ID = 1
 
 
 def token(s: Session, *, lock: bool = False) -> ZaloToken | None:
+    """The OA's token pair; with `lock`, held until the transaction ends, so one process at a time
+    refreshes (a row lock on PostgreSQL; SQLite, which has none, takes its database write lock)."""
     query = select(ZaloToken).where(ZaloToken.id == TOKEN_ID)
     if lock:
-        query = query.with_for_update()  # one refresher at a time across processes (PostgreSQL)
+        if s.get_bind().dialect.name == "sqlite":
+            s.execute(sa.update(ZaloToken).where(sa.column("id") == TOKEN_ID).values(id=TOKEN_ID))
+        else:
+            query = query.with_for_update()
     return s.exec(query).first()
 
 

@@ -8,6 +8,7 @@ hosts the files users send (at URLs, as Zalo does), and signs and posts webhook 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import itertools
@@ -41,6 +42,7 @@ class FakeZalo:
     refresh_token: str = "RT-1"
     rate_limit_share: float = 0.0
     refuse_refresh: bool = False
+    oauth_delay: float = 0.0  # seconds the token endpoint takes
     seed: int = 3
     url: str = ""
     webhook: str = ""
@@ -155,6 +157,7 @@ class FakeZalo:
 
     async def _oauth(self, request: web.Request) -> web.Response:
         form = await request.post()
+        await asyncio.sleep(self.oauth_delay)
         if request.headers.get("secret_key") != self.app_secret or form.get("app_id") != self.app_id:
             return web.json_response({"error": -14002, "error_description": "Invalid app"})
         if self.refuse_refresh or form.get("refresh_token") != self.refresh_token:

@@ -388,3 +388,26 @@ async def test_dtibot_run_zalo_process(tmp_path: Path, fake: FakeZalo) -> None:
         assert proc.stderr is not None
         proc.stderr.close()
         db.dispose()
+
+
+async def test_two_processes_refreshing_at_once_spend_the_refresh_token_once(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    """Zalo's refresh tokens are single use: two bot processes that both find the token about to expire
+    must not both exchange it (the second would be refused and the OA locked out)."""
+    from bot.channels.zalo import TokenManager
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake, expires_in=dt.timedelta(minutes=10))
+    fake.oauth_delay = 0.5
+    config = Harness(fake, p).app.config
+    other = Database(db.url)  # its own connections, as another process has
+    try:
+        first, second = TokenManager(db, config), TokenManager(other, config)
+        tokens = await asyncio.gather(first.access_token(), second.access_token())
+        assert fake.refreshes == 1 and tokens[0] == tokens[1] == fake.access_token
+        with db.session() as s:
+            row = s.exec(select(ZaloToken)).one()
+        assert row.failed_at is None and row.refresh_token == fake.refresh_token
+    finally:
+        other.dispose()
