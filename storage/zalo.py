@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from storage.models import Contact, ZaloToken
@@ -43,12 +45,23 @@ def refresh_failed(s: Session, error: str, now: dt.datetime) -> None:
 
 
 def touch(s: Session, channel: str, chat_id: str, now: dt.datetime, *, following: bool = True) -> None:
-    row = s.get(Contact, (channel, chat_id))
-    if row is None:
-        row = Contact(channel=channel, chat_id=chat_id, last_inbound_at=now, following=following)
-    else:
-        row.last_inbound_at, row.following = max(row.last_inbound_at, now), following
-    s.add(row)
+    """Record an inbound event; one upsert, because a user's events arrive concurrently."""
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(Contact).values(
+        channel=channel, chat_id=chat_id, last_inbound_at=now, following=following
+    )
+    current = Contact.__table__.c.last_inbound_at  # type: ignore[attr-defined]
+    statement = statement.on_conflict_do_update(
+        index_elements=["channel", "chat_id"],
+        set_={
+            "last_inbound_at": sa.case(
+                (current > statement.excluded.last_inbound_at, current),
+                else_=statement.excluded.last_inbound_at,
+            ),
+            "following": following,
+        },
+    )
+    s.execute(statement)
 
 
 def last_inbound(s: Session, channel: str, chat_id: str) -> dt.datetime | None:

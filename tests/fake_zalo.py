@@ -43,6 +43,7 @@ class FakeZalo:
     rate_limit_share: float = 0.0
     refuse_refresh: bool = False
     oauth_delay: float = 0.0  # seconds the token endpoint takes
+    file_delay: float = 0.0  # seconds a file download takes
     seed: int = 3
     url: str = ""
     webhook: str = ""
@@ -170,6 +171,7 @@ class FakeZalo:
         )
 
     async def _file(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.file_delay)
         data = self.files.get(request.match_info["name"])
         return web.Response(body=data) if data is not None else web.Response(status=404)
 

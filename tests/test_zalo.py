@@ -411,3 +411,28 @@ async def test_two_processes_refreshing_at_once_spend_the_refresh_token_once(
         assert row.failed_at is None and row.refresh_token == fake.refresh_token
     finally:
         other.dispose()
+
+
+async def test_a_users_events_are_handled_in_the_order_they_arrived(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    """A photo still downloading is not overtaken by the "later" typed right after it: the photo is
+    evidence for 1.1, and only then does the walk move on."""
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        await h.text(p.invite("25840", "respondent"))
+        await h.text("70,4")
+        fake.file_delay = 0.5
+        before = len(fake.transcripts[USER])
+        assert await fake.post(fake.image(USER, png_bytes(), "slow.jpg")) == 200
+        assert await fake.post(fake.text(USER, "để sau")) == 200
+        await h.app.channel.flush()
+        await h.app.sender.drain()
+        said = fake.said(USER, before)
+        assert said.index("Đã nhận tệp") < said.index("1.2")
+        assert h.state().current == "1.2"
+    finally:
+        await h.app.stop()

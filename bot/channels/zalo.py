@@ -228,6 +228,7 @@ class ZaloChannel:
         self.config = config
         self.sender = sender
         self._tasks: set[asyncio.Task[None]] = set()
+        self._users: dict[str, tuple[asyncio.Lock, int]] = {}  # per user: lock, events holding or waiting
 
     def app(self, path: str) -> web.Application:
         application = web.Application(client_max_size=2 * 1024 * 1024)
@@ -260,8 +261,23 @@ class ZaloChannel:
             await asyncio.gather(*list(self._tasks))
 
     async def process(self, event: dict[str, Any]) -> None:
-        name = str(event.get("event_name", ""))
+        """One event; a user's events are handled one at a time in the order they arrived (a photo
+        still downloading is not overtaken by the text sent after it)."""
         user = str((event.get("sender") or {}).get("id", ""))
+        lock, users = self._users.get(user, (asyncio.Lock(), 0))
+        self._users[user] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._process(event, user)
+        finally:
+            lock, users = self._users[user]
+            if users == 1:
+                del self._users[user]
+            else:
+                self._users[user] = (lock, users - 1)
+
+    async def _process(self, event: dict[str, Any], user: str) -> None:
+        name = str(event.get("event_name", ""))
         message = event.get("message") or {}
         msg_id = str(message.get("msg_id") or f"{name}:{user}:{event.get('timestamp')}")
         if not user:
