@@ -58,6 +58,9 @@ test: all lint typecheck migrations
 bench: all
 	$(BIN)/python bench/score_bench.py
 	$(BIN)/python bench/reminder_bench.py
+	$(BIN)/python bench/cold_start_bench.py
+	$(BIN)/python bench/export_bench.py
+	$(BIN)/python bench/memory_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .scratch $(MO)

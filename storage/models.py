@@ -227,6 +227,7 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("dedupe_key"),
         sa.Index(None, "status", "priority", "id"),
+        sa.Index(None, "channel", "chat_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

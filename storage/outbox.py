@@ -3,8 +3,9 @@
 Every outgoing message is a row first. A sender claims a batch (status "sending", `claimed_at`); on
 PostgreSQL the claim skips rows other processes hold (`FOR UPDATE SKIP LOCKED`), on SQLite the single
 writer serialises claims. Lower priority numbers go first (interactive replies before reminders), and
-a row whose `not_before` lies ahead waits. A row claimed by a process that died is put back after
-`STALE_CLAIM` — delivery is at least once, and a row is never claimed by two live senders at once.
+a row whose `not_before` lies ahead waits, and so do the rows of its chat behind it. A row claimed by a
+process that died is put back after `STALE_CLAIM` — delivery is at least once, and a row is never
+claimed by two live senders at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ class Claimed:
 
 
 def claim(s: Session, channel: str, now: dt.datetime, limit: int = 100) -> list[Claimed]:
+    """Rows due now, except those queued behind an earlier row of their chat that is still being sent
+    or waiting for a retry: a chat's messages go out in the order they were written."""
+    earlier = sa.orm.aliased(Outbox)
+    held_back = (
+        select(earlier.id)
+        .where(
+            earlier.channel == Outbox.channel,
+            earlier.chat_id == Outbox.chat_id,
+            col(earlier.id) < col(Outbox.id),
+            or_(
+                earlier.status == "sending",
+                sa.and_(col(earlier.status) == "pending", col(earlier.not_before) > now),
+            ),
+        )
+        .exists()
+    )
     ids = list(
         s.exec(
             select(Outbox.id)
@@ -39,6 +56,7 @@ def claim(s: Session, channel: str, now: dt.datetime, limit: int = 100) -> list[
                 Outbox.channel == channel,
                 Outbox.status == "pending",
                 or_(col(Outbox.not_before).is_(None), col(Outbox.not_before) <= now),
+                ~held_back,
             )
             .order_by(col(Outbox.priority), col(Outbox.id))
             .limit(limit)

@@ -68,7 +68,7 @@ def count(database: Database, model: type[SQLModel]) -> int:
 # -- migrations ------------------------------------------------------------------------------------------
 
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:

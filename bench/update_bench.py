@@ -1,0 +1,271 @@
+"""Deadline-day update handling: many officials answering at once through the real aiogram dispatcher.
+
+Each simulated official joins a commune with `/start CODE` and walks the Tây Ninh framework the way
+people do on a phone: typed answers (`70,4`, `12/30`, `có`, `5`), yes/no pressed as buttons, small PDFs
+as evidence and `để sau` when they have none. Every update is a real Telegram `Update` fed to the
+dispatcher, so the whole pipeline runs: aiogram routing, callback answers and file downloads against
+the fake Bot API on 127.0.0.1, the engine, the scoring preview, storage in one transaction per update,
+rendering and the outbox row. (Delivery of the outbox is the sender's job, measured by
+`reminder_bench.py`.)
+
+Two runs per database, after a warm-up:
+- throughput: `--concurrency` officials at a time, as fast as the bot goes (updates/s, latencies);
+- paced: updates arriving at `--rate` per second (the latency a user feels at that load).
+Baseline in the same run: the same dispatcher and fake API with a handler that only echoes the text
+back (`message.answer`), the floor any aiogram bot pays; the ratio between the two is printed.
+
+    make bench     # or: .venv/bin/python bench/update_bench.py [--officials 2000] [--steps 12]
+                   #        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import Message, Update
+
+from bot.channels.telegram import TelegramChannel, escape, make_bot
+from bot.service import Service, resolve_framework
+from flows.intents import payload
+from scoring.model import AnswerType, Framework
+from storage import migrate
+from storage.admin import UnitRow, create_invite, import_units, open_period
+from storage.db import Database
+from storage.evidence import EvidenceStore
+from tests.e2e_support import pdf_bytes
+from tests.fake_telegram import FakeTelegram, Limits, Sent
+from tests.storage_fixtures import create_postgres_database, drop_postgres_database
+
+CHAT_BASE = 7_000_000
+
+
+def build(db: Database, officials: int) -> tuple[int, list[str]]:
+    """A province of `officials` communes, one respondent invite each; returns the period id and codes."""
+    now = dt.datetime.now(dt.UTC)
+    rows = [UnitRow("P0", "Tỉnh thử", "province", None)] + [
+        UnitRow(f"X{i:05d}", f"Xã thử {i}", "commune", "P0") for i in range(officials)
+    ]
+    with db.session() as s:
+        import_units(s, rows, now)
+        period = open_period(
+            s,
+            name="Bench",
+            year=2026,
+            framework_id="tay-ninh-commune-2025",
+            framework_version="2025.1",
+            now=now,
+            self_assessment_due=now + dt.timedelta(days=2),
+        )
+        codes = [create_invite(s, f"X{i:05d}", "respondent", now).code for i in range(officials)]
+        assert period.id is not None
+        return period.id, codes
+
+
+Step = Callable[[FakeTelegram, int], dict[str, Any]]
+
+
+def script(framework: Framework, period_id: int, code: str, steps: int, n: int) -> list[Step]:
+    """What official `n` sends, in order: the join, then answers and evidence for the first indicators."""
+    out: list[Step] = [lambda f, chat: f.text(chat, f"/start {code}")]
+    for k, ind in enumerate(framework.indicators):
+        if len(out) >= steps:
+            break
+        kind = ind.answer.type
+        if kind is AnswerType.YES_NO and (n + k) % 2:
+            data = payload("ans", period_id, ind.code, "yes")
+            out.append(lambda f, chat, data=data: f.press(chat, Sent(1, chat, "", []), data=data))
+            points = True
+        elif kind is AnswerType.YES_NO:
+            out.append(lambda f, chat: f.text(chat, "có"))
+            points = True
+        elif kind is AnswerType.PERCENTAGE:
+            out.append(lambda f, chat: f.text(chat, "12/30"))
+            points = True
+        else:
+            out.append(lambda f, chat: f.text(chat, "5"))
+            points = True
+        if ind.evidence.required and points:
+            if (n + k) % 3 == 0:
+                tag = f"{n}-{k}"
+                out.append(lambda f, chat, tag=tag: f.document(chat, f"bc-{tag}.pdf", pdf_bytes(tag)))
+                out.append(lambda f, chat: f.text(chat, "xong"))
+            else:
+                out.append(lambda f, chat: f.text(chat, "để sau"))
+    return out[:steps]
+
+
+@dataclass
+class Figures:
+    updates: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.updates / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label}: {self.updates} updates in {self.seconds:.1f} s = {self.rate:,.0f}/s; "
+            f"latency p50 {self.pct(0.5):.1f} ms, p95 {self.pct(0.95):.1f} ms, p99 {self.pct(0.99):.1f} ms"
+        )
+
+
+class Pacer:
+    """Hands out start times `1/rate` apart (None: no pacing)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self.next = time.perf_counter()
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.perf_counter()
+            self.next = max(self.next + self.interval, now)
+            delay = self.next - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def drive(
+    feed: Callable[[dict[str, Any]], Awaitable[None]],
+    fake: FakeTelegram,
+    scripts: list[list[Step]],
+    concurrency: int,
+    rate: float | None,
+) -> Figures:
+    queue: asyncio.Queue[tuple[int, list[Step]]] = asyncio.Queue()
+    for n, steps in enumerate(scripts):
+        queue.put_nowait((n, steps))
+    figures = Figures(sum(len(s) for s in scripts), 0.0)
+    pacer = Pacer(rate)
+
+    async def official() -> None:
+        while not queue.empty():
+            n, steps = queue.get_nowait()
+            chat = CHAT_BASE + n
+            for make in steps:
+                update = make(fake, chat)
+                await pacer.wait()
+                started = time.perf_counter()
+                await feed(update)
+                figures.latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(official() for _ in range(concurrency)))
+    figures.seconds = time.perf_counter() - started
+    return figures
+
+
+def feeder(dispatcher: Dispatcher, bot: Bot) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def feed(raw: dict[str, Any]) -> None:
+        await dispatcher.feed_update(bot, Update.model_validate(raw, context={"bot": bot}))
+
+    return feed
+
+
+def echo_dispatcher() -> Dispatcher:
+    router = Router()
+
+    @router.message()
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "…")
+
+    @router.callback_query()
+    async def pressed(query: Any) -> None:
+        await query.answer()
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Path) -> list[str]:
+    migrate.upgrade(url)
+    db = Database(url)
+    period_id, codes = build(db, args.officials)
+    scripts = [script(framework, period_id, code, args.steps, n) for n, code in enumerate(codes)]
+    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1e9))
+    await fake.start()
+    bot = make_bot(fake.token, fake.url, timeout=10)
+    try:
+        channel = TelegramChannel(bot, Service(db, escapes={"telegram": escape}), EvidenceStore(tmp / "ev"))
+        feed = feeder(channel.dispatcher, bot)
+        warm = args.officials // 10
+        await drive(feed, fake, scripts[:warm], args.concurrency, None)
+        half = warm + (args.officials - warm) // 2
+        full = await drive(feed, fake, scripts[warm:half], args.concurrency, None)
+        paced = await drive(feed, fake, scripts[half:], args.concurrency, args.rate)
+        echo_feed = feeder(echo_dispatcher(), bot)
+        echo_scripts = [
+            [lambda f, chat: f.text(chat, "70,4")] * args.steps for _ in range(args.officials // 2)
+        ]
+        echo = await drive(echo_feed, fake, echo_scripts, args.concurrency, None)
+    finally:
+        await bot.session.close()
+        await fake.stop()
+        db.dispose()
+    return [
+        echo.line("  baseline, echo handler (the aiogram floor)"),
+        full.line(f"  DTI pipeline, {args.concurrency} officials at a time"),
+        f"  throughput / echo floor: {full.rate / echo.rate:.2f} (goal ≥ 0.5)",
+        paced.line(f"  DTI pipeline paced at {args.rate:.0f} updates/s"),
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--officials", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=12, help="updates per official")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200.0, help="updates/s for the paced run")
+    parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
+    args = parser.parse_args()
+    framework = resolve_framework("tay-ninh-commune-2025", "2025.1")
+    assert framework is not None
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
+    print(f"{args.officials} officials × {args.steps} updates (first tenth warms up, then half and half)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in (
+            ("SQLite (WAL)", f"sqlite:///{Path(tmp) / 'bench.db'}"),
+            ("PostgreSQL", args.postgres),
+        ):
+            if not url:
+                print(f"{name}: skipped (no --postgres URL)")
+                continue
+            print(f"{name}:")
+            scratch = create_postgres_database(url) if name == "PostgreSQL" else url
+            try:
+                for line in await run(scratch, args, framework, Path(tmp) / name[:6]):
+                    print(line)
+            finally:
+                if scratch != url:
+                    drop_postgres_database(url, scratch)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
