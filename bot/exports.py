@@ -12,14 +12,15 @@ import csv
 import datetime as dt
 import io
 import zipfile
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
 from sqlmodel import select
 
 from bot import catalog
@@ -47,17 +48,23 @@ def _local(value: dt.datetime) -> str:
     return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M")
 
 
-def _sheet(ws: Worksheet, header: list[str], rows: list[list[Any]], widths: list[int]) -> None:
-    ws.append(header)
-    for cell in ws[1]:
-        cell.font = Font(bold=True)
-        cell.fill = HEADER_FILL
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-    for row in rows:
-        ws.append(row)
+def _sheet(wb: Workbook, title: str, header: list[str], rows: Iterable[list[Any]], widths: list[int]) -> None:
+    """One sheet, streamed (a write-only workbook keeps no cells in memory: 3,300 units' detail is
+    200,000 rows)."""
+    ws = wb.create_sheet(title[:31])
     ws.freeze_panes = "A2"
     for i, width in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(i)].width = width
+    cells = []
+    for value in header:
+        cell = WriteOnlyCell(ws, value=value)
+        cell.font = Font(bold=True)
+        cell.fill = HEADER_FILL
+        cell.alignment = Alignment(wrap_text=True, vertical="center")
+        cells.append(cell)
+    ws.append(cells)
+    for row in rows:
+        ws.append(row)
 
 
 def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> int:
@@ -69,10 +76,7 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
         comments = decision_comments(s, period.id)
         evidence = evidence_index(s, period.id)
         codes = {u.code: u.id for u in s.exec(select(Unit))}
-    wb = Workbook()
-    ranking = wb.active
-    assert ranking is not None
-    ranking.title = t("export.sheet.ranking", level=t(LEVEL[framework.level]))[:31]
+    wb = Workbook(write_only=True)
     districts = any(r["district_code"] for r in rows)
     header = [t("export.col.no"), t("export.col.unit_code"), t("export.col.unit")]
     if districts:
@@ -102,9 +106,8 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
         + ([12] if districts else [])
         + [16] * len(framework.groups)
     )
-    _sheet(ranking, header, table, widths)
+    _sheet(wb, t("export.sheet.ranking", level=t(LEVEL[framework.level])), header, table, widths)
 
-    detail = wb.create_sheet(t("export.sheet.detail")[:31])
     header = [
         t("export.col.unit_code"),
         t("export.col.unit"),
@@ -118,15 +121,15 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
         t("export.col.comment"),
     ]
     texts = {i.code: i.text for i in framework.indicators}
-    table = []
-    for r in sorted(rows, key=lambda r: r["code"]):
-        for ind in r["indicators"]:
-            self_points, appraised = _number(ind["self"]), _number(ind["appraised"])
-            difference = _number(str(Decimal(ind["appraised"]) - Decimal(ind["self"])))
-            status = t(STATUS[Status(ind["status"])])
-            comment = comments.get((codes.get(r["code"]) or -1, ind["code"]), "")
-            table.append(
-                [
+    statuses = {s: t(STATUS[s]) for s in Status}
+
+    def detail() -> Iterator[list[Any]]:
+        for r in sorted(rows, key=lambda r: r["code"]):
+            unit_id = codes.get(r["code"]) or -1
+            for ind in r["indicators"]:
+                self_points, appraised = _number(ind["self"]), _number(ind["appraised"])
+                difference = _number(str(Decimal(ind["appraised"]) - Decimal(ind["self"])))
+                yield [
                     r["code"],
                     r["name"],
                     ind["code"],
@@ -135,13 +138,12 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
                     self_points,
                     appraised,
                     difference,
-                    status,
-                    comment,
+                    statuses[Status(ind["status"])],
+                    comments.get((unit_id, ind["code"]), ""),
                 ]
-            )
-    _sheet(detail, header, table, [12, 30, 10, 60, 10, 10, 10, 10, 18, 40])
 
-    index = wb.create_sheet(t("export.sheet.evidence")[:31])
+    _sheet(wb, t("export.sheet.detail"), header, detail(), [12, 30, 10, 60, 10, 10, 10, 10, 18, 40])
+
     header = [
         t("export.col.unit_code"),
         t("export.col.unit"),
@@ -154,7 +156,8 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
         t("export.col.time"),
         t("export.col.late"),
     ]
-    table = [
+    late = t("export.yes")
+    evidence_rows = (
         [
             e.unit_code,
             e.unit_name,
@@ -165,11 +168,11 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
             e.size,
             e.uploader,
             _local(e.at),
-            t("export.yes") if e.late else "",
+            late if e.late else "",
         ]
         for e in evidence
-    ]
-    _sheet(index, header, table, [12, 30, 10, 10, 40, 66, 12, 22, 18, 10])
+    )
+    _sheet(wb, t("export.sheet.evidence"), header, evidence_rows, [12, 30, 10, 10, 40, 66, 12, 22, 18, 10])
     wb.save(out)
     return len(rows)
 

@@ -293,6 +293,8 @@ def test_a_province_from_self_assessment_to_publication(
         and index.title == "Danh mục minh chứng"
     )
     assert ranking.freeze_panes == "A2" and detail.freeze_panes == "A2"
+    assert all(c.font.bold for c in detail[1]) and not detail["A2"].font.bold  # the header row only
+    assert detail.column_dimensions["D"].width == 60 and index.column_dimensions["F"].width == 66
     header = [c.value for c in ranking[1]]
     assert header == [
         "STT",
