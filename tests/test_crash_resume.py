@@ -1,8 +1,9 @@
 """SIGKILL in the middle of a scripted conversation: nothing acknowledged is lost, and it resumes.
 
-The real `dtibot chat` runs as a child process reading a pipe. A driver answers whatever the stored
-session asks for; at seeded random points the process is killed with SIGKILL — right after a line is
-written (mid-step) or after the step committed — and started again. Afterwards every answer the bot
+Two officials of two communes each talk to their own real `dtibot chat` child process (reading a pipe)
+on one SQLite database. A driver answers whatever each stored session asks for; at seeded random points
+(20 in all) a process is killed with SIGKILL — right after a line is written (mid-step) or after the
+step committed — and started again (`DTI_CRASH_SEED` picks other points). Afterwards every answer the bot
 acknowledged ("✔ Câu N/62") is stored exactly once with the value sent, and every restart showed the
 question the database says the conversation is at.
 """
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,14 +39,14 @@ from tests.e2e_support import make_province
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
 ACK = re.compile(r"✔ Câu (\d+)/62")
 QUESTION = re.compile(r"^Câu (\d+)/62 ·", re.MULTILINE)
-KILLS = 6
+KILLS = 20
 TIMEOUT = 30.0
 
 
 class Bot:
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], chat: str, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [DTIBOT, "chat", "--as", "k1", *args],
+            [DTIBOT, "chat", "--as", chat, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -108,9 +110,9 @@ class Bot:
         return self.drain()
 
 
-def state(db: Database) -> tuple[SessionState, int]:
+def state(db: Database, chat: str) -> tuple[SessionState, int]:
     with db.session() as s:
-        conv = s.exec(select(Conversation).where(Conversation.chat_id == "k1")).one()
+        conv = s.exec(select(Conversation).where(Conversation.chat_id == chat)).one()
         return SessionState.from_json(json.loads(conv.state_json)), conv.version
 
 
@@ -124,75 +126,96 @@ def answer_for(fw: Framework, code: str) -> tuple[str, object]:
     return "5", Decimal(5)
 
 
+@dataclass
+class Official:
+    chat: str
+    unit: str
+    env: dict[str, str]
+    bot: Bot
+    sent: dict[str, object] = field(default_factory=dict)
+    transcripts: list[str] = field(default_factory=list)
+    done: bool = False
+
+
 def test_sigkill_mid_conversation_loses_nothing_acknowledged(tmp_path: Path, tay_ninh: Framework) -> None:
+    """Two officials of two communes answer at the same time, each in their own `dtibot chat` process
+    on the same database; the processes are killed 20 times between them."""
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     migrate.upgrade(url)
     db = Database(url)
     province = make_province(db, tmp_path)
-    code = province.invite("25840", "respondent")
     env = {
         **os.environ,
         "DTI_DATABASE_URL": url,
         "DTI_EVIDENCE_DIR": str(tmp_path / "evidence"),
         "DTI_LANG": "vi",
     }
-    rnd = random.Random(20261121)
+    rnd = random.Random(int(os.environ.get("DTI_CRASH_SEED", "20261121")))
     codes = [i.code for i in tay_ninh.indicators]
-    sent: dict[str, object] = {}
-    transcripts: list[str] = []
+    officials = []
+    for chat, unit in (("k1", "25840"), ("k2", "25843")):
+        bot = Bot(env, chat, "--join", province.invite(unit, "respondent"))
+        bot.wait_for(QUESTION)
+        officials.append(Official(chat, unit, env, bot))
     kills = 0
-    bot = Bot(env, "--join", code)
-    bot.wait_for(QUESTION)
     try:
-        for _ in range(400):
-            session, version = state(db)
-            if session.mode is Mode.DONE:
+        for _ in range(800):
+            active = [o for o in officials if not o.done]
+            if not active:
                 break
+            o = rnd.choice(active)
+            session, version = state(db, o.chat)
+            if session.mode is Mode.DONE:
+                o.done = True
+                continue
             if session.mode is Mode.EVIDENCE:
                 line = "để sau"
             else:
                 assert session.mode is Mode.ASK and session.current is not None
                 line, value = answer_for(tay_ninh, session.current)
-                sent[session.current] = value
-            bot.send(line)
+                o.sent[session.current] = value
+            o.bot.send(line)
             roll = rnd.random()
             if kills < KILLS and roll < 0.1:
                 time.sleep(rnd.random() * 0.05)  # somewhere inside the step: before or after its commit
             else:
                 deadline = time.monotonic() + TIMEOUT
-                while state(db)[1] == version and time.monotonic() < deadline:
+                while state(db, o.chat)[1] == version and time.monotonic() < deadline:
                     time.sleep(0.005)
-                assert state(db)[1] != version, "the step was not recorded"
+                assert state(db, o.chat)[1] != version, "the step was not recorded"
                 if not (kills < KILLS and roll < 0.2):
                     continue
                 # committed; killed before or while its reply is printed
-            transcripts.append(bot.kill())
+            o.transcripts.append(o.bot.kill())
             kills += 1
-            bot = Bot(env)
-            resumed = bot.wait_for(re.compile(r"👋"))
-            resumed = bot.wait_for(re.compile(r"(Câu \d+/62 ·|Gửi minh chứng cho|Đã trả lời đủ)"))
-            session, _ = state(db)
+            o.bot = Bot(env, o.chat)
+            resumed = o.bot.wait_for(re.compile(r"👋"))
+            resumed = o.bot.wait_for(re.compile(r"(Câu \d+/62 ·|Gửi minh chứng cho|Đã trả lời đủ)"))
+            session, _ = state(db, o.chat)
             if session.mode is Mode.ASK and session.current is not None:
                 shown = QUESTION.findall(resumed)
                 assert shown and codes[int(shown[-1]) - 1] == session.current
             elif session.mode is Mode.EVIDENCE:
                 assert f"Gửi minh chứng cho {session.current}:" in resumed
-        transcripts.append(bot.close())
+        for o in officials:
+            o.transcripts.append(o.bot.close())
     finally:
-        if bot.proc.poll() is None:
-            bot.kill()
+        for o in officials:
+            if o.bot.proc.poll() is None:
+                o.bot.kill()
     assert kills == KILLS
-    acknowledged = {codes[int(n) - 1] for t in transcripts for n in ACK.findall(t)}
-    revisions = province.revisions("25840")
-    counts = Counter(r.indicator_code for r in revisions)
-    assert len(acknowledged) > 40
-    for c in acknowledged:
-        assert counts[c] == 1, c  # stored, exactly once
-    latest = {r.indicator_code: r for r in revisions}
-    for c, value in sent.items():
-        if c in latest:
-            ind = tay_ninh.indicator(c)
-            assert ind is not None
-            assert decode_value(ind, json.loads(latest[c].value_json)) == value
-    assert set(latest) == set(codes)  # and the conversation went on to the end
+    for o in officials:
+        acknowledged = {codes[int(n) - 1] for t in o.transcripts for n in ACK.findall(t)}
+        revisions = province.revisions(o.unit)
+        counts = Counter(r.indicator_code for r in revisions)
+        assert len(acknowledged) > 30
+        for c in acknowledged:
+            assert counts[c] == 1, (o.chat, c)  # stored, exactly once
+        latest = {r.indicator_code: r for r in revisions}
+        for c, value in o.sent.items():
+            if c in latest:
+                ind = tay_ninh.indicator(c)
+                assert ind is not None
+                assert decode_value(ind, json.loads(latest[c].value_json)) == value
+        assert set(latest) == set(codes)  # and the conversation went on to the end
     db.dispose()
