@@ -14,6 +14,7 @@ import asyncio
 import base64
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,12 @@ from storage.conversations import (
 from storage.db import Database
 
 ATTEMPTS = 5
+BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is unreachable or locked
+
+
+class Unavailable(RuntimeError):
+    """The database stayed unreachable or locked through every attempt: nothing was stored, and the
+    channel must tell the user to send the message again."""
 
 
 def utc_now() -> dt.datetime:
@@ -82,6 +89,8 @@ class Service:
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _async_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    attempts: int = ATTEMPTS
+    backoff: tuple[float, ...] = BACKOFF
 
     def _lock(self, channel: str, chat_id: str) -> threading.Lock:
         with self._guard:
@@ -98,19 +107,24 @@ class Service:
         """Process one inbound message; returns the ids of the outbox rows it produced. `prepend`:
         channel-specific rows queued before the replies, only if the message is processed now."""
         with self._lock(channel, chat_id):
-            for attempt in range(ATTEMPTS):
+            for attempt in range(self.attempts):
+                last = attempt == self.attempts - 1
                 try:
                     return self._handle_once(channel, chat_id, inbound_id, inbound, prepend)
-                except (ConcurrentUpdate, InviteTaken, OperationalError):
-                    if attempt == ATTEMPTS - 1:
+                except (ConcurrentUpdate, InviteTaken):
+                    if last:
                         raise
+                except OperationalError as exc:  # locked, restarting, connection lost
+                    if last:
+                        raise Unavailable(str(exc)) from exc
+                    time.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
                 except IntegrityError:
                     # a concurrent duplicate of the same inbound id, or a racing first message
                     if inbound_id is not None:
                         with self.db.session() as s:
                             if already_processed(s, channel, inbound_id):
                                 return []
-                    if attempt == ATTEMPTS - 1:
+                    if last:
                         raise
         return []
 

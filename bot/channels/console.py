@@ -9,16 +9,19 @@ conversation can be piped in and read back as a transcript.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from sqlalchemy.exc import OperationalError
 
 from bot.i18n import Translator
-from bot.service import Service
+from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
 from storage.outbox import mark_sent, pending
@@ -38,31 +41,37 @@ class ConsoleChannel:
     keyboard: list[dict[str, str]] = field(default_factory=list)
 
     def deliver(self) -> int:
-        """Print what the outbox holds for this chat, in order, and mark it sent."""
-        with self.service.db.session() as s:
-            rows = pending(s, CHANNEL, self.chat_id)
-            for row in rows:
-                payload = json.loads(row.payload_json)
-                print(payload["text"], file=self.out)
-                if payload.get("photo_png_b64"):
-                    print(self._save_picture(row.id, payload["photo_png_b64"]), file=self.out)
-                for doc in payload.get("documents") or []:
-                    t = Translator(self.language)
-                    print(
-                        t("console.document", name=doc["name"], path=str(self.store.path_for(doc["sha256"]))),
-                        file=self.out,
-                    )
-                buttons = payload.get("buttons") or []
-                if buttons:
-                    self.keyboard = buttons
-                    print(
-                        "   " + "  ".join(f"[#{i} {b['label']}]" for i, b in enumerate(buttons, 1)),
-                        file=self.out,
-                    )
-                print(file=self.out)
-            mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
+        """Print what the outbox holds for this chat, in order, once it is marked sent (a locked
+        database leaves it pending, printed by the next delivery)."""
+        text = io.StringIO()
+        try:
+            with self.service.db.session() as s:
+                rows = pending(s, CHANNEL, self.chat_id)
+                for row in rows:
+                    self._print(json.loads(row.payload_json), row.id, text)
+                if rows:
+                    mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
+        except OperationalError:
+            return 0
+        self.out.write(text.getvalue())
         self.out.flush()
         return len(rows)
+
+    def _print(self, payload: dict[str, Any], row_id: int | None, out: TextIO) -> None:
+        print(payload["text"], file=out)
+        if payload.get("photo_png_b64"):
+            print(self._save_picture(row_id, payload["photo_png_b64"]), file=out)
+        for doc in payload.get("documents") or []:
+            t = Translator(self.language)
+            print(
+                t("console.document", name=doc["name"], path=str(self.store.path_for(doc["sha256"]))),
+                file=out,
+            )
+        buttons = payload.get("buttons") or []
+        if buttons:
+            self.keyboard = buttons
+            print("   " + "  ".join(f"[#{i} {b['label']}]" for i, b in enumerate(buttons, 1)), file=out)
+        print(file=out)
 
     def _save_picture(self, row_id: int | None, data: str) -> str:
         """A terminal cannot show a picture: save it next to the evidence and say where."""
@@ -102,7 +111,13 @@ class ConsoleChannel:
         return Inbound(InboundKind.FILE, text=name, files=(info,))
 
     def send(self, inbound: Inbound) -> None:
-        self.service.handle(CHANNEL, self.chat_id, uuid.uuid4().hex, inbound)
+        try:
+            self.service.handle(CHANNEL, self.chat_id, uuid.uuid4().hex, inbound)
+        except Unavailable:
+            t = Translator(self.language)
+            print(t("service.unavailable"), file=self.out)
+            self.out.flush()
+            return
         self.deliver()
 
     def run(self, lines: Iterable[str], join: str | None = None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import logging
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ from aiogram.types import (
 
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Result
-from bot.service import Service
+from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
@@ -212,7 +213,14 @@ class TelegramChannel:
     async def process(
         self, chat_id: int, inbound_id: str, inbound: Inbound, prepend: Sequence[dict[str, Any]] = ()
     ) -> None:
-        await self.service.handle_async(CHANNEL, str(chat_id), inbound_id, inbound, prepend=prepend)
+        try:
+            await self.service.handle_async(CHANNEL, str(chat_id), inbound_id, inbound, prepend=prepend)
+        except Unavailable:
+            log.error("database unavailable: update %s not stored, the user is asked to resend", inbound_id)
+            t = Translator("vi")
+            with contextlib.suppress(Exception):  # best effort: the outbox needs the database too
+                await self.bot.send_message(chat_id, escape(t("service.unavailable")))
+            return
         if self.sender is not None:
             self.sender.wake()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -30,8 +31,9 @@ import httpx
 from aiohttp import web
 
 from bot.channels.zalo_client import MAX_BUTTONS, FileTooLarge, ZaloClient, ZaloError, refresh_pair
+from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Result
-from bot.service import Service, utc_now
+from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
 from storage.outbox import last_keyboard, set_blocked
@@ -293,7 +295,14 @@ class ZaloChannel:
         if inbound is None:
             log.info("Zalo event %s ignored", name)
             return
-        await self.service.handle_async(CHANNEL, user, msg_id, inbound)
+        try:
+            await self.service.handle_async(CHANNEL, user, msg_id, inbound)
+        except Unavailable:
+            log.error("database unavailable: Zalo event %s not stored, the user is asked to resend", msg_id)
+            t = Translator("vi")
+            with contextlib.suppress(Exception):  # best effort: the outbox needs the database too
+                await self.client.send_text(user, t("service.unavailable"))
+            return
         if self.sender is not None:
             self.sender.wake()
 
