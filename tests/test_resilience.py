@@ -48,11 +48,11 @@ from storage.models import (
     Member,
     Outbox,
     Period,
-    ProcessedInbound,
 )
 from tests.e2e_support import Province, make_province, pdf_bytes
 from tests.fake_telegram import FakeTelegram, Limits
 from tests.fake_zalo import FakeZalo
+from tests.test_telegram import Harness as TelegramHarness
 from tests.test_zalo import seed_token
 
 FAST = Pace(per_second=500, chat_interval=0.0)
@@ -113,30 +113,9 @@ class TelegramBot:
             await self.settle()
         return self.fake.text_of(chat, before)
 
-    async def processed(self, inbound_id: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.p.db.session() as s:
-                if s.get(ProcessedInbound, ("telegram", inbound_id)) is not None:
-                    return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"update {inbound_id} was not processed")
-
-    async def settle(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.p.db.session() as s:
-                waiting = s.exec(
-                    select(Outbox).where(
-                        Outbox.channel == "telegram", col(Outbox.status).in_(("pending", "sending"))
-                    )
-                ).all()
-            if not waiting:
-                return
-            assert self.app is not None
-            self.app.sender.wake()
-            await asyncio.sleep(0.01)
-        raise AssertionError("outbox not delivered")
+    # waiting for an update to be handled and for the outbox to empty: as in the Telegram tests
+    processed = TelegramHarness.processed
+    settle = TelegramHarness.settle
 
     async def text(self, chat: int, text: str, copies: int = 1) -> str:
         return await self.send(chat, self.fake.text(chat, text), copies)
