@@ -22,7 +22,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,6 +369,33 @@ def next_step(fw: Framework, state: SessionState, n: int, file_sent: bool) -> St
     return Step("text", str(max(1, int(ind.max_points) // 2)))
 
 
+async def walk_twice(
+    bot: Any,
+    fw: Framework,
+    dups: Any,
+    single: Any,
+    rnd: random.Random,
+    file_event: Callable[[Any, str], dict[str, Any]],
+) -> None:
+    """Ten answers, the same steps in two chats: every event to `dups` delivered two or three times,
+    to `single` once; the two conversations must stay in step."""
+    answers, file_sent, n = 0, False, 0
+    while answers < 10:
+        state = bot.state(dups)
+        assert (bot.state(single).mode, bot.state(single).current) == (state.mode, state.current)
+        step = next_step(fw, state, n, file_sent)
+        answers += state.mode is Mode.ASK
+        n += 1
+        for chat, times in ((dups, rnd.choice((2, 3))), (single, 1)):
+            if step.kind == "file":
+                await bot.send(chat, file_event(chat, step.arg), times)
+            elif step.kind == "press":
+                await bot.press(chat, step.arg, times)
+            else:
+                await bot.text(chat, step.arg, times)
+        file_sent = file_sent or step.kind == "file"
+
+
 async def test_telegram_redelivered_updates_apply_once(
     db: Database, tmp_path: Path, telegram: FakeTelegram, tay_ninh: Framework
 ) -> None:
@@ -382,21 +409,9 @@ async def test_telegram_redelivered_updates_apply_once(
             copies = rnd.choice((2, 3))
             await bot.text(DUPS, f"/start {p.invite('25840', 'respondent')}", copies)
             await bot.text(SINGLE, f"/start {p.invite('25843', 'respondent')}")
-            answers, file_sent, n = 0, False, 0
-            while answers < 10:
-                state = bot.state(DUPS)
-                assert (bot.state(SINGLE).mode, bot.state(SINGLE).current) == (state.mode, state.current)
-                step = next_step(tay_ninh, state, n, file_sent)
-                answers += state.mode is Mode.ASK
-                n += 1
-                for chat, times in ((DUPS, rnd.choice((2, 3))), (SINGLE, 1)):
-                    if step.kind == "file":
-                        await bot.send(chat, fake.document(chat, step.arg, pdf_bytes("redelivery")), times)
-                    elif step.kind == "press":
-                        await bot.press(chat, step.arg, times)
-                    else:
-                        await bot.text(chat, step.arg, times)
-                file_sent = file_sent or step.kind == "file"
+            await walk_twice(
+                bot, tay_ninh, DUPS, SINGLE, rnd, lambda c, n: fake.document(c, n, pdf_bytes("redelivery"))
+            )
             await asyncio.sleep(0.3)
             await bot.settle()
 
@@ -476,21 +491,9 @@ async def test_zalo_redelivered_events_apply_once(
             await bot.send(single, fake.follow(single))
             await bot.text(dups, p.invite("25840", "respondent"), rnd.choice((2, 3)))
             await bot.text(single, p.invite("25843", "respondent"))
-            answers, file_sent, n = 0, False, 0
-            while answers < 10:
-                state = bot.state(dups)
-                assert (bot.state(single).mode, bot.state(single).current) == (state.mode, state.current)
-                step = next_step(tay_ninh, state, n, file_sent)
-                answers += state.mode is Mode.ASK
-                n += 1
-                for user, times in ((dups, rnd.choice((2, 3))), (single, 1)):
-                    if step.kind == "file":
-                        await bot.send(user, fake.file(user, step.arg, pdf_bytes("zalo")), times)
-                    elif step.kind == "press":
-                        await bot.press(user, step.arg, times)
-                    else:
-                        await bot.text(user, step.arg, times)
-                file_sent = file_sent or step.kind == "file"
+            await walk_twice(
+                bot, tay_ninh, dups, single, rnd, lambda u, n: fake.file(u, n, pdf_bytes("zalo"))
+            )
             dup_revisions, single_revisions = p.revisions("25840"), p.revisions("25843")
             assert len(dup_revisions) == 10
             assert [r.indicator_code for r in dup_revisions] == [r.indicator_code for r in single_revisions]
