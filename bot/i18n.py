@@ -8,6 +8,7 @@ catalog is an installation error, reported with the command that fixes it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gettext
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import cache
@@ -43,6 +44,14 @@ def _catalog(lang: str) -> gettext.GNUTranslations:
         ) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _formatted(value: Decimal | int, pattern: str, places: int, lang: str) -> str:
+    # Babel's formatting costs a fraction of a millisecond and every progress line repeats the same
+    # few numbers; equal values format identically, so they share one entry.
+    with localcontext(_DISPLAY):
+        return format_decimal(_half_up(value, places), format=pattern, locale=lang)
+
+
 class Translator:
     """Text, numbers and dates for one language."""
 
@@ -61,15 +70,11 @@ class Translator:
 
     def number(self, value: Decimal | int, places: int = 2) -> str:
         """70.4 → "70,4" (vi) / "70.4" (en); at most `places` decimals, thousands grouped."""
-        pattern = "#,##0" + ("." + "#" * places if places else "")
-        with localcontext(_DISPLAY):
-            return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
+        return _formatted(value, "#,##0" + ("." + "#" * places if places else ""), places, self.lang)
 
     def fixed(self, value: Decimal, places: int) -> str:
         """Exactly `places` decimals: the index as published, 0,6077."""
-        pattern = "0." + "0" * places if places else "0"
-        with localcontext(_DISPLAY):
-            return format_decimal(_half_up(value, places), format=pattern, locale=self.lang)
+        return _formatted(value, "0." + "0" * places if places else "0", places, self.lang)
 
     @staticmethod
     def date(value: dt.date) -> str:

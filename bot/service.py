@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +39,7 @@ from storage.conversations import (
     apply,
     enqueue,
     load_snapshot,
+    queue_replies,
     unit_members,
 )
 from storage.db import Database
@@ -55,6 +58,13 @@ def utc_now() -> dt.datetime:
 
 
 def resolve_framework(framework_id: str, version: str) -> Framework:
+    """A period's pinned framework. A version never changes once a period uses it, so each is read
+    once per process (and per `DTI_FRAMEWORKS_DIR`), not on every message."""
+    return _pinned(framework_id, version, os.environ.get("DTI_FRAMEWORKS_DIR"))
+
+
+@functools.lru_cache(maxsize=64)
+def _pinned(framework_id: str, version: str, frameworks_dir: str | None) -> Framework:
     return catalog.framework(f"{framework_id}@{version}")
 
 
@@ -151,10 +161,10 @@ class Service:
     ) -> list[int]:
         now = self.clock()
         with self.db.session() as s:
-            if inbound_id is not None and already_processed(s, channel, inbound_id):
-                return []
             code = join_code(inbound.text) if inbound.kind is InboundKind.TEXT else None
-            loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code)
+            loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code, inbound_id)
+            if loaded.seen:
+                return []
             decision = step(loaded.snapshot, inbound, now)
             member_id = apply(s, loaded, decision, now, inbound_id)
             replies = list(decision.replies)
@@ -169,8 +179,7 @@ class Service:
                 replies += follow.replies
                 loaded = joined
             payloads = [*prepend, *(self._render(r, language, channel) for r in replies)]
-            rows = enqueue(s, channel, chat_id, member_id, payloads, now)
-            ids = [r.id for r in rows if r.id is not None]
+            ids = queue_replies(s, channel, chat_id, member_id, payloads, now)
             ids += self._notify(s, loaded, decision.notices, now)
             return ids
 

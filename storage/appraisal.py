@@ -12,7 +12,9 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from typing import cast
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from flows.model import AssessmentStatus, DecisionView, QueueItem
@@ -52,25 +54,29 @@ def reviewers_of(s: Session, unit_id: int) -> list[Member]:
     )
 
 
+_DECISION = cast(sa.Table, AppraisalDecision.__table__)  # type: ignore[attr-defined]
+
+
 def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
-    latest: dict[str, AppraisalDecision] = {}
-    for row in s.exec(
-        select(AppraisalDecision)
-        .where(AppraisalDecision.assessment_id == assessment_id)
-        .order_by(col(AppraisalDecision.revision))
-    ):
-        latest[row.indicator_code] = row
-    return {
-        code: DecisionView(
-            row.decision,
-            Decimal(row.appraised_points) if row.appraised_points is not None else None,
-            row.comment,
-            row.revision,
-            row.supplement_due,
-            row.created_at,
+    """The latest decision per indicator (a Core read: this runs on every message after submission)."""
+    latest: dict[str, DecisionView] = {}
+    for code, decision, points, comment, revision, due, created_at in s.connection().execute(
+        sa.select(
+            _DECISION.c.indicator_code,
+            _DECISION.c.decision,
+            _DECISION.c.appraised_points,
+            _DECISION.c.comment,
+            _DECISION.c.revision,
+            _DECISION.c.supplement_due,
+            _DECISION.c.created_at,
         )
-        for code, row in latest.items()
-    }
+        .where(_DECISION.c.assessment_id == assessment_id)
+        .order_by(_DECISION.c.revision)
+    ):
+        latest[code] = DecisionView(
+            decision, Decimal(points) if points is not None else None, comment, revision, due, created_at
+        )
+    return latest
 
 
 def queue(s: Session, period_id: int, unit_ids: Iterable[int]) -> list[QueueItem]:

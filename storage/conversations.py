@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -66,6 +67,121 @@ FrameworkResolver = Callable[[str, str], Framework]
 JOIN_HISTORY = dt.timedelta(hours=1)
 
 
+def _table(model: type[object]) -> sa.Table:
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
+
+
+# The hot path (every answer a member types) runs as SQLAlchemy Core statements on the session's
+# connection: a handful of plain-tuple reads and inserts instead of ORM loading and unit-of-work
+# flushes, which cost several times more than the database itself. Rare paths stay on the ORM.
+_CONV = _table(Conversation)
+_MEMBER = _table(Member)
+_UNIT = _table(Unit)
+_PERIOD = _table(Period)
+_EXT = _table(Extension)
+_ASSESS = _table(Assessment)
+_ANSWER = _table(AnswerRevision)
+_EVIDENCE = _table(Evidence)
+_AUDIT = _table(AuditLog)
+_OUTBOX = _table(Outbox)
+_PROCESSED = _table(ProcessedInbound)
+
+# the latest answer revision per indicator: code -> (row id, revision, value_json, not_applicable)
+Latest = dict[str, tuple[int, int, str | None, bool]]
+
+_B = sa.bindparam
+_SEEN = (
+    sa.select(sa.literal(1))
+    .where(_PROCESSED.c.channel == _B("channel"), _PROCESSED.c.inbound_id == _B("inbound_id"))
+    .scalar_subquery()
+)
+_MEMBER_COLUMNS = (
+    _MEMBER.c.id.label("member_id"),
+    _MEMBER.c.role,
+    _MEMBER.c.language,
+    _UNIT.c.id.label("unit_id"),
+    _UNIT.c.code,
+    _UNIT.c.name,
+    _UNIT.c.level,
+)
+# One round trip for an ongoing chat: has this message been handled, the dialogue state (row-locked on
+# PostgreSQL, so processes handling the same chat take turns), and who the chat belongs to.
+_CHAT = (
+    sa.select(_CONV.c.state_json, _CONV.c.version, _SEEN.label("seen"), *_MEMBER_COLUMNS)
+    .select_from(
+        _CONV.outerjoin(
+            _MEMBER, sa.and_(_MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id)
+        ).outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
+    )
+    .where(_CONV.c.channel == _B("channel"), _CONV.c.chat_id == _B("chat_id"))
+    .with_for_update(of=_CONV)
+)
+# A chat's first message (no dialogue state yet).
+_NEW_CHAT = sa.select(_SEEN.label("seen"), *_MEMBER_COLUMNS).select_from(
+    sa.select(sa.literal(1).label("here"))
+    .subquery()
+    .outerjoin(_MEMBER, sa.and_(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _B("chat_id")))
+    .outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
+)
+_OPEN_PERIODS = (
+    sa.select(
+        _PERIOD.c.id,
+        _PERIOD.c.name,
+        _PERIOD.c.framework_id,
+        _PERIOD.c.framework_version,
+        _PERIOD.c.self_assessment_due,
+        _PERIOD.c.supplement_due,
+    )
+    .where(_PERIOD.c.status == "open")
+    .order_by(_PERIOD.c.opened_at.desc(), _PERIOD.c.id.desc())
+)
+
+
+def _of_unit(
+    column: sa.Column[object], where: sa.ColumnElement[bool] | None = None
+) -> sa.ScalarSelect[object]:
+    table = column.table
+    assert isinstance(table, sa.Table)
+    query = sa.select(column).where(table.c.period_id == _B("period_id"), table.c.unit_id == _B("unit_id"))
+    return (query.where(where) if where is not None else query).scalar_subquery()
+
+
+# The unit's assessment in the period and its deadline extensions, in one round trip.
+_UNIT_PERIOD = sa.select(
+    _of_unit(_ASSESS.c.id).label("assessment_id"),
+    _of_unit(_ASSESS.c.status).label("status"),
+    _of_unit(_ASSESS.c.submitted_at).label("submitted_at"),
+    _of_unit(_EXT.c.due_at, _EXT.c.deadline == "self_assessment_due").label("self_assessment_due"),
+    _of_unit(_EXT.c.due_at, _EXT.c.deadline == "supplement_due").label("supplement_due"),
+)
+_REVISIONS = (
+    sa.select(
+        _ANSWER.c.indicator_code,
+        _ANSWER.c.id,
+        _ANSWER.c.revision,
+        _ANSWER.c.value_json,
+        _ANSWER.c.not_applicable,
+        _ANSWER.c.reason,
+    )
+    .where(_ANSWER.c.assessment_id == _B("assessment_id"))
+    .order_by(_ANSWER.c.revision)
+)
+_EVIDENCE_VIEWS = (
+    sa.select(
+        _EVIDENCE.c.indicator_code,
+        _EVIDENCE.c.kind,
+        _EVIDENCE.c.original_name,
+        _EVIDENCE.c.citation_number,
+        _EVIDENCE.c.url,
+        _EVIDENCE.c.created_at,
+        _EVIDENCE.c.late,
+        _EVIDENCE.c.sha256,
+    )
+    .where(_EVIDENCE.c.assessment_id == _B("assessment_id"))
+    .order_by(_EVIDENCE.c.id)
+)
+
+
 class ConcurrentUpdate(RuntimeError):
     """Another process changed this conversation since it was loaded; retry the whole step."""
 
@@ -84,69 +200,82 @@ class Loaded:
     unit_id: int | None
     period_id: int | None
     assessment_id: int | None
+    latest: Latest | None = field(default=None, compare=False)  # None: not loaded (query when needed)
+    seen: bool = False  # the inbound message was handled before: nothing to do
 
 
 def already_processed(s: Session, channel: str, inbound_id: str) -> bool:
-    return s.get(ProcessedInbound, (channel, inbound_id)) is not None
+    found = s.connection().execute(
+        sa.select(_PROCESSED.c.inbound_id).where(
+            _PROCESSED.c.channel == channel, _PROCESSED.c.inbound_id == inbound_id
+        )
+    )
+    return found.first() is not None
+
+
+@dataclass(frozen=True)
+class _OpenPeriod:
+    id: int
+    name: str
+    framework: Framework
+    self_assessment_due: dt.datetime | None
+    supplement_due: dt.datetime | None
+
+
+def _open_period(s: Session, level: str, resolve: FrameworkResolver) -> _OpenPeriod | None:
+    """The newest open period whose framework is written for units of `level`."""
+    rows = s.connection().execute(_OPEN_PERIODS)
+    for pid, name, fid, version, self_due, supplement_due in rows:
+        framework = resolve(fid, version)
+        if framework.level.value == level:
+            return _OpenPeriod(pid, name, framework, self_due, supplement_due)
+    return None
 
 
 def open_period_for(s: Session, unit: Unit, resolve: FrameworkResolver) -> tuple[Period, Framework] | None:
     """The newest open period whose framework is written for this unit's level."""
-    periods = s.exec(
-        select(Period)
-        .where(Period.status == "open")
-        .order_by(col(Period.opened_at).desc(), col(Period.id).desc())
-    )
-    for period in periods:
-        framework = resolve(period.framework_id, period.framework_version)
-        if framework.level.value == unit.level:
-            return period, framework
-    return None
+    found = _open_period(s, unit.level, resolve)
+    if found is None:
+        return None
+    period = s.get(Period, found.id)
+    assert period is not None
+    return period, found.framework
 
 
-def _unit_deadlines(s: Session, period: Period, unit_id: int) -> dict[str, dt.datetime]:
-    """The period's deadlines with this unit's extensions applied."""
-    out = {
-        name: getattr(period, name)
-        for name in ("self_assessment_due", "supplement_due")
-        if getattr(period, name)
-    }
-    for ext in s.exec(
-        select(Extension).where(Extension.period_id == period.id, Extension.unit_id == unit_id)
+def _answers_and_latest(
+    s: Session, assessment_id: int, framework: Framework
+) -> tuple[dict[str, AnswerView], Latest]:
+    latest: Latest = {}
+    reasons: dict[str, str | None] = {}
+    conn = s.connection()
+    for code, rid, revision, value_json, not_applicable, reason in conn.execute(
+        _REVISIONS, {"assessment_id": assessment_id}
     ):
-        out[ext.deadline] = ext.due_at
-    return out
-
-
-def _answers(s: Session, assessment_id: int, framework: Framework) -> dict[str, AnswerView]:
-    latest: dict[str, AnswerRevision] = {}
-    rows = s.exec(
-        select(AnswerRevision)
-        .where(AnswerRevision.assessment_id == assessment_id)
-        .order_by(col(AnswerRevision.revision))
-    )
-    for row in rows:
-        latest[row.indicator_code] = row
+        latest[code] = (rid, revision, value_json, bool(not_applicable))
+        reasons[code] = reason
     evidence: dict[str, list[EvidenceView]] = {}
-    for ev in s.exec(
-        select(Evidence).where(Evidence.assessment_id == assessment_id).order_by(col(Evidence.id))
+    for code, kind, name, citation, url, created_at, late, sha256 in conn.execute(
+        _EVIDENCE_VIEWS, {"assessment_id": assessment_id}
     ):
-        label = ev.original_name or ev.citation_number or ev.url or ""
-        evidence.setdefault(ev.indicator_code, []).append(
-            EvidenceView(ev.kind, label, ev.created_at, ev.late, ev.sha256)
+        evidence.setdefault(code, []).append(
+            EvidenceView(kind, name or citation or url or "", created_at, bool(late), sha256)
         )
     views: dict[str, AnswerView] = {}
-    for code, row in latest.items():
+    for code, (_, revision, value_json, not_applicable) in latest.items():
         indicator = framework.indicator(code)
         if indicator is None:
             continue  # an indicator the pinned framework no longer has
-        value = decode_value(indicator, json.loads(row.value_json)) if row.value_json is not None else None
-        if value is None and not row.not_applicable:
+        value = decode_value(indicator, json.loads(value_json)) if value_json is not None else None
+        if value is None and not not_applicable:
             continue
         views[code] = AnswerView(
-            value, row.not_applicable, row.reason, row.revision, tuple(evidence.get(code, ()))
+            value, not_applicable, reasons[code], revision, tuple(evidence.get(code, ()))
         )
-    return views
+    return views, latest
+
+
+def _answers(s: Session, assessment_id: int, framework: Framework) -> dict[str, AnswerView]:
+    return _answers_and_latest(s, assessment_id, framework)[0]
 
 
 def load_snapshot(
@@ -156,15 +285,18 @@ def load_snapshot(
     resolve: FrameworkResolver,
     now: dt.datetime,
     invite_code: str | None = None,
+    inbound_id: str | None = None,
 ) -> Loaded:
-    conv = s.exec(
-        select(Conversation)
-        .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
-        .with_for_update()
-    ).first()
+    """The chat's snapshot; `Loaded.seen` instead when `inbound_id` was handled before."""
+    conn = s.connection()
+    params = {"channel": channel, "chat_id": chat_id, "inbound_id": inbound_id}
+    conv = conn.execute(_CHAT, params).first()
+    chat = conv if conv is not None else conn.execute(_NEW_CHAT, params).one()
+    if chat.seen is not None:
+        return Loaded(Snapshot(channel, chat_id, SessionState()), None, None, None, None, None, seen=True)
     session = SessionState.from_json(json.loads(conv.state_json)) if conv else SessionState()
-    member = s.exec(select(Member).where(Member.channel == channel, Member.chat_id == chat_id)).first()
     version = conv.version if conv else None
+    member = chat if chat.member_id is not None else None
     if member is None:
         invite = None
         if invite_code:
@@ -185,41 +317,42 @@ def load_snapshot(
         ).all()
         snap = Snapshot(channel, chat_id, session, invite=invite, join_failures=tuple(failures))
         return Loaded(snap, version, None, None, None, None)
-    assert member.id is not None
-    unit = s.get(Unit, member.unit_id)
-    assert unit is not None and unit.id is not None
-    view = MemberView(member.id, Role(member.role), unit.id, unit.code, unit.name, member.language)
+    member_id: int = member.member_id
+    view = MemberView(member_id, Role(member.role), member.unit_id, member.code, member.name, member.language)
     if view.role is Role.REVIEWER:
         return _reviewer_snapshot(s, channel, chat_id, session, view, version, resolve)
-    found = open_period_for(s, unit, resolve)
-    if found is None:
-        return Loaded(Snapshot(channel, chat_id, session, view), version, member.id, unit.id, None, None)
-    period, framework = found
-    assert period.id is not None
-    due = _unit_deadlines(s, period, unit.id)
+    period = _open_period(s, member.level, resolve)
+    if period is None:
+        return Loaded(
+            Snapshot(channel, chat_id, session, view), version, member_id, member.unit_id, None, None
+        )
+    own = conn.execute(_UNIT_PERIOD, {"period_id": period.id, "unit_id": member.unit_id}).one()
     period_view = PeriodView(
-        period.id, period.name, framework, due.get("self_assessment_due"), due.get("supplement_due")
+        period.id,
+        period.name,
+        period.framework,
+        own.self_assessment_due or period.self_assessment_due,  # a unit's extension wins
+        own.supplement_due or period.supplement_due,
     )
-    assessment = s.exec(
-        select(Assessment).where(Assessment.period_id == period.id, Assessment.unit_id == unit.id)
-    ).first()
-    answers = (
-        _answers(s, assessment.id, framework) if assessment is not None and assessment.id is not None else {}
-    )
+    answers: dict[str, AnswerView] = {}
+    latest: Latest = {}
+    decisions = {}
+    if own.assessment_id is not None:
+        answers, latest = _answers_and_latest(s, own.assessment_id, period.framework)
+        if own.submitted_at is not None:  # reviewers decide only on submitted assessments
+            decisions = appraisal.decisions(s, own.assessment_id)
     snap = Snapshot(
         channel,
         chat_id,
         session,
         view,
         period_view,
-        AssessmentStatus(assessment.status) if assessment else AssessmentStatus.DRAFT,
+        AssessmentStatus(own.status) if own.status else AssessmentStatus.DRAFT,
         answers,
-        submitted_at=assessment.submitted_at if assessment else None,
-        decisions=appraisal.decisions(s, assessment.id)
-        if assessment is not None and assessment.id is not None
-        else {},
+        submitted_at=own.submitted_at,
+        decisions=decisions,
     )
-    return Loaded(snap, version, member.id, unit.id, period.id, assessment.id if assessment else None)
+    return Loaded(snap, version, member_id, member.unit_id, period.id, own.assessment_id, latest)
 
 
 def _reviewer_snapshot(
@@ -294,8 +427,8 @@ def _audit(
     unit_id: int | None = None,
     assessment_id: int | None = None,
 ) -> None:
-    s.add(
-        AuditLog(
+    s.connection().execute(
+        _AUDIT.insert().values(
             at=now,
             actor_member_id=member_id if member_id is not None else loaded.member_id,
             channel=loaded.snapshot.channel,
@@ -308,6 +441,21 @@ def _audit(
             new_json=json.dumps(new, ensure_ascii=False, default=str) if new is not None else None,
         )
     )
+
+
+@dataclass
+class _Writing:
+    """What `apply` learns while it writes: the assessment once it exists, the revisions it added."""
+
+    assessment_id: int | None
+    latest: Latest | None
+
+
+def _assessment_id(s: Session, loaded: Loaded, writing: _Writing) -> int:
+    if writing.assessment_id is None:
+        writing.assessment_id = _assessment(s, loaded).id
+    assert writing.assessment_id is not None
+    return writing.assessment_id
 
 
 def _assessment(s: Session, loaded: Loaded) -> Assessment:
@@ -332,32 +480,49 @@ def _answer_json(event: SaveAnswer) -> dict[str, object]:
     }
 
 
-def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime) -> None:
-    assessment = _assessment(s, loaded)
-    assert assessment.id is not None
-    previous = s.exec(
-        select(AnswerRevision)
-        .where(AnswerRevision.assessment_id == assessment.id, AnswerRevision.indicator_code == event.code)
-        .order_by(col(AnswerRevision.revision).desc())
-    ).first()
-    row = AnswerRevision(
-        assessment_id=assessment.id,
-        indicator_code=event.code,
-        revision=(previous.revision + 1) if previous else 1,
-        value_json=json.dumps(encode_value(event.value)) if event.value is not None else None,
-        not_applicable=event.not_applicable,
-        reason=event.reason,
-        author_member_id=loaded.member_id,
-        channel=loaded.snapshot.channel,
-        created_at=now,
-        previous_id=previous.id if previous else None,
+def _previous(
+    s: Session, assessment_id: int, code: str, writing: _Writing
+) -> tuple[int, int, str | None, bool] | None:
+    if writing.latest is not None:
+        return writing.latest.get(code)
+    row = (
+        s.connection()
+        .execute(
+            sa.select(_ANSWER.c.id, _ANSWER.c.revision, _ANSWER.c.value_json, _ANSWER.c.not_applicable)
+            .where(_ANSWER.c.assessment_id == assessment_id, _ANSWER.c.indicator_code == code)
+            .order_by(_ANSWER.c.revision.desc())
+            .limit(1)
+        )
+        .first()
     )
-    s.add(row)
+    return (row.id, row.revision, row.value_json, bool(row.not_applicable)) if row else None
+
+
+def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime, writing: _Writing) -> None:
+    assessment_id = _assessment_id(s, loaded, writing)
+    previous = _previous(s, assessment_id, event.code, writing)
+    value_json = json.dumps(encode_value(event.value)) if event.value is not None else None
+    revision = previous[1] + 1 if previous else 1
+    inserted = s.connection().execute(
+        _ANSWER.insert().values(
+            assessment_id=assessment_id,
+            indicator_code=event.code,
+            revision=revision,
+            value_json=value_json,
+            not_applicable=event.not_applicable,
+            reason=event.reason,
+            author_member_id=loaded.member_id,
+            channel=loaded.snapshot.channel,
+            created_at=now,
+            previous_id=previous[0] if previous else None,
+        )
+    )
+    if writing.latest is not None:
+        new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
+        assert new_id is not None
+        writing.latest[event.code] = (new_id, revision, value_json, event.not_applicable)
     old = (
-        {
-            "value": json.loads(previous.value_json) if previous.value_json else None,
-            "not_applicable": previous.not_applicable,
-        }
+        {"value": json.loads(previous[2]) if previous[2] else None, "not_applicable": previous[3]}
         if previous
         else None
     )
@@ -370,38 +535,35 @@ def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime
         event.code,
         old,
         _answer_json(event),
-        assessment_id=assessment.id,
+        assessment_id=assessment_id,
     )
 
 
-def _add_evidence(s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool) -> None:
-    assessment = _assessment(s, loaded)
-    assert assessment.id is not None
-    row = Evidence(
-        assessment_id=assessment.id,
-        indicator_code=event.code,
-        kind="file" if event.file else "citation" if event.citation else "link",
-        uploader_member_id=loaded.member_id,
-        channel=loaded.snapshot.channel,
-        created_at=now,
-        late=late,
+def _add_evidence(
+    s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, writing: _Writing
+) -> None:
+    assessment_id = _assessment_id(s, loaded, writing)
+    file, citation = event.file, event.citation
+    kind = "file" if file else "citation" if citation else "link"
+    s.connection().execute(
+        _EVIDENCE.insert().values(
+            assessment_id=assessment_id,
+            indicator_code=event.code,
+            kind=kind,
+            uploader_member_id=loaded.member_id,
+            channel=loaded.snapshot.channel,
+            created_at=now,
+            late=late,
+            sha256=file.sha256 if file else None,
+            size=file.size if file else None,
+            mime=file.mime if file else None,
+            original_name=file.name if file else None,
+            citation_number=citation.number if citation else None,
+            citation_date=citation.date if citation else None,
+            citation_summary=citation.summary if citation else None,
+            url=event.url,
+        )
     )
-    if event.file is not None:
-        row.sha256, row.size, row.mime, row.original_name = (
-            event.file.sha256,
-            event.file.size,
-            event.file.mime,
-            event.file.name,
-        )
-    if event.citation is not None:
-        row.citation_number, row.citation_date, row.citation_summary = (
-            event.citation.number,
-            event.citation.date,
-            event.citation.summary,
-        )
-    row.url = event.url
-    s.add(row)
-    s.flush()
     _audit(
         s,
         now,
@@ -411,14 +573,14 @@ def _add_evidence(s: Session, loaded: Loaded, event: AddEvidence, now: dt.dateti
         event.code,
         None,
         {
-            "kind": row.kind,
-            "sha256": row.sha256,
-            "name": row.original_name,
-            "citation": row.citation_number,
-            "url": row.url,
+            "kind": kind,
+            "sha256": file.sha256 if file else None,
+            "name": file.name if file else None,
+            "citation": citation.number if citation else None,
+            "url": event.url,
             "late": late,
         },
-        assessment_id=assessment.id,
+        assessment_id=assessment_id,
     )
 
 
@@ -566,11 +728,12 @@ def apply(
     """Record `decision`; returns the member id the chat is bound to afterwards."""
     snap = loaded.snapshot
     member_id = loaded.member_id
+    writing = _Writing(loaded.assessment_id, dict(loaded.latest) if loaded.latest is not None else None)
     for event in decision.events:
         if isinstance(event, SaveAnswer):
-            _save_answer(s, loaded, event, now)
+            _save_answer(s, loaded, event, now, writing)
         elif isinstance(event, AddEvidence):
-            _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now, event.code))
+            _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now, event.code), writing)
         elif isinstance(event, JoinUnit):
             _join(s, loaded, event, now)
             member = s.exec(
@@ -618,10 +781,12 @@ def apply(
             old_lang, member_row.language = member_row.language, event.language
             s.add(member_row)
             _audit(s, now, loaded, "member.language", "member", str(member_id), old_lang, event.language)
+    s.flush()  # the rare ORM writes above, before the Core statements that may depend on them
     _save_session(s, loaded, decision.session, member_id, now)
     if inbound_id is not None:
-        s.add(ProcessedInbound(channel=snap.channel, inbound_id=inbound_id, processed_at=now))
-    s.flush()
+        s.connection().execute(
+            _PROCESSED.insert().values(channel=snap.channel, inbound_id=inbound_id, processed_at=now)
+        )
     return member_id
 
 
@@ -631,8 +796,8 @@ def _save_session(
     snap = loaded.snapshot
     text = json.dumps(state.to_json())
     if loaded.version is None:
-        s.add(
-            Conversation(
+        s.connection().execute(
+            _CONV.insert().values(
                 channel=snap.channel,
                 chat_id=snap.chat_id,
                 member_id=member_id,
@@ -642,16 +807,16 @@ def _save_session(
             )
         )
         return
-    result = s.execute(
-        sa.update(Conversation)
+    result = s.connection().execute(
+        _CONV.update()
         .where(
-            col(Conversation.channel) == snap.channel,
-            col(Conversation.chat_id) == snap.chat_id,
-            col(Conversation.version) == loaded.version,
+            _CONV.c.channel == snap.channel,
+            _CONV.c.chat_id == snap.chat_id,
+            _CONV.c.version == loaded.version,
         )
         .values(state_json=text, version=loaded.version + 1, member_id=member_id, updated_at=now)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         raise ConcurrentUpdate(f"{snap.channel}:{snap.chat_id}")
 
 
@@ -663,6 +828,35 @@ def unit_members(s: Session, unit_id: int, role: Role) -> list[Member]:
             .order_by(col(Member.id))
         )
     )
+
+
+def queue_replies(
+    s: Session,
+    channel: str,
+    chat_id: str,
+    member_id: int | None,
+    payloads: Iterable[dict[str, object]],
+    now: dt.datetime,
+    priority: int = 0,
+) -> list[int]:
+    """Outbox rows for `payloads`, in order; returns their ids (the hot path's `enqueue`)."""
+    ids: list[int] = []
+    conn = s.connection()
+    for p in payloads:
+        inserted = conn.execute(
+            _OUTBOX.insert().values(
+                channel=channel,
+                chat_id=chat_id,
+                member_id=member_id,
+                payload_json=json.dumps(p, ensure_ascii=False),
+                priority=priority,
+                created_at=now,
+            )
+        )
+        key = inserted.inserted_primary_key
+        assert key is not None and key[0] is not None
+        ids.append(int(key[0]))
+    return ids
 
 
 def enqueue(
