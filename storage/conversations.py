@@ -116,6 +116,12 @@ _CHAT = (
     .where(_CONV.c.channel == _B("channel"), _CONV.c.chat_id == _B("chat_id"))
     .with_for_update(of=_CONV)
 )
+# The dialogue state, written only over the version it was loaded at (optimistic concurrency).
+_SAVE_SESSION = _CONV.update().where(
+    _CONV.c.channel == _B("w_channel"),
+    _CONV.c.chat_id == _B("w_chat_id"),
+    _CONV.c.version == _B("w_version"),
+)
 # A chat's first message (no dialogue state yet).
 _NEW_CHAT = sa.select(_SEEN.label("seen"), *_MEMBER_COLUMNS).select_from(
     sa.select(sa.literal(1).label("here"))
@@ -428,7 +434,8 @@ def _audit(
     assessment_id: int | None = None,
 ) -> None:
     s.connection().execute(
-        _AUDIT.insert().values(
+        _AUDIT.insert(),
+        dict(
             at=now,
             actor_member_id=member_id if member_id is not None else loaded.member_id,
             channel=loaded.snapshot.channel,
@@ -439,7 +446,7 @@ def _audit(
             assessment_id=assessment_id if assessment_id is not None else loaded.assessment_id,
             old_json=json.dumps(old, ensure_ascii=False, default=str) if old is not None else None,
             new_json=json.dumps(new, ensure_ascii=False, default=str) if new is not None else None,
-        )
+        ),
     )
 
 
@@ -504,7 +511,8 @@ def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime
     value_json = json.dumps(encode_value(event.value)) if event.value is not None else None
     revision = previous[1] + 1 if previous else 1
     inserted = s.connection().execute(
-        _ANSWER.insert().values(
+        _ANSWER.insert(),
+        dict(
             assessment_id=assessment_id,
             indicator_code=event.code,
             revision=revision,
@@ -515,7 +523,7 @@ def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime
             channel=loaded.snapshot.channel,
             created_at=now,
             previous_id=previous[0] if previous else None,
-        )
+        ),
     )
     if writing.latest is not None:
         new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
@@ -546,7 +554,8 @@ def _add_evidence(
     file, citation = event.file, event.citation
     kind = "file" if file else "citation" if citation else "link"
     s.connection().execute(
-        _EVIDENCE.insert().values(
+        _EVIDENCE.insert(),
+        dict(
             assessment_id=assessment_id,
             indicator_code=event.code,
             kind=kind,
@@ -562,7 +571,7 @@ def _add_evidence(
             citation_date=citation.date if citation else None,
             citation_summary=citation.summary if citation else None,
             url=event.url,
-        )
+        ),
     )
     _audit(
         s,
@@ -785,7 +794,7 @@ def apply(
     _save_session(s, loaded, decision.session, member_id, now)
     if inbound_id is not None:
         s.connection().execute(
-            _PROCESSED.insert().values(channel=snap.channel, inbound_id=inbound_id, processed_at=now)
+            _PROCESSED.insert(), dict(channel=snap.channel, inbound_id=inbound_id, processed_at=now)
         )
     return member_id
 
@@ -797,24 +806,28 @@ def _save_session(
     text = json.dumps(state.to_json())
     if loaded.version is None:
         s.connection().execute(
-            _CONV.insert().values(
+            _CONV.insert(),
+            dict(
                 channel=snap.channel,
                 chat_id=snap.chat_id,
                 member_id=member_id,
                 state_json=text,
                 version=1,
                 updated_at=now,
-            )
+            ),
         )
         return
     result = s.connection().execute(
-        _CONV.update()
-        .where(
-            _CONV.c.channel == snap.channel,
-            _CONV.c.chat_id == snap.chat_id,
-            _CONV.c.version == loaded.version,
-        )
-        .values(state_json=text, version=loaded.version + 1, member_id=member_id, updated_at=now)
+        _SAVE_SESSION,
+        {
+            "w_channel": snap.channel,
+            "w_chat_id": snap.chat_id,
+            "w_version": loaded.version,
+            "state_json": text,
+            "version": loaded.version + 1,
+            "member_id": member_id,
+            "updated_at": now,
+        },
     )
     if result.rowcount != 1:
         raise ConcurrentUpdate(f"{snap.channel}:{snap.chat_id}")
@@ -844,14 +857,15 @@ def queue_replies(
     conn = s.connection()
     for p in payloads:
         inserted = conn.execute(
-            _OUTBOX.insert().values(
+            _OUTBOX.insert(),
+            dict(
                 channel=channel,
                 chat_id=chat_id,
                 member_id=member_id,
                 payload_json=json.dumps(p, ensure_ascii=False),
                 priority=priority,
                 created_at=now,
-            )
+            ),
         )
         key = inserted.inserted_primary_key
         assert key is not None and key[0] is not None
