@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -45,6 +46,11 @@ from storage.conversations import (
 from storage.db import Database
 
 ATTEMPTS = 5
+# Threads running the blocking database work of async channels. SQLite has one writer, so more threads
+# only queue on its lock and take the GIL from the event loop; PostgreSQL overlaps a few round trips.
+# More lose to GIL contention (measured in bench/update_bench.py, see bench/RESULTS.md).
+WORKERS_SQLITE = 1
+WORKERS_POSTGRES = 4
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is unreachable or locked
 
 
@@ -101,6 +107,15 @@ class Service:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     attempts: int = ATTEMPTS
     backoff: tuple[float, ...] = BACKOFF
+    workers: int | None = None  # None: by database, WORKERS_SQLITE or WORKERS_POSTGRES
+    _executor: ThreadPoolExecutor | None = None
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._executor is None:
+                default = WORKERS_SQLITE if self.db.engine.dialect.name == "sqlite" else WORKERS_POSTGRES
+                self._executor = ThreadPoolExecutor(self.workers or default, thread_name_prefix="dti-db")
+            return self._executor
 
     def _lock(self, channel: str, chat_id: str) -> threading.Lock:
         with self._guard:
@@ -149,7 +164,8 @@ class Service:
         key = (channel, chat_id)
         lock = self._async_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            return await asyncio.to_thread(self.handle, channel, chat_id, inbound_id, inbound, prepend)
+            work = functools.partial(self.handle, channel, chat_id, inbound_id, inbound, prepend)
+            return await asyncio.get_running_loop().run_in_executor(self.executor(), work)
 
     def _handle_once(
         self,
