@@ -4,8 +4,9 @@ Two officials of two communes each talk to their own real `dtibot chat` child pr
 on one SQLite database. A driver answers whatever each stored session asks for; at seeded random points
 (20 in all) a process is killed with SIGKILL — right after a line is written (mid-step) or after the
 step committed — and started again (`DTI_CRASH_SEED` picks other points). Afterwards every answer the bot
-acknowledged ("✔ Câu N/62") is stored exactly once with the value sent, and every restart showed the
-question the database says the conversation is at.
+acknowledged ("✔ Câu N/62") is stored exactly once with the value sent, every restart showed the
+question the database says the conversation is at, no reply was shown twice and no outbox row was left
+unsent.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from scoring.answers import decode_value
 from scoring.model import AnswerType, Framework
 from storage import migrate
 from storage.db import Database
-from storage.models import Conversation
+from storage.models import Conversation, Outbox
 from tests.e2e_support import make_province
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
@@ -218,4 +219,12 @@ def test_sigkill_mid_conversation_loses_nothing_acknowledged(tmp_path: Path, tay
                 assert ind is not None
                 assert decode_value(ind, json.loads(latest[c].value_json)) == value
         assert set(latest) == set(codes)  # and the conversation went on to the end
+        printed = Counter(n for t in o.transcripts for n in ACK.findall(t))
+        assert max(printed.values()) == 1, (o.chat, printed.most_common(3))  # no reply shown twice
+        with db.session() as s:
+            statuses = Counter(
+                r.status
+                for r in s.exec(select(Outbox).where(Outbox.channel == "console", Outbox.chat_id == o.chat))
+            )
+        assert set(statuses) == {"sent"} and statuses["sent"] > 62, (o.chat, statuses)  # none left behind
     db.dispose()
