@@ -38,7 +38,7 @@ from flows.reminders import (
     has_work,
     reminder_reply,
 )
-from storage.conversations import enqueue
+from storage.conversations import queue_replies
 from storage.db import Database
 from storage.models import OUTBOX_PRIORITY_REMINDER, Member, Period, Reminder
 from storage.reminders import (
@@ -222,15 +222,17 @@ class ReminderScheduler:
     def _queue(self, s: Session, member: Member, ledger_id: int, reply: Reply, now: dt.datetime) -> None:
         payload = render_payload(reply, member.language, self.escapes.get(member.channel, str))
         payload["reminder"] = True  # outside Zalo's reply window only reminders may take the template path
-        rows = enqueue(
-            s, member.channel, member.chat_id, member.id, [payload], now, priority=OUTBOX_PRIORITY_REMINDER
+        (outbox_id,) = queue_replies(
+            s,
+            member.channel,
+            member.chat_id,
+            member.id,
+            [payload],
+            now,
+            priority=OUTBOX_PRIORITY_REMINDER,
+            dedupe_key=f"reminder:{ledger_id}",  # a second guard: one outbox row per ledger row
         )
-        row = rows[0]
-        row.dedupe_key = f"reminder:{ledger_id}"  # a second guard: one outbox row per ledger row
-        s.add(row)
-        s.flush()
-        assert row.id is not None
-        set_outbox(s, ledger_id, row.id)
+        set_outbox(s, ledger_id, outbox_id)
 
 
 def _ledger_keys(s: Session, period_id: int) -> set[tuple[int, str, str]]:

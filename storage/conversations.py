@@ -851,10 +851,14 @@ def queue_replies(
     payloads: Iterable[dict[str, object]],
     now: dt.datetime,
     priority: int = 0,
+    dedupe_key: str | None = None,
 ) -> list[int]:
-    """Outbox rows for `payloads`, in order; returns their ids (the hot path's `enqueue`)."""
+    """Outbox rows for `payloads`, in order; returns their ids (the hot path's `enqueue`). A
+    `dedupe_key` is for a single payload that must be queued at most once."""
     ids: list[int] = []
     conn = s.connection()
+    payloads = list(payloads)
+    assert dedupe_key is None or len(payloads) == 1
     for p in payloads:
         inserted = conn.execute(
             _OUTBOX.insert(),
@@ -865,6 +869,7 @@ def queue_replies(
                 payload_json=json.dumps(p, ensure_ascii=False),
                 priority=priority,
                 created_at=now,
+                dedupe_key=dedupe_key,
             ),
         )
         key = inserted.inserted_primary_key

@@ -155,8 +155,10 @@ def insert_ledger(
     bind = s.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
     statement = insert(Reminder).values(**values).on_conflict_do_nothing().returning(col(Reminder.id))
-    row = s.execute(statement).first()
-    return int(row[0]) if row is not None else None
+    # Core on the connection: an ORM-enabled statement would scan the session's identity map (every
+    # member and ledger row the tick loaded) on each call
+    row = s.connection().execute(statement).first()
+    return int(row[0]) if row is not None and row[0] is not None else None
 
 
 def ready_deferred(s: Session, now: dt.datetime) -> list[Reminder]:
@@ -182,7 +184,9 @@ def ready_deferred(s: Session, now: dt.datetime) -> list[Reminder]:
 
 
 def set_outbox(s: Session, reminder_id: int, outbox_id: int) -> None:
-    s.execute(sa.update(Reminder).where(col(Reminder.id) == reminder_id).values(outbox_id=outbox_id))
+    s.connection().execute(
+        sa.update(Reminder).where(col(Reminder.id) == reminder_id).values(outbox_id=outbox_id)
+    )
 
 
 @dataclass(frozen=True)
