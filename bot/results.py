@@ -25,7 +25,7 @@ from scoring.engine import Report, Rules, score, score_units
 from scoring.model import Framework
 from scoring.numbers import plain, ratio_of, round_index, round_score
 from scoring.ranking import RankEntry, rank
-from storage.conversations import enqueue
+from storage.conversations import queue_replies
 from storage.db import Database
 from storage.models import Period
 from storage.results import (
@@ -151,7 +151,7 @@ def publish_results(
             for member in unit_recipients(s, row["unit_id"]):
                 reply = result_reply(period.name, row, len(rows))
                 payload = render_payload(reply, member.language, CHANNEL_ESCAPES.get(member.channel, str))
-                enqueue(
+                queue_replies(
                     s, member.channel, member.chat_id, member.id, [payload], at, priority=PRIORITY_RESULTS
                 )
                 messages += 1

@@ -38,7 +38,6 @@ from storage.conversations import (
     Loaded,
     already_processed,
     apply,
-    enqueue,
     load_snapshot,
     queue_replies,
     unit_members,
@@ -214,7 +213,7 @@ class Service:
             for member in recipients:
                 if member.id == loaded.member_id:
                     continue
-                rows = enqueue(
+                ids += queue_replies(
                     s,
                     member.channel,
                     member.chat_id,
@@ -222,5 +221,4 @@ class Service:
                     [self._render(notice.reply, member.language, member.channel)],
                     now,
                 )
-                ids += [r.id for r in rows if r.id is not None]
         return ids

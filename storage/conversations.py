@@ -853,7 +853,7 @@ def queue_replies(
     priority: int = 0,
     dedupe_key: str | None = None,
 ) -> list[int]:
-    """Outbox rows for `payloads`, in order; returns their ids (the hot path's `enqueue`). A
+    """Outbox rows for `payloads`, in order; returns their ids. A
     `dedupe_key` is for a single payload that must be queued at most once."""
     ids: list[int] = []
     conn = s.connection()
@@ -876,28 +876,3 @@ def queue_replies(
         assert key is not None and key[0] is not None
         ids.append(int(key[0]))
     return ids
-
-
-def enqueue(
-    s: Session,
-    channel: str,
-    chat_id: str,
-    member_id: int | None,
-    payloads: Iterable[dict[str, object]],
-    now: dt.datetime,
-    priority: int = 0,
-) -> list[Outbox]:
-    rows = [
-        Outbox(
-            channel=channel,
-            chat_id=chat_id,
-            member_id=member_id,
-            payload_json=json.dumps(p, ensure_ascii=False),
-            priority=priority,
-            created_at=now,
-        )
-        for p in payloads
-    ]
-    s.add_all(rows)
-    s.flush()
-    return rows
