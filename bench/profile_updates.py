@@ -36,7 +36,6 @@ from storage import migrate
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from tests.fake_telegram import FakeTelegram, Limits
-from tests.storage_fixtures import create_postgres_database, drop_postgres_database
 
 
 class InlineService(Service):
@@ -114,17 +113,8 @@ async def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in (("SQLite (WAL)", f"sqlite:///{Path(tmp) / 'p.db'}"), ("PostgreSQL", args.postgres)):
-            if not url:
-                print(f"{name}: skipped (no --postgres URL)")
-                continue
-            print(f"{name}:")
-            scratch = create_postgres_database(url) if name == "PostgreSQL" else url
-            try:
-                await profile(scratch, args.officials, args.steps, args.top, Path(tmp) / name[:6])
-            finally:
-                if scratch != url:
-                    drop_postgres_database(url, scratch)
+        for name, url in update_bench.databases(Path(tmp), args.postgres):
+            await profile(url, args.officials, args.steps, args.top, Path(tmp) / name[:6])
 
 
 if __name__ == "__main__":

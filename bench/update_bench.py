@@ -29,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,22 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
     ]
 
 
+def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
+    """SQLite in `tmp`, then a scratch PostgreSQL database (dropped afterwards) when a URL is given;
+    prints each one's name as it starts."""
+    for name, url in (("SQLite (WAL)", f"sqlite:///{tmp / 'bench.db'}"), ("PostgreSQL", postgres)):
+        if not url:
+            print(f"{name}: skipped (no --postgres URL)")
+            continue
+        print(f"{name}:")
+        scratch = create_postgres_database(url) if name == "PostgreSQL" else url
+        try:
+            yield name, scratch
+        finally:
+            if scratch != url:
+                drop_postgres_database(url, scratch)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--officials", type=int, default=2000)
@@ -248,21 +264,9 @@ async def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
     print(f"{args.officials} officials × {args.steps} updates (first tenth warms up, then half and half)")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in (
-            ("SQLite (WAL)", f"sqlite:///{Path(tmp) / 'bench.db'}"),
-            ("PostgreSQL", args.postgres),
-        ):
-            if not url:
-                print(f"{name}: skipped (no --postgres URL)")
-                continue
-            print(f"{name}:")
-            scratch = create_postgres_database(url) if name == "PostgreSQL" else url
-            try:
-                for line in await run(scratch, args, framework, Path(tmp) / name[:6]):
-                    print(line)
-            finally:
-                if scratch != url:
-                    drop_postgres_database(url, scratch)
+        for name, url in databases(Path(tmp), args.postgres):
+            for line in await run(url, args, framework, Path(tmp) / name[:6]):
+                print(line)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MB")
 

@@ -12,13 +12,12 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from flows.model import AssessmentStatus, DecisionView, QueueItem
-from storage.models import AppraisalDecision, Assessment, Member, Unit
+from storage.models import AppraisalDecision, Assessment, Member, Unit, table_of
 
 QUEUE_STATUSES = ("submitted", "returned", "appraised")
 
@@ -54,7 +53,7 @@ def reviewers_of(s: Session, unit_id: int) -> list[Member]:
     )
 
 
-_DECISION = cast(sa.Table, AppraisalDecision.__table__)  # type: ignore[attr-defined]
+_DECISION = table_of(AppraisalDecision)
 
 
 def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -61,30 +60,27 @@ from storage.models import (
     Period,
     ProcessedInbound,
     Unit,
+    table_of,
 )
 
 FrameworkResolver = Callable[[str, str], Framework]
 JOIN_HISTORY = dt.timedelta(hours=1)
 
 
-def _table(model: type[object]) -> sa.Table:
-    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
-
-
 # The hot path (every answer a member types) runs as SQLAlchemy Core statements on the session's
 # connection: a handful of plain-tuple reads and inserts instead of ORM loading and unit-of-work
 # flushes, which cost several times more than the database itself. Rare paths stay on the ORM.
-_CONV = _table(Conversation)
-_MEMBER = _table(Member)
-_UNIT = _table(Unit)
-_PERIOD = _table(Period)
-_EXT = _table(Extension)
-_ASSESS = _table(Assessment)
-_ANSWER = _table(AnswerRevision)
-_EVIDENCE = _table(Evidence)
-_AUDIT = _table(AuditLog)
-_OUTBOX = _table(Outbox)
-_PROCESSED = _table(ProcessedInbound)
+_CONV = table_of(Conversation)
+_MEMBER = table_of(Member)
+_UNIT = table_of(Unit)
+_PERIOD = table_of(Period)
+_EXT = table_of(Extension)
+_ASSESS = table_of(Assessment)
+_ANSWER = table_of(AnswerRevision)
+_EVIDENCE = table_of(Evidence)
+_AUDIT = table_of(AuditLog)
+_OUTBOX = table_of(Outbox)
+_PROCESSED = table_of(ProcessedInbound)
 
 # the latest answer revision per indicator: code -> (row id, revision, value_json, not_applicable)
 Latest = dict[str, tuple[int, int, str | None, bool]]
@@ -238,16 +234,6 @@ def _open_period(s: Session, level: str, resolve: FrameworkResolver) -> _OpenPer
     return None
 
 
-def open_period_for(s: Session, unit: Unit, resolve: FrameworkResolver) -> tuple[Period, Framework] | None:
-    """The newest open period whose framework is written for this unit's level."""
-    found = _open_period(s, unit.level, resolve)
-    if found is None:
-        return None
-    period = s.get(Period, found.id)
-    assert period is not None
-    return period, found.framework
-
-
 def _answers_and_latest(
     s: Session, assessment_id: int, framework: Framework
 ) -> tuple[dict[str, AnswerView], Latest]:
@@ -278,10 +264,6 @@ def _answers_and_latest(
             value, not_applicable, reasons[code], revision, tuple(evidence.get(code, ()))
         )
     return views, latest
-
-
-def _answers(s: Session, assessment_id: int, framework: Framework) -> dict[str, AnswerView]:
-    return _answers_and_latest(s, assessment_id, framework)[0]
 
 
 def load_snapshot(
@@ -406,7 +388,7 @@ def _reviewer_snapshot(
             unit.name,
             assessment.id,
             AssessmentStatus(assessment.status),
-            _answers(s, assessment.id, framework),
+            _answers_and_latest(s, assessment.id, framework)[0],
             appraisal.decisions(s, assessment.id),
             assessment.submitted_at,
         )

@@ -12,6 +12,14 @@ from sqlmodel import Field, SQLModel
 
 from storage.db import UTCDateTime, utcnow
 
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """A table model's Core `Table`, for the hot paths that skip the ORM."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table
+
+
 # Deterministic constraint names, identical on SQLite and PostgreSQL; SQLite batch migrations can only
 # drop or alter constraints that have a name.
 SQLModel.metadata.naming_convention = {

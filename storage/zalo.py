@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from storage.models import Contact, ZaloToken
+from storage.models import Contact, ZaloToken, table_of
 
 TOKEN_ID = 1
 
@@ -50,7 +50,7 @@ def touch(s: Session, channel: str, chat_id: str, now: dt.datetime, *, following
     statement = insert(Contact).values(
         channel=channel, chat_id=chat_id, last_inbound_at=now, following=following
     )
-    current = Contact.__table__.c.last_inbound_at  # type: ignore[attr-defined]
+    current = table_of(Contact).c.last_inbound_at
     statement = statement.on_conflict_do_update(
         index_elements=["channel", "chat_id"],
         set_={
