@@ -36,6 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import bot.channels  # noqa: F401  first, as in the bot process: aiogram's schemas build on first use
+
+# isort: split
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message, Update
 

@@ -37,6 +37,20 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteWebhook,
+    EditMessageReplyMarkup,
+    GetFile,
+    GetUpdates,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SetMyCommands,
+    SetWebhook,
+    TelegramMethod,
+)
+from aiogram.methods.base import Response
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
@@ -47,7 +61,9 @@ from aiogram.types import (
     Message,
     Update,
 )
+from pydantic import BaseModel
 
+from bot.channels import aiogram_schemas
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Result
 from bot.service import Service, Unavailable
@@ -74,6 +90,26 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("trogiup", N_("command.help")),
     ("ngonngu", N_("command.language")),
 )
+
+# The Bot API calls this bot makes; their schemas (and their answers') are built at start-up.
+METHODS: tuple[type[TelegramMethod[Any]], ...] = (
+    AnswerCallbackQuery,
+    DeleteWebhook,
+    EditMessageReplyMarkup,
+    GetFile,
+    GetUpdates,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SetMyCommands,
+    SetWebhook,
+)
+
+
+def schemas() -> list[type[BaseModel]]:
+    """Every aiogram model the channel validates: updates, its calls, their answers, its keyboards."""
+    answers: list[type[BaseModel]] = [Response[m.__returning__] for m in METHODS]  # type: ignore[name-defined]
+    return [Update, *METHODS, *answers, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup]
 
 
 def escape(text: str) -> str:
@@ -207,6 +243,7 @@ class TelegramChannel:
         router.my_chat_member.register(self.on_member_status)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(router)
+        aiogram_schemas.warm(schemas())
 
     # -- inbound ---------------------------------------------------------------------------------
 
