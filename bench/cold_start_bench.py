@@ -1,12 +1,18 @@
-"""Process start to the first reply: a fresh `dtibot chat` joining with an invite code.
+"""Process start to the first reply: a fresh `dtibot chat`, and a fresh `dtibot run telegram`.
 
 Every console session, `dtibot` command and container restart pays the start-up once, so it is the
-latency a user of the console channel (and an operator) feels first. Prepares a migrated SQLite
-database with a province, an open period and one invite per run, then spawns a fresh Python process
-running the real console bot (`dtibot chat --join CODE`, standard input a pipe) and measures the wall
-time from spawn to the first reply line on its standard output, best of N. Prints it next to two
-baselines measured in the same run: a fresh process that only starts Python (`-c pass`) and one that
-merely does `import aiogram, sqlmodel` (the dependencies any bot process must load).
+latency a user (and an operator) feels first. Prepares a migrated SQLite database with a province, an
+open period and one invite per run, then, best of N:
+
+- console: spawns the real console bot (`dtibot chat --join CODE`, standard input a pipe) and
+  measures the wall time from spawn to the first reply line on its standard output;
+- Telegram: queues `/start CODE` on a fake Bot API on 127.0.0.1, spawns the real `dtibot run
+  telegram` (long polling, `TELEGRAM_API_URL` pointed at the fake) and measures the wall time from
+  spawn to the fake receiving the welcome message for that chat.
+
+Both are printed next to two baselines measured in the same run: a fresh process that only starts
+Python (`-c pass`) and one that merely does `import aiogram, sqlmodel` (the dependencies a Telegram
+bot process loads; aiogram on its own builds all its schemas at import, which the bot defers).
 
     make bench    # or: .venv/bin/python bench/cold_start_bench.py [--runs 5] [--imports 12]
 
@@ -16,9 +22,11 @@ merely does `import aiogram, sqlmodel` (the dependencies any bot process must lo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +40,7 @@ from scoring.answers import VIETNAM_TZ
 from storage import migrate
 from storage.admin import UnitRow, create_invite, import_units, open_period
 from storage.db import Database
+from tests.fake_telegram import FakeTelegram, Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMEWORK = "tay-ninh-commune-2025"
@@ -90,6 +99,40 @@ def first_line(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return first, total, line
 
 
+async def telegram_first_reply(cmd: list[str], env: dict[str, str], code: str, chat: int) -> float:
+    """Seconds from spawning `dtibot run telegram` to the fake Bot API receiving the first reply."""
+    limits = Limits(chat_interval=0.0, per_second=10_000.0)
+    fake = FakeTelegram(limits=limits, first_update_id=chat)  # ids unseen by the database
+    url = await fake.start()
+    fake.push(fake.text(chat, f"/start {code}"))
+    env = dict(env, TELEGRAM_BOT_TOKEN=fake.token, TELEGRAM_API_URL=url)
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        "run",
+        "telegram",
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        while not fake.transcripts.get(chat):
+            if proc.returncode is not None or time.perf_counter() - started > 60:
+                if proc.returncode is None:
+                    proc.kill()
+                _, err = await proc.communicate()
+                raise SystemExit(f"dtibot run telegram gave no reply ({proc.returncode}): {err.decode()}")
+            await asyncio.sleep(0.002)
+        return time.perf_counter() - started
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await proc.communicate()
+        await fake.stop()
+
+
 def run_to_exit(cmd: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
@@ -122,7 +165,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        codes = prepare(url, args.runs + 1)
+        codes = prepare(url, 2 * (args.runs + 1))
+        tg_codes, codes = codes[args.runs + 1 :], codes[: args.runs + 1]
         env = dict(os.environ, DTI_DATABASE_URL=url, DTI_EVIDENCE_DIR=str(Path(tmp) / "evidence"))
         env.pop("DTI_LANG", None)
         python = [sys.executable]
@@ -138,6 +182,11 @@ def main() -> None:
             for i, code in enumerate(codes[1:], start=1)
         ]
         reply, exit_s, line = min(replies)
+        tg = [
+            asyncio.run(telegram_first_reply(bot, env, code, 9_100_000 + i))
+            for i, code in enumerate(tg_codes)
+        ]
+        telegram = min(tg[1:])  # the first run warms the caches, as above
     best = f"best of {args.runs}"
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
     print(f"command:  {' '.join(Path(c).name for c in bot)} chat --join CODE  (SQLite, stdin a pipe)")
@@ -148,6 +197,8 @@ def main() -> None:
     print(f"          spawn -> process exit (same run):      {exit_s * 1000:8.0f} ms")
     print(f"ratio     first reply / import aiogram+sqlmodel = {reply / deps:.2f}")
     print(f"ratio     first reply / bare python             = {reply / bare:.2f}")
+    print(f"measured  dtibot run telegram, spawn -> reply at the Bot API: {telegram * 1000:5.0f} ms ({best})")
+    print(f"ratio     Telegram first reply / import aiogram+sqlmodel = {telegram / deps:.2f}")
     if args.imports:
         print("slowest top-level imports of bot.cli (cumulative, one run, -X importtime):")
         for micros, name in slowest_imports("bot.cli", args.imports):

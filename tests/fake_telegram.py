@@ -60,16 +60,18 @@ class FakeTelegram:
     faults: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
-    _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    first_update_id: int = 100  # a fresh fake over a database that saw earlier ids needs new ones
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sent: dict[int, float] = field(default_factory=dict)
     _window: list[float] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _rnd: random.Random = field(init=False)
+    _update_ids: itertools.count[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self._rnd = random.Random(self.seed)
+        self._update_ids = itertools.count(self.first_update_id)
 
     # -- server ----------------------------------------------------------------------------------
 
