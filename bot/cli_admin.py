@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ from storage.zalo import save_token
 from storage.zalo import token as zalo_token
 
 if TYPE_CHECKING:
+    from bot.channels.telegram_app import Pace
     from bot.cli import Context
 
 Command = Callable[["Context", argparse.Namespace], int]
@@ -452,6 +454,25 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _telegram_pace(ctx: Context) -> Pace:
+    """Telegram's limits, or the operator's (`TELEGRAM_RATE` per second, `TELEGRAM_CHAT_INTERVAL` s)."""
+    from bot.channels.telegram_app import Pace
+
+    default = Pace()
+    rate = os.environ.get("TELEGRAM_RATE", "").strip()
+    interval = os.environ.get("TELEGRAM_CHAT_INTERVAL", "").strip()
+    try:
+        pace = Pace(
+            float(rate.replace(",", ".")) if rate else default.per_second,
+            float(interval.replace(",", ".")) if interval else default.chat_interval,
+        )
+    except ValueError:
+        pace = Pace(-1.0, -1.0)
+    if not (0 < pace.per_second < math.inf and 0 <= pace.chat_interval < math.inf):
+        ctx.fail(ctx.t("cli.telegram_pace", rate=rate or "-", interval=interval or "-"))
+    return pace
+
+
 def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     """Run the Telegram bot until interrupted: long polling, or a webhook server with --webhook."""
     import asyncio
@@ -463,11 +484,12 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "")
     if not token:
         ctx.fail(ctx.t("cli.telegram_token"))
+    pace = _telegram_pace(ctx)
     with database(ctx) as db:
 
         async def serve() -> None:
             bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
-            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()))
+            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()), pace=pace)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -120,3 +120,31 @@ def test_units_file_errors_name_the_row(url: str, tmp_path: Path) -> None:
     assert 'cấp "xa" không hợp lệ' in run("units", "import", str(bad))[2]
     bad.write_text("ma,ten\n1,A\n", encoding="utf-8")
     assert "code, name, level" in run("units", "import", str(bad))[2]
+
+
+@pytest.mark.parametrize(("rate", "interval"), [("nhanh", ""), ("0", "1"), ("30", "-1"), ("inf", "1")])
+def test_run_telegram_refuses_a_pace_that_is_not_a_pace(
+    url: str, monkeypatch: pytest.MonkeyPatch, rate: str, interval: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST")
+    monkeypatch.setenv("TELEGRAM_RATE", rate)
+    monkeypatch.setenv("TELEGRAM_CHAT_INTERVAL", interval)
+    code, _, err = run("run", "telegram")
+    assert code == 2
+    assert "TELEGRAM_RATE (số tin mỗi giây) phải là số dương" in err
+    assert f"đang đặt {rate} và {interval or '-'}" in err
+
+
+def test_the_telegram_pace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.channels.telegram_app import Pace
+    from bot.cli import Context
+    from bot.cli_admin import _telegram_pace
+    from bot.i18n import Translator
+
+    ctx = Context(Translator("vi"), io.StringIO(), io.StringIO())
+    monkeypatch.delenv("TELEGRAM_RATE", raising=False)
+    monkeypatch.delenv("TELEGRAM_CHAT_INTERVAL", raising=False)
+    assert _telegram_pace(ctx) == Pace()  # Telegram's own limits unless the operator says otherwise
+    monkeypatch.setenv("TELEGRAM_RATE", "12,5")
+    monkeypatch.setenv("TELEGRAM_CHAT_INTERVAL", "0")
+    assert _telegram_pace(ctx) == Pace(12.5, 0.0)
