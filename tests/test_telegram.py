@@ -274,10 +274,9 @@ async def test_webhook_checks_the_secret(db: Database, tmp_path: Path, fake: Fak
         await asyncio.sleep(0.2)
         with db.session() as s:
             assert s.get(ProcessedInbound, ("telegram", str(update["update_id"]))) is None
-        started = time.monotonic()
         assert await h.deliver(update) == 200
-        assert time.monotonic() - started < 1.0  # answered at once, handled in the background
-        await h.processed(str(update["update_id"]))
+        with db.session() as s:  # the 200 comes once the update is stored: Telegram may forget it
+            assert s.get(ProcessedInbound, ("telegram", str(update["update_id"]))) is not None
     finally:
         await h.stop()
 

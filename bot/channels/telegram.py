@@ -217,6 +217,8 @@ class TelegramTransport:
 class _Album:
     messages: list[Message] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    # each part's update counts as handled once the whole album is: until then Telegram keeps it
+    handled: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class TelegramChannel:
@@ -234,6 +236,9 @@ class TelegramChannel:
         self.store = store
         self.sender = sender
         self.album_wait = album_wait
+        # Polling: an album part's update is confirmed to Telegram once the whole album is handled.
+        # Webhook: not, since Telegram may wait for one part's answer before sending the next.
+        self.albums_before_confirming = False
         self._albums: dict[tuple[int, str], _Album] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         router = Router(name="dti")
@@ -266,7 +271,9 @@ class TelegramChannel:
             return  # the assistant works in private chats only
         inbound_id = str(event_update.update_id)
         if message.media_group_id is not None:
-            self._collect_album(message)
+            handled = self._collect_album(message)
+            if self.albums_before_confirming:
+                await asyncio.shield(handled)
             return
         if message.text is not None:
             await self.process(
@@ -308,29 +315,35 @@ class TelegramChannel:
 
     # -- albums and files ------------------------------------------------------------------------
 
-    def _collect_album(self, message: Message) -> None:
+    def _collect_album(self, message: Message) -> asyncio.Future[None]:
+        """Add a part to its album; the future completes when the album has been handled."""
         key = (message.chat.id, str(message.media_group_id))
         album = self._albums.setdefault(key, _Album())
         if any(m.message_id == message.message_id for m in album.messages):
-            return  # the same part delivered again
+            return album.handled  # the same part delivered again
         album.messages.append(message)
         if album.timer is not None:
             album.timer.cancel()
         loop = asyncio.get_running_loop()
         album.timer = loop.call_later(self.album_wait, self._flush_album, key)
+        return album.handled
 
     def _flush_album(self, key: tuple[int, str]) -> None:
         album = self._albums.pop(key, None)
         if album is None:
             return
-        task = asyncio.get_running_loop().create_task(self._submit_album(key, album.messages))
+        task = asyncio.get_running_loop().create_task(self._submit_album(key, album))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _submit_album(self, key: tuple[int, str], messages: list[Message]) -> None:
-        messages.sort(key=lambda m: m.message_id)
-        inbound = await self._files(messages)
-        await self.process(key[0], f"album:{key[0]}:{key[1]}", inbound)
+    async def _submit_album(self, key: tuple[int, str], album: _Album) -> None:
+        try:
+            messages = sorted(album.messages, key=lambda m: m.message_id)
+            inbound = await self._files(messages)
+            await self.process(key[0], f"album:{key[0]}:{key[1]}", inbound)
+        finally:
+            if not album.handled.done():
+                album.handled.set_result(None)
 
     async def flush(self) -> None:
         """Submit albums still waiting for parts, and wait for every submission (tests, shutdown)."""

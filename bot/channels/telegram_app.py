@@ -1,9 +1,17 @@
-"""Running the Telegram bot: long polling by default, or an aiohttp webhook that answers at once.
+"""Running the Telegram bot: long polling by default, or an aiohttp webhook.
 
 One process holds the aiogram dispatcher (updates in), the outbox sender (messages out at Telegram's
-pace) and the service between them. In webhook mode Telegram's secret-token header is checked
-(401 otherwise) and the update is handled in the background, so Telegram gets its 200 immediately;
-a redelivered update is then recognised by its id and applied once.
+pace) and the service between them. Telegram forgets an update once the bot has confirmed it, so the
+bot confirms an update only after handling it (stored, replies queued): if the process dies first,
+Telegram delivers the update again and its id makes the second handling a no-op.
+
+- Webhook: Telegram's secret-token header is checked (401 otherwise), and the 200 is answered when the
+  update has been handled (a few milliseconds). An album part is answered when it has been collected,
+  as Telegram may wait for that answer before sending the next part: a crash within the album's
+  second of waiting loses that album, and its sender sees no confirmation.
+- Polling: `Poller` handles updates concurrently but never moves getUpdates' offset past the oldest
+  one still being handled (aiogram's own loop confirms each update as soon as it starts it, which
+  loses what is in flight at a crash).
 """
 
 from __future__ import annotations
@@ -12,9 +20,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
@@ -39,6 +50,80 @@ class Pace:
 
 
 @dataclass
+class Poller:
+    """getUpdates long polling that confirms an update only once it, and every earlier one, is handled.
+
+    Updates are handled as concurrent tasks. The offset sent to Telegram is the oldest update still
+    being handled, so Telegram keeps answering with those until they finish (they are skipped, not
+    started twice). So that one slow update (a large file on a bad connection) cannot hold back
+    everyone else's, an update is confirmed anyway once it has been running for `hold` seconds.
+    """
+
+    bot: Bot
+    dispatcher: Dispatcher
+    timeout: int = 25  # seconds Telegram may hold a getUpdates call open when there is nothing new
+    hold: float = 30.0
+    _running: dict[int, tuple[asyncio.Task[object], float]] = field(default_factory=dict)
+    _newest: int = -1
+
+    def offset(self, now: float) -> int | None:
+        waiting = [uid for uid, (_, started) in self._running.items() if now - started < self.hold]
+        if waiting:
+            return min(waiting)
+        return self._newest + 1 if self._newest >= 0 else None
+
+    def _reap(self) -> None:
+        for uid, (task, _) in list(self._running.items()):
+            if task.done():
+                del self._running[uid]
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("update %s failed", uid, exc_info=task.exception())
+
+    def _start(self, updates: list[Update]) -> bool:
+        fresh = False
+        for update in updates:
+            if update.update_id <= self._newest:
+                continue  # still being handled: Telegram sends it until it is confirmed
+            self._newest, fresh = update.update_id, True
+            task = asyncio.create_task(self.dispatcher.feed_update(self.bot, update))
+            self._running[update.update_id] = (task, time.monotonic())
+        return fresh
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self._reap()
+            offset = self.offset(time.monotonic())
+            holding = offset is not None and offset <= self._newest  # Telegram answers at once anyway
+            request = GetUpdates(offset=offset, timeout=0 if holding else self.timeout)
+            patience = int(self.bot.session.timeout) + self.timeout
+            try:
+                updates = await self.bot(request, request_timeout=patience)
+            except Exception as exc:  # network, 5xx, 429: wait and ask again, as aiogram does
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("getUpdates failed (%s: %s); again in %.1f s", type(exc).__name__, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
+            failures = 0
+            if not self._start(updates) and self._running:
+                # only updates still being handled came back: wait a little for one to finish
+                tasks = [task for task, _ in self._running.values()]
+                await asyncio.wait(tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+
+    async def drain(self) -> None:
+        """At shutdown: finish the updates being handled, then confirm them to Telegram."""
+        tasks = [task for task, _ in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self._reap()
+        with contextlib.suppress(Exception):  # best effort: unconfirmed ones come again, applied once
+            confirm = GetUpdates(offset=self.offset(time.monotonic()), timeout=0, limit=1)
+            await self.bot(confirm, request_timeout=2)
+
+
+@dataclass
 class TelegramApp:
     db: Database
     bot: Bot
@@ -47,12 +132,15 @@ class TelegramApp:
     album_wait: float = 1.0
     send_timeout: float = 30.0
     remind_every: int | None = 60  # seconds between reminder ticks; None: no reminders from this process
+    poll_timeout: int = 25  # long polling: seconds a getUpdates call may wait for something new
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _aps: AsyncIOScheduler | None = None
+    _poller: Poller | None = None
+    _polling: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.service = Service(self.db, escapes={"telegram": escape})
@@ -74,16 +162,14 @@ class TelegramApp:
         """Poll in the background (tests and `dtibot run telegram`)."""
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self.start_sender()
-        self._tasks.append(
-            asyncio.create_task(
-                self.channel.dispatcher.start_polling(self.bot, handle_signals=False, polling_timeout=1)
-            )
-        )
+        self.channel.albums_before_confirming = True
+        self._poller = Poller(self.bot, self.channel.dispatcher, timeout=self.poll_timeout)
+        self._polling = asyncio.create_task(self._poller.run(self._stop))
 
     def webhook_app(self, path: str, secret: str) -> web.Application:
         app = web.Application(client_max_size=25 * 1024 * 1024)
         SimpleRequestHandler(
-            self.channel.dispatcher, self.bot, secret_token=secret, handle_in_background=True
+            self.channel.dispatcher, self.bot, secret_token=secret, handle_in_background=False
         ).register(app, path=path)
         return app
 
@@ -102,10 +188,15 @@ class TelegramApp:
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
-        with contextlib.suppress(RuntimeError):
-            await self.channel.dispatcher.stop_polling()
-        await self.channel.flush()
         self._stop.set()
+        if self._polling is not None:
+            self._polling.cancel()  # it may be inside a long getUpdates call
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+            self._polling = None
+        if self._poller is not None:
+            await self._poller.drain()
+        await self.channel.flush()
         self.sender.wake()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
