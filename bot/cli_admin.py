@@ -473,6 +473,22 @@ def _telegram_pace(ctx: Context) -> Pace:
     return pace
 
 
+def _outbox_lease(ctx: Context) -> dt.timedelta:
+    """How long an outbox claim lasts unrenewed (`DTI_OUTBOX_LEASE` seconds): then its sender is dead."""
+    from storage.outbox import STALE_CLAIM
+
+    raw = os.environ.get("DTI_OUTBOX_LEASE", "").strip()
+    if not raw:
+        return STALE_CLAIM
+    try:
+        seconds = float(raw.replace(",", "."))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86_400:
+        ctx.fail(ctx.t("cli.outbox_lease", value=raw))
+    return dt.timedelta(seconds=seconds)
+
+
 def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     """Run the Telegram bot until interrupted: long polling, or a webhook server with --webhook."""
     import asyncio
@@ -485,11 +501,12 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     if not token:
         ctx.fail(ctx.t("cli.telegram_token"))
     pace = _telegram_pace(ctx)
+    lease = _outbox_lease(ctx)
     with database(ctx) as db:
 
         async def serve() -> None:
             bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
-            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()), pace=pace)
+            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()), pace=pace, lease=lease)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,7 +22,17 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from storage.db import Database
-from storage.outbox import Claimed, claim, mark_failed, mark_sent, release, requeue_stale, retry_later
+from storage.outbox import (
+    STALE_CLAIM,
+    Claimed,
+    claim,
+    mark_failed,
+    mark_sent,
+    release,
+    renew,
+    requeue_stale,
+    retry_later,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +116,7 @@ class OutboxSender:
         concurrency: int = 32,
         batch: int = 200,
         send_timeout: float = 30.0,
+        lease: dt.timedelta = STALE_CLAIM,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -115,6 +126,8 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.batch = batch
         self.send_timeout = send_timeout
+        self.lease = lease  # a claim not renewed for this long was left by a dead sender
+        self._held: set[int] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self.sent = 0
@@ -125,13 +138,30 @@ class OutboxSender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
-        await asyncio.to_thread(self._requeue)
+        keeper = asyncio.create_task(self._keep_claims(stop))
+        try:
+            while not stop.is_set():
+                done = await self.cycle()
+                if done == 0:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=idle)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_claims(self, stop: asyncio.Event) -> None:
+        """Every third of the lease: renew the claims this sender holds, put back those of dead ones."""
         while not stop.is_set():
-            done = await self.cycle()
-            if done == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle)
+            try:
+                await asyncio.to_thread(self._requeue)
+            except Exception:  # the database may be down for a while: try again next time
+                log.exception("outbox claim upkeep failed")
+            else:
+                self.wake()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.lease.total_seconds() / 3)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Send until nothing is due (tests and one-shot tools)."""
@@ -143,17 +173,24 @@ class OutboxSender:
 
     def _requeue(self) -> None:
         with self.db.session() as s:
-            requeue_stale(s, self.transport.channel, self.clock())
+            now = self.clock()
+            renew(s, list(self._held), now)
+            requeue_stale(s, self.transport.channel, now, self.lease)
 
     async def cycle(self) -> int:
         """Claim one batch and deliver it; returns how many rows it handled."""
         rows = await asyncio.to_thread(self._claim)
         if not rows:
             return 0
+        ids = {row.id for row in rows}
+        self._held |= ids
         by_chat: dict[str, list[Claimed]] = {}
         for row in rows:
             by_chat.setdefault(row.chat_id, []).append(row)
-        await asyncio.gather(*(self._chat(chat_rows) for chat_rows in by_chat.values()))
+        try:
+            await asyncio.gather(*(self._chat(chat_rows) for chat_rows in by_chat.values()))
+        finally:
+            self._held -= ids
         return len(rows)
 
     def _claim(self) -> list[Claimed]:

@@ -3,9 +3,10 @@
 Every outgoing message is a row first. A sender claims a batch (status "sending", `claimed_at`); on
 PostgreSQL the claim skips rows other processes hold (`FOR UPDATE SKIP LOCKED`), on SQLite the single
 writer serialises claims. Lower priority numbers go first (interactive replies before reminders), and
-a row whose `not_before` lies ahead waits, and so do the rows of its chat behind it. A row claimed by a
-process that died is put back after `STALE_CLAIM` — delivery is at least once, and a row is never
-claimed by two live senders at once.
+a row whose `not_before` lies ahead waits, and so do the rows of its chat behind it. A live sender
+renews the claims it holds well within `STALE_CLAIM`; a row whose claim is older than that was left by a
+process that died, and is put back — delivery is at least once, and a row is never claimed by two live
+senders at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlmodel import Session, col, or_, select
 
 from storage.models import Member, Outbox
 
-STALE_CLAIM = dt.timedelta(minutes=5)
+STALE_CLAIM = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -108,18 +109,29 @@ def mark_failed(s: Session, row_id: int, error: str) -> None:
     )
 
 
-def requeue_stale(s: Session, channel: str, now: dt.datetime) -> int:
+def requeue_stale(s: Session, channel: str, now: dt.datetime, stale_after: dt.timedelta = STALE_CLAIM) -> int:
     """Rows a dead sender left in "sending" go back to the queue."""
     result = s.execute(
         sa.update(Outbox)
         .where(
             col(Outbox.channel) == channel,
             col(Outbox.status) == "sending",
-            col(Outbox.claimed_at) < now - STALE_CLAIM,
+            col(Outbox.claimed_at) < now - stale_after,
         )
         .values(status="pending", claimed_at=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew(s: Session, ids: Iterable[int], now: dt.datetime) -> None:
+    """A live sender still holds these rows: their claims start again from `now`."""
+    ids = list(ids)
+    if ids:
+        s.execute(
+            sa.update(Outbox)
+            .where(col(Outbox.id).in_(ids), col(Outbox.status) == "sending")
+            .values(claimed_at=now)
+        )
 
 
 def pending(s: Session, channel: str, chat_id: str | None = None, limit: int = 100) -> list[Outbox]:

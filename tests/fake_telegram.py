@@ -33,6 +33,7 @@ class Sent:
     buttons: list[dict[str, str]]
     photo: bytes | None = None
     keyboard_removed: bool = False
+    at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
 
 @dataclass

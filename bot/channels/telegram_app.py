@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import secrets
 import time
@@ -37,6 +38,7 @@ from bot.scheduler import start as start_reminders
 from bot.service import Service
 from storage.db import Database
 from storage.evidence import EvidenceStore
+from storage.outbox import STALE_CLAIM
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,7 @@ class TelegramApp:
     send_timeout: float = 30.0
     remind_every: int | None = 60  # seconds between reminder ticks; None: no reminders from this process
     poll_timeout: int = 25  # long polling: seconds a getUpdates call may wait for something new
+    lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long: its sender died
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
@@ -146,7 +149,9 @@ class TelegramApp:
         self.service = Service(self.db, escapes={"telegram": escape})
         transport = TelegramTransport(self.bot, self.service, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)
-        self.sender = OutboxSender(self.db, transport, limiter, send_timeout=self.send_timeout)
+        self.sender = OutboxSender(
+            self.db, transport, limiter, send_timeout=self.send_timeout, lease=self.lease
+        )
         self.channel = TelegramChannel(
             self.bot, self.service, self.store, self.sender, album_wait=self.album_wait
         )
