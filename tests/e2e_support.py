@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from sqlmodel import col, select
@@ -15,6 +16,7 @@ from bot.channels.console import ConsoleChannel
 from bot.service import Service
 from flows.model import SessionState
 from scoring.answers import VIETNAM_TZ
+from scoring.model import AnswerType, Framework
 from storage.admin import UnitRow, create_invite, import_units, open_period
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -123,3 +125,14 @@ def make_province(db: Database, tmp: Path) -> Province:
             self_assessment_due=dt.datetime(2027, 1, 15, 17, 0, tzinfo=VIETNAM_TZ),
         )
     return Province(db, store, files)
+
+
+def answer_for(fw: Framework, code: str) -> tuple[str, object]:
+    """A valid typed answer to `code` and the value it must be stored as (the crash tests' script)."""
+    ind = fw.indicator(code)
+    assert ind is not None
+    if ind.answer.type is AnswerType.YES_NO:
+        return "có", True
+    if ind.answer.type is AnswerType.PERCENTAGE:
+        return "50", Decimal(50)
+    return "5", Decimal(5)

@@ -24,18 +24,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 from sqlmodel import select
 
 from flows.model import Mode, SessionState
 from scoring.answers import decode_value
-from scoring.model import AnswerType, Framework
+from scoring.model import Framework
 from storage import migrate
 from storage.db import Database
 from storage.models import Conversation, Outbox
-from tests.e2e_support import make_province
+from tests.e2e_support import answer_for, make_province
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
 ACK = re.compile(r"✔ Câu (\d+)/62")
@@ -115,16 +114,6 @@ def state(db: Database, chat: str) -> tuple[SessionState, int]:
     with db.session() as s:
         conv = s.exec(select(Conversation).where(Conversation.chat_id == chat)).one()
         return SessionState.from_json(json.loads(conv.state_json)), conv.version
-
-
-def answer_for(fw: Framework, code: str) -> tuple[str, object]:
-    ind = fw.indicator(code)
-    assert ind is not None
-    if ind.answer.type is AnswerType.YES_NO:
-        return "có", True
-    if ind.answer.type is AnswerType.PERCENTAGE:
-        return "50", Decimal(50)
-    return "5", Decimal(5)
 
 
 @dataclass

@@ -30,7 +30,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,11 +37,11 @@ from sqlmodel import select
 
 from flows.model import Mode, SessionState
 from scoring.answers import decode_value
-from scoring.model import AnswerType, Framework
+from scoring.model import Framework
 from storage import migrate
 from storage.db import Database
 from storage.models import Conversation, Outbox, ProcessedInbound
-from tests.e2e_support import make_province
+from tests.e2e_support import answer_for, make_province
 from tests.fake_telegram import FakeTelegram, Limits
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
@@ -58,16 +57,6 @@ def state(db: Database, chat: int) -> tuple[SessionState, int] | None:
             select(Conversation).where(Conversation.channel == "telegram", Conversation.chat_id == str(chat))
         ).first()
         return (SessionState.from_json(json.loads(conv.state_json)), conv.version) if conv else None
-
-
-def answer_for(fw: Framework, code: str) -> tuple[str, object]:
-    ind = fw.indicator(code)
-    assert ind is not None
-    if ind.answer.type is AnswerType.YES_NO:
-        return "có", True
-    if ind.answer.type is AnswerType.PERCENTAGE:
-        return "50", Decimal(50)
-    return "5", Decimal(5)
 
 
 @dataclass
