@@ -14,9 +14,11 @@ import asyncio
 import base64
 import datetime as dt
 import functools
+import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +45,9 @@ from storage.conversations import (
     unit_members,
 )
 from storage.db import Database
+from storage.group_commit import Message, Write, fits, load_many, write_many
+
+log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
 # Threads running the blocking database work of async channels. SQLite has one writer, so more threads
@@ -51,6 +56,9 @@ ATTEMPTS = 5
 WORKERS_SQLITE = 1
 WORKERS_POSTGRES = 4
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is unreachable or locked
+# Messages of different chats waiting while a worker is busy go together into one transaction (group
+# commit, see storage/group_commit.py); more than this per transaction only holds locks longer.
+MAX_BATCH = 32
 
 
 class Unavailable(RuntimeError):
@@ -96,6 +104,22 @@ def render_payload(
     return payload_of(ReplyRenderer(Translator(language), escape).reply(reply))
 
 
+# one message for `Service.handle`: channel, chat id, inbound id, the message, rows to queue first
+Item = tuple[str, str, str | None, Inbound, Sequence[dict[str, object]]]
+
+
+@dataclass
+class _Queued:
+    """A message waiting for a worker, and where its outcome goes."""
+
+    channel: str
+    chat_id: str
+    inbound_id: str | None
+    inbound: Inbound
+    prepend: tuple[dict[str, object], ...]
+    done: asyncio.Future[list[int]]
+
+
 @dataclass
 class Service:
     db: Database
@@ -108,12 +132,20 @@ class Service:
     backoff: tuple[float, ...] = BACKOFF
     workers: int | None = None  # None: by database, WORKERS_SQLITE or WORKERS_POSTGRES
     _executor: ThreadPoolExecutor | None = None
+    group_commit: bool = True  # async callers' messages share transactions when they queue up
+    max_batch: int = MAX_BATCH
+    _queue: deque[_Queued] = field(default_factory=deque)
+    _in_flight: set[tuple[str, str]] = field(default_factory=set)
+    _batches: int = 0
+
+    def worker_count(self) -> int:
+        sqlite = self.db.engine.dialect.name == "sqlite"
+        return self.workers or (WORKERS_SQLITE if sqlite else WORKERS_POSTGRES)
 
     def executor(self) -> ThreadPoolExecutor:
         with self._guard:
             if self._executor is None:
-                default = WORKERS_SQLITE if self.db.engine.dialect.name == "sqlite" else WORKERS_POSTGRES
-                self._executor = ThreadPoolExecutor(self.workers or default, thread_name_prefix="dti-db")
+                self._executor = ThreadPoolExecutor(self.worker_count(), thread_name_prefix="dti-db")
             return self._executor
 
     def _lock(self, channel: str, chat_id: str) -> threading.Lock:
@@ -160,11 +192,124 @@ class Service:
         inbound: Inbound,
         prepend: Sequence[dict[str, object]] = (),
     ) -> list[int]:
+        """`handle` for channels on an event loop: the database work runs on the worker threads, and
+        messages of different chats that queue up while the workers are busy share a transaction."""
         key = (channel, chat_id)
         lock = self._async_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            work = functools.partial(self.handle, channel, chat_id, inbound_id, inbound, prepend)
-            return await asyncio.get_running_loop().run_in_executor(self.executor(), work)
+            loop = asyncio.get_running_loop()
+            if not self.group_commit:
+                work = functools.partial(self.handle, channel, chat_id, inbound_id, inbound, prepend)
+                return await loop.run_in_executor(self.executor(), work)
+            queued = _Queued(channel, chat_id, inbound_id, inbound, tuple(prepend), loop.create_future())
+            self._queue.append(queued)
+            self._start_batches(loop)
+            return await queued.done
+
+    def _start_batches(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand queued messages to idle workers, each a batch of different chats not in flight."""
+        while self._queue and self._batches < self.worker_count():
+            batch: list[_Queued] = []
+            waiting: deque[_Queued] = deque()
+            keys: set[tuple[str, str]] = set()
+            for queued in self._queue:
+                key = (queued.channel, queued.chat_id)
+                if len(batch) < self.max_batch and key not in keys and key not in self._in_flight:
+                    batch.append(queued)
+                    keys.add(key)
+                else:
+                    waiting.append(queued)
+            if not batch:
+                return
+            self._queue = waiting
+            self._in_flight |= keys
+            self._batches += 1
+            items = [(q.channel, q.chat_id, q.inbound_id, q.inbound, q.prepend) for q in batch]
+            running = loop.run_in_executor(self.executor(), self.handle_batch, items)
+            running.add_done_callback(functools.partial(self._batch_done, loop, batch, keys))
+
+    def _batch_done(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Queued],
+        keys: set[tuple[str, str]],
+        running: asyncio.Future[list[list[int] | BaseException]],
+    ) -> None:
+        self._batches -= 1
+        self._in_flight -= keys
+        failed = running.exception() if not running.cancelled() else asyncio.CancelledError()
+        outcomes: Sequence[list[int] | BaseException] = (
+            running.result() if failed is None else [failed] * len(batch)
+        )
+        for queued, outcome in zip(batch, outcomes, strict=True):
+            if queued.done.done():
+                continue  # its caller was cancelled
+            if isinstance(outcome, BaseException):
+                queued.done.set_exception(outcome)
+            else:
+                queued.done.set_result(outcome)
+        self._start_batches(loop)
+
+    def handle_batch(self, items: Sequence[Item]) -> list[list[int] | BaseException]:
+        """`handle` for several messages, all of different chats: in one transaction where they fit
+        (storage/group_commit.py), the rest one by one afterwards, in order. Each message gets its
+        outbox row ids or the exception `handle` would have raised for it."""
+        locks = [self._lock(channel, chat_id) for channel, chat_id in sorted({i[:2] for i in items})]
+        for lock in locks:
+            lock.acquire()
+        try:
+            together = self._batch_with_retries(items)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+        outcomes: list[list[int] | BaseException] = []
+        for item, outcome in zip(items, together, strict=True):
+            if outcome is None:
+                try:
+                    outcome = self.handle(*item)
+                except Exception as exc:  # this message's failure is its own
+                    outcome = exc
+            outcomes.append(outcome)
+        return outcomes
+
+    def _batch_with_retries(self, items: Sequence[Item]) -> list[list[int] | BaseException | None]:
+        for attempt in range(self.attempts):
+            try:
+                return list(self._batch_once(items))
+            except OperationalError as exc:  # locked, restarting, connection lost
+                if attempt == self.attempts - 1:
+                    return [Unavailable(str(exc)) for _ in items]
+                time.sleep(self.backoff[min(attempt, len(self.backoff) - 1)])
+            except Exception as exc:  # a conflict or anything odd: every message alone, as `handle` would
+                log.debug("group commit of %d messages rolled back (%r); one by one", len(items), exc)
+                break
+        return [None] * len(items)
+
+    def _batch_once(self, items: Sequence[Item]) -> list[list[int] | None]:
+        """One transaction for the messages that fit; None for the others (nothing written for them)."""
+        now = self.clock()
+        outcomes: list[list[int] | None] = [None] * len(items)
+        with self.db.session() as s:
+            messages = [Message(channel, chat_id, inbound_id) for channel, chat_id, inbound_id, _, _ in items]
+            writes: list[tuple[int, Write]] = []
+            for n, ((channel, _, inbound_id, inbound, prepend), loaded) in enumerate(
+                zip(items, load_many(s, messages, resolve_framework), strict=True)
+            ):
+                if loaded is None:
+                    continue
+                if loaded.seen:
+                    outcomes[n] = []
+                    continue
+                decision = step(loaded.snapshot, inbound, now)
+                if not fits(loaded, decision):
+                    continue
+                language = loaded.snapshot.member.language if loaded.snapshot.member else "vi"
+                payloads = [*prepend, *(self._render(r, language, channel) for r in decision.replies)]
+                writes.append((n, Write(loaded, decision, inbound_id, payloads)))
+            written = write_many(s, [w for _, w in writes], now)
+            for (n, _), ids in zip(writes, written, strict=True):
+                outcomes[n] = ids
+        return outcomes
 
     def _handle_once(
         self,

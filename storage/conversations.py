@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -24,6 +25,7 @@ from flows.model import (
     CloseAppraisal,
     Decide,
     Decision,
+    DecisionView,
     EvidenceView,
     InviteView,
     JoinFailed,
@@ -81,6 +83,8 @@ _EVIDENCE = table_of(Evidence)
 _AUDIT = table_of(AuditLog)
 _OUTBOX = table_of(Outbox)
 _PROCESSED = table_of(ProcessedInbound)
+_INVITE = table_of(Invite)
+_JOIN_ATTEMPT = table_of(JoinAttempt)
 
 # the latest answer revision per indicator: code -> (row id, revision, value_json, not_applicable)
 Latest = dict[str, tuple[int, int, str | None, bool]]
@@ -124,6 +128,17 @@ _NEW_CHAT = sa.select(_SEEN.label("seen"), *_MEMBER_COLUMNS).select_from(
     .subquery()
     .outerjoin(_MEMBER, sa.and_(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _B("chat_id")))
     .outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
+)
+# An invite named in a chat's first message, and the unit it is for.
+_INVITE_VIEW = sa.select(
+    _INVITE.c.code, _UNIT.c.name, _INVITE.c.role, _INVITE.c.expires_at, _INVITE.c.used_at
+).where(_INVITE.c.code == _B("code"), _UNIT.c.id == _INVITE.c.unit_id)
+# A chat's recent failed join attempts (the rate limit on guessing invite codes).
+_JOIN_FAILURES = sa.select(_JOIN_ATTEMPT.c.at).where(
+    _JOIN_ATTEMPT.c.channel == _B("channel"),
+    _JOIN_ATTEMPT.c.chat_id == _B("chat_id"),
+    _JOIN_ATTEMPT.c.ok == sa.false(),
+    _JOIN_ATTEMPT.c.at >= _B("since"),
 )
 _OPEN_PERIODS = (
     sa.select(
@@ -216,7 +231,7 @@ def already_processed(s: Session, channel: str, inbound_id: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _OpenPeriod:
+class OpenPeriod:
     id: int
     name: str
     framework: Framework
@@ -224,32 +239,46 @@ class _OpenPeriod:
     supplement_due: dt.datetime | None
 
 
-def _open_period(s: Session, level: str, resolve: FrameworkResolver) -> _OpenPeriod | None:
+def open_periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
+    """Every open period, newest first."""
+    return [
+        OpenPeriod(pid, name, resolve(fid, version), self_due, supplement_due)
+        for pid, name, fid, version, self_due, supplement_due in s.connection().execute(_OPEN_PERIODS)
+    ]
+
+
+def period_for(periods: Iterable[OpenPeriod], level: str) -> OpenPeriod | None:
+    """The newest of `periods` whose framework is written for units of `level`."""
+    return next((p for p in periods if p.framework.level.value == level), None)
+
+
+def open_period(s: Session, level: str, resolve: FrameworkResolver) -> OpenPeriod | None:
     """The newest open period whose framework is written for units of `level`."""
-    rows = s.connection().execute(_OPEN_PERIODS)
-    for pid, name, fid, version, self_due, supplement_due in rows:
-        framework = resolve(fid, version)
-        if framework.level.value == level:
-            return _OpenPeriod(pid, name, framework, self_due, supplement_due)
-    return None
+    return period_for(open_periods(s, resolve), level)
 
 
 def _answers_and_latest(
     s: Session, assessment_id: int, framework: Framework
 ) -> tuple[dict[str, AnswerView], Latest]:
+    conn = s.connection()
+    revisions = conn.execute(_REVISIONS, {"assessment_id": assessment_id}).all()
+    evidence = conn.execute(_EVIDENCE_VIEWS, {"assessment_id": assessment_id}).all()
+    return answer_views(framework, revisions, evidence)
+
+
+def answer_views(
+    framework: Framework, revisions: Iterable[Sequence[Any]], evidence: Iterable[Sequence[Any]]
+) -> tuple[dict[str, AnswerView], Latest]:
+    """The engine's view of an assessment's answers from its revision rows (oldest first, as
+    `_REVISIONS` selects them) and evidence rows (as `_EVIDENCE_VIEWS`), plus the latest revisions."""
     latest: Latest = {}
     reasons: dict[str, str | None] = {}
-    conn = s.connection()
-    for code, rid, revision, value_json, not_applicable, reason in conn.execute(
-        _REVISIONS, {"assessment_id": assessment_id}
-    ):
+    for code, rid, revision, value_json, not_applicable, reason in revisions:
         latest[code] = (rid, revision, value_json, bool(not_applicable))
         reasons[code] = reason
-    evidence: dict[str, list[EvidenceView]] = {}
-    for code, kind, name, citation, url, created_at, late, sha256 in conn.execute(
-        _EVIDENCE_VIEWS, {"assessment_id": assessment_id}
-    ):
-        evidence.setdefault(code, []).append(
+    by_code: dict[str, list[EvidenceView]] = {}
+    for code, kind, name, citation, url, created_at, late, sha256 in evidence:
+        by_code.setdefault(code, []).append(
             EvidenceView(kind, name or citation or url or "", created_at, bool(late), sha256)
         )
     views: dict[str, AnswerView] = {}
@@ -260,9 +289,7 @@ def _answers_and_latest(
         value = decode_value(indicator, json.loads(value_json)) if value_json is not None else None
         if value is None and not not_applicable:
             continue
-        views[code] = AnswerView(
-            value, not_applicable, reasons[code], revision, tuple(evidence.get(code, ()))
-        )
+        views[code] = AnswerView(value, not_applicable, reasons[code], revision, tuple(by_code.get(code, ())))
     return views, latest
 
 
@@ -288,40 +315,24 @@ def load_snapshot(
     if member is None:
         invite = None
         if invite_code:
-            row = s.get(Invite, invite_code)
+            row = conn.execute(_INVITE_VIEW, {"code": invite_code}).first()
             if row is not None:
-                unit = s.get(Unit, row.unit_id)
-                assert unit is not None
                 invite = InviteView(
-                    row.code, unit.name, Role(row.role), row.expires_at, row.used_at is not None
+                    row.code, row.name, Role(row.role), row.expires_at, row.used_at is not None
                 )
-        failures = s.exec(
-            select(JoinAttempt.at).where(
-                JoinAttempt.channel == channel,
-                JoinAttempt.chat_id == chat_id,
-                JoinAttempt.ok == sa.false(),
-                JoinAttempt.at >= now - JOIN_HISTORY,
-            )
-        ).all()
+        failures = conn.execute(_JOIN_FAILURES, {**params, "since": now - JOIN_HISTORY}).scalars().all()
         snap = Snapshot(channel, chat_id, session, invite=invite, join_failures=tuple(failures))
         return Loaded(snap, version, None, None, None, None)
     member_id: int = member.member_id
     view = MemberView(member_id, Role(member.role), member.unit_id, member.code, member.name, member.language)
     if view.role is Role.REVIEWER:
         return _reviewer_snapshot(s, channel, chat_id, session, view, version, resolve)
-    period = _open_period(s, member.level, resolve)
+    period = open_period(s, member.level, resolve)
     if period is None:
         return Loaded(
             Snapshot(channel, chat_id, session, view), version, member_id, member.unit_id, None, None
         )
     own = conn.execute(_UNIT_PERIOD, {"period_id": period.id, "unit_id": member.unit_id}).one()
-    period_view = PeriodView(
-        period.id,
-        period.name,
-        period.framework,
-        own.self_assessment_due or period.self_assessment_due,  # a unit's extension wins
-        own.supplement_due or period.supplement_due,
-    )
     answers: dict[str, AnswerView] = {}
     latest: Latest = {}
     decisions = {}
@@ -329,18 +340,57 @@ def load_snapshot(
         answers, latest = _answers_and_latest(s, own.assessment_id, period.framework)
         if own.submitted_at is not None:  # reviewers decide only on submitted assessments
             decisions = appraisal.decisions(s, own.assessment_id)
+    own_view = UnitInPeriod(
+        own.assessment_id, own.status, own.submitted_at, own.self_assessment_due, own.supplement_due
+    )
+    return member_loaded(
+        channel, chat_id, session, version, view, period, own_view, answers, latest, decisions
+    )
+
+
+@dataclass(frozen=True)
+class UnitInPeriod:
+    """A unit's assessment in a period (if it has one yet) and its own deadline extensions."""
+
+    assessment_id: int | None
+    status: str | None
+    submitted_at: dt.datetime | None
+    self_assessment_due: dt.datetime | None
+    supplement_due: dt.datetime | None
+
+
+def member_loaded(
+    channel: str,
+    chat_id: str,
+    session: SessionState,
+    version: int | None,
+    member: MemberView,
+    period: OpenPeriod,
+    own: UnitInPeriod,
+    answers: dict[str, AnswerView],
+    latest: Latest,
+    decisions: Mapping[str, DecisionView],
+) -> Loaded:
+    """A unit member's snapshot in an open period, from what was read for it."""
+    period_view = PeriodView(
+        period.id,
+        period.name,
+        period.framework,
+        own.self_assessment_due or period.self_assessment_due,  # a unit's extension wins
+        own.supplement_due or period.supplement_due,
+    )
     snap = Snapshot(
         channel,
         chat_id,
         session,
-        view,
+        member,
         period_view,
         AssessmentStatus(own.status) if own.status else AssessmentStatus.DRAFT,
         answers,
         submitted_at=own.submitted_at,
         decisions=decisions,
     )
-    return Loaded(snap, version, member_id, member.unit_id, period.id, own.assessment_id, latest)
+    return Loaded(snap, version, member.id, member.unit_id, period.id, own.assessment_id, latest)
 
 
 def _reviewer_snapshot(
@@ -401,8 +451,7 @@ def _reviewer_snapshot(
     )
 
 
-def _audit(
-    s: Session,
+def audit_row(
     now: dt.datetime,
     loaded: Loaded,
     action: str,
@@ -414,22 +463,24 @@ def _audit(
     member_id: int | None = None,
     unit_id: int | None = None,
     assessment_id: int | None = None,
-) -> None:
-    s.connection().execute(
-        _AUDIT.insert(),
-        dict(
-            at=now,
-            actor_member_id=member_id if member_id is not None else loaded.member_id,
-            channel=loaded.snapshot.channel,
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            unit_id=unit_id if unit_id is not None else loaded.unit_id,
-            assessment_id=assessment_id if assessment_id is not None else loaded.assessment_id,
-            old_json=json.dumps(old, ensure_ascii=False, default=str) if old is not None else None,
-            new_json=json.dumps(new, ensure_ascii=False, default=str) if new is not None else None,
-        ),
+) -> dict[str, object]:
+    """One audit-trail row: who did what, on which unit and assessment, from what to what."""
+    return dict(
+        at=now,
+        actor_member_id=member_id if member_id is not None else loaded.member_id,
+        channel=loaded.snapshot.channel,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        unit_id=unit_id if unit_id is not None else loaded.unit_id,
+        assessment_id=assessment_id if assessment_id is not None else loaded.assessment_id,
+        old_json=json.dumps(old, ensure_ascii=False, default=str) if old is not None else None,
+        new_json=json.dumps(new, ensure_ascii=False, default=str) if new is not None else None,
     )
+
+
+def _audit(s: Session, row: dict[str, object]) -> None:
+    s.connection().execute(_AUDIT.insert(), row)
 
 
 @dataclass
@@ -487,37 +538,40 @@ def _previous(
     return (row.id, row.revision, row.value_json, bool(row.not_applicable)) if row else None
 
 
-def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime, writing: _Writing) -> None:
-    assessment_id = _assessment_id(s, loaded, writing)
-    previous = _previous(s, assessment_id, event.code, writing)
-    value_json = json.dumps(encode_value(event.value)) if event.value is not None else None
-    revision = previous[1] + 1 if previous else 1
-    inserted = s.connection().execute(
-        _ANSWER.insert(),
-        dict(
-            assessment_id=assessment_id,
-            indicator_code=event.code,
-            revision=revision,
-            value_json=value_json,
-            not_applicable=event.not_applicable,
-            reason=event.reason,
-            author_member_id=loaded.member_id,
-            channel=loaded.snapshot.channel,
-            created_at=now,
-            previous_id=previous[0] if previous else None,
-        ),
+def _value_json(event: SaveAnswer) -> str | None:
+    return json.dumps(encode_value(event.value)) if event.value is not None else None
+
+
+def _next_revision(previous: tuple[int, int, str | None, bool] | None) -> int:
+    return previous[1] + 1 if previous else 1
+
+
+def answer_rows(
+    loaded: Loaded,
+    event: SaveAnswer,
+    now: dt.datetime,
+    assessment_id: int,
+    previous: tuple[int, int, str | None, bool] | None,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The new answer revision on top of `previous` (the latest one, if any) and its audit row."""
+    answer = dict(
+        assessment_id=assessment_id,
+        indicator_code=event.code,
+        revision=_next_revision(previous),
+        value_json=_value_json(event),
+        not_applicable=event.not_applicable,
+        reason=event.reason,
+        author_member_id=loaded.member_id,
+        channel=loaded.snapshot.channel,
+        created_at=now,
+        previous_id=previous[0] if previous else None,
     )
-    if writing.latest is not None:
-        new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
-        assert new_id is not None
-        writing.latest[event.code] = (new_id, revision, value_json, event.not_applicable)
     old = (
         {"value": json.loads(previous[2]) if previous[2] else None, "not_applicable": previous[3]}
         if previous
         else None
     )
-    _audit(
-        s,
+    audit = audit_row(
         now,
         loaded,
         "answer.save",
@@ -527,36 +581,46 @@ def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime
         _answer_json(event),
         assessment_id=assessment_id,
     )
+    return answer, audit
 
 
-def _add_evidence(
-    s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, writing: _Writing
-) -> None:
+def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime, writing: _Writing) -> None:
     assessment_id = _assessment_id(s, loaded, writing)
+    previous = _previous(s, assessment_id, event.code, writing)
+    answer, audit = answer_rows(loaded, event, now, assessment_id, previous)
+    inserted = s.connection().execute(_ANSWER.insert(), answer)
+    if writing.latest is not None:
+        new_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
+        assert new_id is not None
+        revision = _next_revision(previous)
+        writing.latest[event.code] = (new_id, revision, _value_json(event), event.not_applicable)
+    _audit(s, audit)
+
+
+def evidence_rows(
+    loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, assessment_id: int
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The evidence row for `event` (a file, a citation or a link) and its audit row."""
     file, citation = event.file, event.citation
     kind = "file" if file else "citation" if citation else "link"
-    s.connection().execute(
-        _EVIDENCE.insert(),
-        dict(
-            assessment_id=assessment_id,
-            indicator_code=event.code,
-            kind=kind,
-            uploader_member_id=loaded.member_id,
-            channel=loaded.snapshot.channel,
-            created_at=now,
-            late=late,
-            sha256=file.sha256 if file else None,
-            size=file.size if file else None,
-            mime=file.mime if file else None,
-            original_name=file.name if file else None,
-            citation_number=citation.number if citation else None,
-            citation_date=citation.date if citation else None,
-            citation_summary=citation.summary if citation else None,
-            url=event.url,
-        ),
+    evidence = dict(
+        assessment_id=assessment_id,
+        indicator_code=event.code,
+        kind=kind,
+        uploader_member_id=loaded.member_id,
+        channel=loaded.snapshot.channel,
+        created_at=now,
+        late=late,
+        sha256=file.sha256 if file else None,
+        size=file.size if file else None,
+        mime=file.mime if file else None,
+        original_name=file.name if file else None,
+        citation_number=citation.number if citation else None,
+        citation_date=citation.date if citation else None,
+        citation_summary=citation.summary if citation else None,
+        url=event.url,
     )
-    _audit(
-        s,
+    audit = audit_row(
         now,
         loaded,
         "evidence.add",
@@ -573,39 +637,63 @@ def _add_evidence(
         },
         assessment_id=assessment_id,
     )
+    return evidence, audit
 
 
-def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> None:
+def _add_evidence(
+    s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, writing: _Writing
+) -> None:
+    evidence, audit = evidence_rows(loaded, event, now, late, _assessment_id(s, loaded, writing))
+    s.connection().execute(_EVIDENCE.insert(), evidence)
+    _audit(s, audit)
+
+
+def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
+    """Bind the chat to the invite's unit and role, using the invite up; returns the new member id."""
     snap = loaded.snapshot
-    invite = s.get(Invite, event.invite_code)
+    conn = s.connection()
+    invite = conn.execute(
+        sa.select(_INVITE.c.code, _INVITE.c.unit_id, _INVITE.c.role, _INVITE.c.used_at).where(
+            _INVITE.c.code == event.invite_code
+        )
+    ).first()
     if invite is None or invite.used_at is not None:
         raise InviteTaken(event.invite_code)
-    member = Member(
-        channel=snap.channel, chat_id=snap.chat_id, unit_id=invite.unit_id, role=invite.role, created_at=now
+    member_id: int = conn.execute(
+        _MEMBER.insert().returning(_MEMBER.c.id),
+        dict(
+            channel=snap.channel,
+            chat_id=snap.chat_id,
+            unit_id=invite.unit_id,
+            role=invite.role,
+            language="vi",
+            created_at=now,
+            paused_reminders=False,
+        ),
+    ).scalar_one()
+    claimed = conn.execute(
+        _INVITE.update()
+        .where(_INVITE.c.code == invite.code, _INVITE.c.used_at.is_(None))
+        .values(used_at=now, used_by_member_id=member_id)
     )
-    s.add(member)
-    s.flush()
-    assert member.id is not None
-    claimed = s.execute(
-        sa.update(Invite)
-        .where(col(Invite.code) == invite.code, col(Invite.used_at).is_(None))
-        .values(used_at=now, used_by_member_id=member.id)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if claimed.rowcount != 1:
         raise InviteTaken(event.invite_code)
-    s.add(JoinAttempt(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=True))
+    conn.execute(_JOIN_ATTEMPT.insert(), dict(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=True))
     _audit(
         s,
-        now,
-        loaded,
-        "member.join",
-        "member",
-        str(member.id),
-        None,
-        {"unit_id": invite.unit_id, "role": invite.role, "invite": invite.code},
-        member_id=member.id,
-        unit_id=invite.unit_id,
+        audit_row(
+            now,
+            loaded,
+            "member.join",
+            "member",
+            str(member_id),
+            None,
+            {"unit_id": invite.unit_id, "role": invite.role, "invite": invite.code},
+            member_id=member_id,
+            unit_id=invite.unit_id,
+        ),
     )
+    return member_id
 
 
 def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.datetime) -> None:
@@ -619,14 +707,16 @@ def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.da
     s.add(assessment)
     _audit(
         s,
-        now,
-        loaded,
-        "assessment.status",
-        "assessment",
-        str(assessment.id),
-        old,
-        status.value,
-        assessment_id=assessment.id,
+        audit_row(
+            now,
+            loaded,
+            "assessment.status",
+            "assessment",
+            str(assessment.id),
+            old,
+            status.value,
+            assessment_id=assessment.id,
+        ),
     )
 
 
@@ -671,15 +761,17 @@ def _decide(s: Session, loaded: Loaded, event: Decide, now: dt.datetime) -> None
     )
     _audit(
         s,
-        now,
-        loaded,
-        "appraisal.decide",
-        "indicator",
-        event.code,
-        None,
-        json.loads(appraisal.decision_json(row)),
-        unit_id=assessment.unit_id,
-        assessment_id=assessment.id,
+        audit_row(
+            now,
+            loaded,
+            "appraisal.decide",
+            "indicator",
+            event.code,
+            None,
+            json.loads(appraisal.decision_json(row)),
+            unit_id=assessment.unit_id,
+            assessment_id=assessment.id,
+        ),
     )
 
 
@@ -701,15 +793,17 @@ def _set_assessment(
     s.add(assessment)
     _audit(
         s,
-        now,
-        loaded,
-        "assessment.status",
-        "assessment",
-        str(assessment.id),
-        old,
-        status.value,
-        unit_id=assessment.unit_id,
-        assessment_id=assessment.id,
+        audit_row(
+            now,
+            loaded,
+            "assessment.status",
+            "assessment",
+            str(assessment.id),
+            old,
+            status.value,
+            unit_id=assessment.unit_id,
+            assessment_id=assessment.id,
+        ),
     )
 
 
@@ -726,22 +820,20 @@ def apply(
         elif isinstance(event, AddEvidence):
             _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now, event.code), writing)
         elif isinstance(event, JoinUnit):
-            _join(s, loaded, event, now)
-            member = s.exec(
-                select(Member).where(Member.channel == snap.channel, Member.chat_id == snap.chat_id)
-            ).one()
-            member_id = member.id
+            member_id = _join(s, loaded, event, now)
         elif isinstance(event, JoinFailed):
             s.add(JoinAttempt(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=False))
             _audit(
                 s,
-                now,
-                loaded,
-                "member.join_failed",
-                "chat",
-                f"{snap.channel}:{snap.chat_id}",
-                None,
-                {"reason": event.reason},
+                audit_row(
+                    now,
+                    loaded,
+                    "member.join_failed",
+                    "chat",
+                    f"{snap.channel}:{snap.chat_id}",
+                    None,
+                    {"reason": event.reason},
+                ),
             )
         elif isinstance(event, RequestSubmission):
             _set_status(s, loaded, AssessmentStatus.AWAITING_LEADER, now)
@@ -763,7 +855,16 @@ def apply(
             member_row.paused_reminders = not event.enabled
             s.add(member_row)
             _audit(
-                s, now, loaded, "member.reminders", "member", str(member_id), None, {"enabled": event.enabled}
+                s,
+                audit_row(
+                    now,
+                    loaded,
+                    "member.reminders",
+                    "member",
+                    str(member_id),
+                    None,
+                    {"enabled": event.enabled},
+                ),
             )
         elif isinstance(event, SetLanguage):
             assert member_id is not None
@@ -771,7 +872,10 @@ def apply(
             assert member_row is not None
             old_lang, member_row.language = member_row.language, event.language
             s.add(member_row)
-            _audit(s, now, loaded, "member.language", "member", str(member_id), old_lang, event.language)
+            _audit(
+                s,
+                audit_row(now, loaded, "member.language", "member", str(member_id), old_lang, event.language),
+            )
     s.flush()  # the rare ORM writes above, before the Core statements that may depend on them
     _save_session(s, loaded, decision.session, member_id, now)
     if inbound_id is not None:
@@ -799,20 +903,25 @@ def _save_session(
             ),
         )
         return
-    result = s.connection().execute(
-        _SAVE_SESSION,
-        {
-            "w_channel": snap.channel,
-            "w_chat_id": snap.chat_id,
-            "w_version": loaded.version,
-            "state_json": text,
-            "version": loaded.version + 1,
-            "member_id": member_id,
-            "updated_at": now,
-        },
-    )
+    result = s.connection().execute(_SAVE_SESSION, session_update(loaded, state, member_id, now))
     if result.rowcount != 1:
         raise ConcurrentUpdate(f"{snap.channel}:{snap.chat_id}")
+
+
+def session_update(
+    loaded: Loaded, state: SessionState, member_id: int | None, now: dt.datetime
+) -> dict[str, object]:
+    """Parameters of `_SAVE_SESSION` for a chat that has a conversation row (`loaded.version`)."""
+    assert loaded.version is not None
+    return {
+        "w_channel": loaded.snapshot.channel,
+        "w_chat_id": loaded.snapshot.chat_id,
+        "w_version": loaded.version,
+        "state_json": json.dumps(state.to_json()),
+        "version": loaded.version + 1,
+        "member_id": member_id,
+        "updated_at": now,
+    }
 
 
 def unit_members(s: Session, unit_id: int, role: Role) -> list[Member]:
@@ -837,24 +946,24 @@ def queue_replies(
 ) -> list[int]:
     """Outbox rows for `payloads`, in order; returns their ids. A
     `dedupe_key` is for a single payload that must be queued at most once."""
-    ids: list[int] = []
-    conn = s.connection()
-    payloads = list(payloads)
-    assert dedupe_key is None or len(payloads) == 1
-    for p in payloads:
-        inserted = conn.execute(
-            _OUTBOX.insert(),
-            dict(
-                channel=channel,
-                chat_id=chat_id,
-                member_id=member_id,
-                payload_json=json.dumps(p, ensure_ascii=False),
-                priority=priority,
-                created_at=now,
-                dedupe_key=dedupe_key,
-            ),
+    rows = [
+        dict(
+            channel=channel,
+            chat_id=chat_id,
+            member_id=member_id,
+            payload_json=json.dumps(p, ensure_ascii=False),
+            priority=priority,
+            created_at=now,
+            dedupe_key=dedupe_key,
         )
-        key = inserted.inserted_primary_key
-        assert key is not None and key[0] is not None
-        ids.append(int(key[0]))
-    return ids
+        for p in payloads
+    ]
+    assert dedupe_key is None or len(rows) == 1
+    if not rows:
+        return []
+    inserted = s.connection().execute(_QUEUE, rows)
+    return [int(i) for i in inserted.scalars()]
+
+
+# Outbox rows in one statement (several rows on every backend), their ids in the rows' order.
+_QUEUE = _OUTBOX.insert().returning(_OUTBOX.c.id, sort_by_parameter_order=True)

@@ -1,0 +1,318 @@
+"""Group commit (storage/group_commit.py, `Service.handle_batch`) against the one-message-at-a-time path.
+
+The same scripted conversations run twice in one database, on two disjoint sets of units: once message
+by message through `Service.handle`, once through `handle_async` with many chats at a time, so that
+messages queue up and share transactions. Everything the bot stores and says must be the same: the
+answers and their revisions, the evidence, the audit trail, the dialogue states, the replies in order,
+the exactly-once records. Then the batch's failure paths: a conversation changed by another process, a
+message whose handling raises, and the database refusing a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import col, select
+
+import bot.service as service_module
+from bot.service import Item, Service, Unavailable, resolve_framework
+from flows.model import FileInfo, Inbound, InboundKind
+from storage.admin import UnitRow, create_invite, import_units, open_period
+from storage.db import Database
+from storage.group_commit import Message, load_many
+from storage.models import (
+    AnswerRevision,
+    Assessment,
+    AuditLog,
+    Conversation,
+    Evidence,
+    Outbox,
+    ProcessedInbound,
+    Unit,
+)
+from tests.e2e_support import NOW, answer_for
+
+pytest_plugins = ["tests.storage_fixtures"]
+
+UNITS_PER_RUN = 6
+FRAMEWORK = resolve_framework("tay-ninh-commune-2025", "2025.1")
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+def build(db: Database) -> dict[str, list[str]]:
+    """Two identical sets of communes (prefix `A`: one by one, `B`: group commit), each commune with a
+    respondent invite and the first one with a leader invite too; returns the invite codes per run."""
+    rows = [UnitRow("70000", "Tỉnh Tây Ninh", "province", None)]
+    for run in "AB":
+        rows += [UnitRow(f"{run}{n}", f"Xã số {n}", "commune", "70000") for n in range(UNITS_PER_RUN)]
+    codes: dict[str, list[str]] = {}
+    with db.session() as s:
+        import_units(s, rows, NOW)
+        open_period(
+            s,
+            name="Kỳ đánh giá 2025",
+            year=2025,
+            framework_id="tay-ninh-commune-2025",
+            framework_version="2025.1",
+            now=NOW,
+            self_assessment_due=NOW + dt.timedelta(days=3),
+        )
+        for run in "AB":
+            codes[run] = [create_invite(s, f"{run}{n}", "respondent", NOW).code for n in range(UNITS_PER_RUN)]
+            codes[run].append(create_invite(s, f"{run}0", "leader", NOW).code)  # a second member of unit 0
+    return codes
+
+
+def pdf(n: int) -> FileInfo:
+    return FileInfo(f"{n:064x}", 1000 + n, "application/pdf", f"bao-cao-{n}.pdf")
+
+
+def scripts(codes: list[str]) -> list[list[Inbound]]:
+    """What each chat sends: joining, answers, evidence (a file or `để sau`), a question, a typo."""
+    out = []
+    for n, code in enumerate(codes):
+        steps = [Inbound(InboundKind.TEXT, text=f"/start {code}")]
+        for k, indicator in enumerate(FRAMEWORK.indicators[:5]):
+            steps.append(Inbound(InboundKind.TEXT, text=answer_for(FRAMEWORK, indicator.code)[0]))
+            if (n + k) % 3 == 0:
+                steps.append(Inbound(InboundKind.FILE, files=(pdf(n * 10 + k),)))
+            steps.append(Inbound(InboundKind.TEXT, text="để sau"))
+        steps += [Inbound(InboundKind.TEXT, text="tiến độ"), Inbound(InboundKind.TEXT, text="xyz ???")]
+        out.append(steps)
+    return out
+
+
+def items(run: str, codes: list[str], round_: int) -> list[Item]:
+    """Every chat's message of one round; chat 1 also gets its previous message again (a redelivery)."""
+    out: list[Item] = []
+    everyone = scripts(codes)
+    # chat 1 first: it goes alone to the idle worker, so unit 0's two members (chats 0 and the last)
+    # queue into the same batch, where the second must wait for the first's commit
+    for n in [1, *(n for n in range(len(everyone)) if n != 1)]:
+        steps = everyone[n]
+        if round_ < len(steps):
+            out.append(("telegram", f"{run}{n}", f"{run}{n}-{round_}", steps[round_], ()))
+        if n == 1 and 0 < round_ <= len(steps):
+            out.append(("telegram", f"{run}{n}", f"{run}{n}-{round_ - 1}", steps[round_ - 1], ()))
+    return out
+
+
+def rounds(codes: list[str]) -> int:
+    return max(len(s) for s in scripts(codes)) + 1
+
+
+def one_by_one(db: Database, codes: list[str]) -> None:
+    svc = Service(db, clock=clock, group_commit=False)
+    for r in range(rounds(codes)):
+        for item in items("A", codes, r):
+            svc.handle(*item)
+
+
+def together(db: Database, codes: list[str], batches: list[list[list[int] | None]]) -> None:
+    """The same rounds through `handle_async`, every message of a round at once, one worker (so the
+    first message starts a batch alone and the rest queue behind it); records each batch's outcomes."""
+    svc = Service(db, clock=clock, workers=1)
+    batch_once = svc._batch_once
+
+    def spy(batch: Sequence[Item]) -> list[list[int] | None]:
+        outcomes = batch_once(batch)
+        batches.append(outcomes)
+        return outcomes
+
+    svc._batch_once = spy  # type: ignore[method-assign]
+
+    async def go() -> None:
+        for r in range(rounds(codes)):
+            await asyncio.gather(*(svc.handle_async(*item) for item in items("B", codes, r)))
+
+    asyncio.run(go())
+
+
+def stored(db: Database, run: str) -> dict[str, Any]:
+    """Everything the run stored and queued, without the ids, unit codes and invite codes that differ."""
+
+    out: dict[str, Any] = {}
+    with db.session() as s:
+        units = {u.id: u.code for u in s.exec(select(Unit).where(col(Unit.code).startswith(run)))}
+        by_assessment = {
+            a.id: (units[a.unit_id], a.status)
+            for a in s.exec(select(Assessment).where(col(Assessment.unit_id).in_(units)))
+        }
+        answers = list(
+            s.exec(
+                select(AnswerRevision)
+                .where(col(AnswerRevision.assessment_id).in_(by_assessment))
+                .order_by(col(AnswerRevision.id))
+            )
+        )
+        revision_of = {a.id: (a.indicator_code, a.revision) for a in answers}
+        out["assessments"] = sorted((code[1:], status) for code, status in by_assessment.values())
+        out["answers"] = [
+            (
+                by_assessment[a.assessment_id][0][1:],
+                a.indicator_code,
+                a.revision,
+                a.value_json,
+                a.not_applicable,
+                a.reason,
+                a.channel,
+                revision_of.get(a.previous_id) if a.previous_id else None,
+            )
+            for a in answers
+        ]
+        out["answers"].sort(key=repr)
+        out["evidence"] = sorted(
+            (
+                by_assessment[e.assessment_id][0][1:],
+                e.indicator_code,
+                e.kind,
+                e.sha256,
+                e.original_name,
+                e.late,
+            )
+            for e in s.exec(select(Evidence).where(col(Evidence.assessment_id).in_(by_assessment)))
+        )
+        out["audit"] = [
+            (
+                units.get(a.unit_id or 0, "?")[1:],
+                a.action,
+                a.entity,
+                a.entity_id if a.entity not in ("member", "invite") else "",  # ids and codes differ
+                a.old_json,
+                a.new_json if a.entity not in ("member", "invite") else "",
+            )
+            for a in s.exec(select(AuditLog).where(col(AuditLog.unit_id).in_(units)))
+        ]
+        out["audit"].sort(key=repr)
+        chats = list(s.exec(select(Conversation).where(col(Conversation.chat_id).startswith(run))))
+        out["conversations"] = sorted((c.chat_id[1:], c.state_json, c.version) for c in chats)
+        outbox = s.exec(
+            select(Outbox).where(col(Outbox.chat_id).startswith(run)).order_by(col(Outbox.id))
+        ).all()
+        replies: dict[str, list[object]] = {}
+        for row in outbox:
+            replies.setdefault(row.chat_id[1:], []).append(json.loads(row.payload_json))
+        out["replies"] = replies
+        out["processed"] = sorted(
+            p.inbound_id[1:]
+            for p in s.exec(select(ProcessedInbound).where(col(ProcessedInbound.inbound_id).startswith(run)))
+        )
+    return out
+
+
+def test_group_commit_stores_and_says_exactly_what_one_by_one_does(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    codes = build(db)
+    one_by_one(db, codes["A"])
+    batches: list[list[list[int] | None]] = []
+    with caplog.at_level(logging.DEBUG, logger="bot.service"):
+        together(db, codes["B"], batches)
+    assert not [r for r in caplog.records if "rolled back" in r.getMessage()]  # no batch fell back
+
+    expected, got = stored(db, "A"), stored(db, "B")
+    assert expected["answers"] and expected["evidence"] and expected["replies"]
+    assert [k for k in expected["answers"] if k[0] == "0" and k[2] == 2]  # unit 0's two members
+    for key in expected:
+        assert got[key] == expected[key], key
+    # messages really shared transactions, and most were written by the batch itself
+    written = [o for batch in batches for o in batch if o]
+    assert max(sum(1 for o in batch if o) for batch in batches) >= UNITS_PER_RUN - 1
+    assert len(written) > sum(len(b) for b in batches) // 2
+
+
+def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_loses_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process moved one chat on between the batch's read and its write: the whole batch is
+    rolled back and every message handled alone, on fresh data, once."""
+    codes = build(db)["B"][:3]
+    svc = Service(db, clock=clock, group_commit=False)
+    for n, code in enumerate(codes):
+        svc.handle("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"))
+    raced: list[str] = []
+
+    def load_then_race(s: Any, messages: Sequence[Message], resolve: Any) -> list[Any]:
+        loaded = load_many(s, messages, resolve)
+        if raced:
+            return loaded
+        raced.append("B1")  # read before the other process's write: one version behind
+        return [
+            x if x is None or x.snapshot.chat_id != "B1" else replace(x, version=x.version - 1)
+            for x in loaded
+        ]
+
+    monkeypatch.setattr(service_module, "load_many", load_then_race)
+    text = answer_for(FRAMEWORK, FRAMEWORK.indicators[0].code)[0]
+    batch: list[Item] = [
+        ("telegram", f"B{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text=text), ()) for n in range(3)
+    ]
+    with caplog.at_level(logging.DEBUG, logger="bot.service"):
+        outcomes = svc.handle_batch(batch)
+    assert all(isinstance(o, list) and o for o in outcomes), outcomes
+    assert [r for r in caplog.records if "rolled back" in r.getMessage()]
+    again = svc.handle_batch(batch)  # redelivered: nothing new
+    assert again == [[], [], []]
+    with db.session() as s:
+        states = {(c.state_json, c.version) for c in s.exec(select(Conversation))}
+        assert len(states) == 1  # all three moved on alike, the raced one on its second try
+        answers = s.exec(select(AnswerRevision.indicator_code, AnswerRevision.revision)).all()
+        assert sorted(answers) == [(FRAMEWORK.indicators[0].code, 1)] * 3
+        assert len(s.exec(select(ProcessedInbound)).all()) == 6
+
+
+def test_one_message_failing_does_not_fail_the_others(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    codes = build(db)["B"][:3]
+    svc = Service(db, clock=clock, group_commit=False)
+    for n, code in enumerate(codes):
+        svc.handle("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"))
+    real_step: Callable[..., Any] = service_module.step
+
+    def step(snapshot: Any, inbound: Inbound, now: dt.datetime) -> Any:
+        if snapshot.chat_id == "B1":
+            raise RuntimeError("a bug in one conversation")
+        return real_step(snapshot, inbound, now)
+
+    monkeypatch.setattr(service_module, "step", step)
+    text = answer_for(FRAMEWORK, FRAMEWORK.indicators[0].code)[0]
+    outcomes = svc.handle_batch(
+        [("telegram", f"B{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text=text), ()) for n in range(3)]
+    )
+    assert isinstance(outcomes[1], RuntimeError)
+    assert isinstance(outcomes[0], list) and outcomes[0] and isinstance(outcomes[2], list) and outcomes[2]
+    with db.session() as s:
+        stored_for = {p.inbound_id for p in s.exec(select(ProcessedInbound))}
+    assert {"answer-0", "answer-2"} <= stored_for and "answer-1" not in stored_for
+
+
+def test_a_database_that_stays_unreachable_makes_every_message_of_the_batch_unavailable(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes = build(db)["B"][:2]
+    svc = Service(db, clock=clock, group_commit=False, backoff=(0.0,))
+    for n, code in enumerate(codes):
+        svc.handle("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"))
+    tries: list[int] = []
+
+    def unreachable(s: Any, messages: Any, resolve: Any) -> Any:
+        tries.append(1)
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(service_module, "load_many", unreachable)
+    monkeypatch.setattr(service_module.Service, "handle", lambda *a: pytest.fail("not one by one"))
+    text = answer_for(FRAMEWORK, FRAMEWORK.indicators[0].code)[0]
+    outcomes = svc.handle_batch(
+        [("telegram", f"B{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text=text), ()) for n in range(2)]
+    )
+    assert all(isinstance(o, Unavailable) for o in outcomes) and len(tries) == svc.attempts
