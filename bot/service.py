@@ -50,11 +50,12 @@ from storage.group_commit import Message, Write, fits, load_many, write_many
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
-# Threads running the blocking database work of async channels. SQLite has one writer, so more threads
-# only queue on its lock and take the GIL from the event loop; PostgreSQL overlaps a few round trips.
-# More lose to GIL contention (measured in bench/update_bench.py, see bench/RESULTS.md).
+# Threads running the blocking database work of async channels, each one transaction (a batch of
+# messages, see MAX_BATCH) at a time. SQLite has one writer, so more threads only queue on its lock and
+# take the GIL from the event loop; PostgreSQL overlaps two transactions' round trips. More lose to GIL
+# contention and make smaller batches (measured with bench/update_bench.py, see bench/RESULTS.md).
 WORKERS_SQLITE = 1
-WORKERS_POSTGRES = 4
+WORKERS_POSTGRES = 2
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is unreachable or locked
 # Messages of different chats waiting while a worker is busy go together into one transaction (group
 # commit, see storage/group_commit.py); more than this per transaction only holds locks longer.
