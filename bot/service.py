@@ -6,6 +6,12 @@ locked, so several processes agree); load the snapshot; let the pure engine deci
 decision, the rendered replies (into the outbox) and the inbound id in ONE transaction. A conflict
 with another process retries the whole step on fresh data. Nothing is sent from here: channels
 deliver the outbox, so a crash after the commit loses nothing and a crash before it changes nothing.
+
+Async channels hand messages to a few worker threads. When messages of different chats queue up
+behind busy workers (the deadline-day rush), the next worker takes them all as one batch: the common
+ones (answers and evidence) are read, decided and written in one transaction (group commit, see
+storage/group_commit.py), the others one by one right after it. A batch that conflicts with another
+process is rolled back and every message in it handled alone, so the guarantees above hold either way.
 """
 
 from __future__ import annotations
@@ -259,7 +265,8 @@ class Service:
         for lock in locks:
             lock.acquire()
         try:
-            together = self._batch_with_retries(items)
+            # one message alone is cheaper on the one-by-one path (fewer statements; measured)
+            together = self._batch_with_retries(items) if len(items) > 1 else [None]
         finally:
             for lock in reversed(locks):
                 lock.release()
