@@ -492,10 +492,16 @@ class _Writing:
 
 
 def _assessment_id(s: Session, loaded: Loaded, writing: _Writing) -> int:
+    """The unit's assessment in the period, created with its first answer or evidence. Created by
+    another member since the snapshot was read, the insert fails and the service retries on fresh data."""
     if writing.assessment_id is None:
-        writing.assessment_id = _assessment(s, loaded).id
-    assert writing.assessment_id is not None
+        row = dict(period_id=loaded.period_id, unit_id=loaded.unit_id, status="draft")
+        writing.assessment_id = int(s.connection().execute(NEW_ASSESSMENTS, [row]).scalar_one())
     return writing.assessment_id
+
+
+# New assessments (draft) of units answering for the first time in a period, their ids in order.
+NEW_ASSESSMENTS = _ASSESS.insert().returning(_ASSESS.c.id, sort_by_parameter_order=True)
 
 
 def _assessment(s: Session, loaded: Loaded) -> Assessment:

@@ -52,6 +52,7 @@ from storage.conversations import (
     _REVISIONS,
     _SAVE_SESSION,
     _UNIT,
+    NEW_ASSESSMENTS,
     ConcurrentUpdate,
     FrameworkResolver,
     Latest,
@@ -231,8 +232,7 @@ def _assessments_for(conn: sa.Connection, writes: Sequence[Write]) -> list[int |
             dict(period_id=writes[n].loaded.period_id, unit_id=writes[n].loaded.unit_id, status="draft")
             for n in new
         ]
-        insert = _ASSESS.insert().returning(_ASSESS.c.id, sort_by_parameter_order=True)
-        for n, assessment_id in zip(new, conn.execute(insert, rows).scalars(), strict=True):
+        for n, assessment_id in zip(new, conn.execute(NEW_ASSESSMENTS, rows).scalars(), strict=True):
             ids[n] = int(assessment_id)
     return ids
 
