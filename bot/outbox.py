@@ -141,7 +141,11 @@ class OutboxSender:
         keeper = asyncio.create_task(self._keep_claims(stop))
         try:
             while not stop.is_set():
-                done = await self.cycle()
+                try:
+                    done = await self.cycle()
+                except Exception:  # the database down or restarting: the rows wait, the sender too
+                    log.exception("outbox delivery failed; trying again in %.1f s", idle)
+                    done = 0
                 if done == 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
