@@ -605,10 +605,11 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
     from bot.channels.zalo_app import ZaloApp
 
     config = zalo_config(ctx)
+    lease = _outbox_lease(ctx)
     with database(ctx) as db:
 
         async def serve() -> None:
-            app = ZaloApp(db, EvidenceStore(evidence_dir()), config)
+            app = ZaloApp(db, EvidenceStore(evidence_dir()), config, lease=lease)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

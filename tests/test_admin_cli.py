@@ -135,6 +135,39 @@ def test_run_telegram_refuses_a_pace_that_is_not_a_pace(
     assert f"đang đặt {rate} và {interval or '-'}" in err
 
 
+@pytest.mark.parametrize("command", ["telegram", "zalo"])
+@pytest.mark.parametrize("lease", ["lâu", "0", "-5", "1e9"])
+def test_run_refuses_an_outbox_lease_that_is_not_a_duration(
+    url: str, monkeypatch: pytest.MonkeyPatch, command: str, lease: str
+) -> None:
+    for key, value in {
+        "TELEGRAM_BOT_TOKEN": "123456:TEST",
+        "ZALO_APP_ID": "1",
+        "ZALO_APP_SECRET": "s",
+        "ZALO_SIGNATURE_SECRET": "k",
+        "DTI_OUTBOX_LEASE": lease,
+    }.items():
+        monkeypatch.setenv(key, value)
+    code, _, err = run("run", command)
+    assert code == 2
+    assert "DTI_OUTBOX_LEASE" in err and f"đang đặt {lease}." in err
+
+
+def test_the_outbox_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from bot.cli import Context
+    from bot.cli_admin import _outbox_lease
+    from bot.i18n import Translator
+    from storage.outbox import STALE_CLAIM
+
+    ctx = Context(Translator("vi"), io.StringIO(), io.StringIO())
+    monkeypatch.delenv("DTI_OUTBOX_LEASE", raising=False)
+    assert _outbox_lease(ctx) == STALE_CLAIM
+    monkeypatch.setenv("DTI_OUTBOX_LEASE", "1,5")
+    assert _outbox_lease(ctx) == dt.timedelta(seconds=1.5)
+
+
 def test_the_telegram_pace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.channels.telegram_app import Pace
     from bot.cli import Context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,6 +19,7 @@ from bot.scheduler import start as start_reminders
 from bot.service import Service
 from storage.db import Database
 from storage.evidence import EvidenceStore
+from storage.outbox import STALE_CLAIM
 
 
 @dataclass
@@ -28,6 +30,7 @@ class ZaloApp:
     per_second: float = 10.0  # the OA's sending pace
     chat_interval: float = 0.2
     remind_every: int | None = 60
+    lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long was left by a dead sender
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
     service: Service = field(init=False)
     tokens: TokenManager = field(init=False)
@@ -43,7 +46,8 @@ class ZaloApp:
         self.tokens = TokenManager(self.db, self.config, clock=self.service.clock)
         client = ZaloClient(self.http, self.tokens.access_token, api_base=self.config.api_base)
         transport = ZaloTransport(client, self.tokens, self.service, self.store, self.config)
-        self.sender = OutboxSender(self.db, transport, RateLimiter(self.per_second, self.chat_interval))
+        limiter = RateLimiter(self.per_second, self.chat_interval)
+        self.sender = OutboxSender(self.db, transport, limiter, lease=self.lease)
         self.channel = ZaloChannel(self.service, self.store, client, self.config, self.sender)
 
     async def start(self, host: str, port: int, path: str, *, background: bool = True) -> int:
