@@ -711,19 +711,22 @@ def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.da
     else:
         assessment.requested_at, assessment.requested_by_member_id = now, loaded.member_id
     s.add(assessment)
-    _audit(
-        s,
-        audit_row(
-            now,
-            loaded,
-            "assessment.status",
-            "assessment",
-            str(assessment.id),
-            old,
-            status.value,
-            assessment_id=assessment.id,
-        ),
+    _audit_status(s, now, loaded, assessment, old)
+
+
+def _audit_status(s: Session, now: dt.datetime, loaded: Loaded, assessment: Assessment, old: str) -> None:
+    row = audit_row(
+        now,
+        loaded,
+        "assessment.status",
+        "assessment",
+        str(assessment.id),
+        old,
+        assessment.status,
+        unit_id=assessment.unit_id,
+        assessment_id=assessment.id,
     )
+    _audit(s, row)
 
 
 def evidence_is_late(loaded: Loaded, now: dt.datetime, code: str) -> bool:
@@ -797,20 +800,7 @@ def _set_assessment(
     if status is AssessmentStatus.SUBMITTED:
         assessment.submitted_at = now
     s.add(assessment)
-    _audit(
-        s,
-        audit_row(
-            now,
-            loaded,
-            "assessment.status",
-            "assessment",
-            str(assessment.id),
-            old,
-            status.value,
-            unit_id=assessment.unit_id,
-            assessment_id=assessment.id,
-        ),
-    )
+    _audit_status(s, now, loaded, assessment, old)
 
 
 def apply(

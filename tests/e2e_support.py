@@ -113,8 +113,14 @@ def make_province(db: Database, tmp: Path) -> Province:
     (files / "ke-hoach.docx").write_bytes(docx_bytes())
     (files / "virus.pdf").write_bytes(b"MZ\x90\x00" + b"\x00" * 60)
     (files / "rong.pdf").write_bytes(b"")
+    open_province(db, UNITS, dt.datetime(2027, 1, 15, 17, 0, tzinfo=VIETNAM_TZ))
+    return Province(db, store, files)
+
+
+def open_province(db: Database, units: list[UnitRow], due: dt.datetime) -> None:
+    """`units` imported and the 2025 assessment period open on the Tây Ninh commune framework."""
     with db.session() as s:
-        import_units(s, UNITS, NOW)
+        import_units(s, units, NOW)
         open_period(
             s,
             name="Kỳ đánh giá 2025",
@@ -122,9 +128,8 @@ def make_province(db: Database, tmp: Path) -> Province:
             framework_id="tay-ninh-commune-2025",
             framework_version="2025.1",
             now=NOW,
-            self_assessment_due=dt.datetime(2027, 1, 15, 17, 0, tzinfo=VIETNAM_TZ),
+            self_assessment_due=due,
         )
-    return Province(db, store, files)
 
 
 def answer_for(fw: Framework, code: str) -> tuple[str, object]:

@@ -25,7 +25,7 @@ from sqlmodel import col, select
 import bot.service as service_module
 from bot.service import Item, Service, Unavailable, resolve_framework
 from flows.model import FileInfo, Inbound, InboundKind
-from storage.admin import UnitRow, create_invite, import_units, open_period
+from storage.admin import UnitRow, create_invite
 from storage.db import Database
 from storage.group_commit import Message, load_many
 from storage.models import (
@@ -38,7 +38,7 @@ from storage.models import (
     ProcessedInbound,
     Unit,
 )
-from tests.e2e_support import NOW, answer_for
+from tests.e2e_support import NOW, answer_for, open_province
 
 pytest_plugins = ["tests.storage_fixtures"]
 
@@ -57,17 +57,8 @@ def build(db: Database) -> dict[str, list[str]]:
     for run in "AB":
         rows += [UnitRow(f"{run}{n}", f"Xã số {n}", "commune", "70000") for n in range(UNITS_PER_RUN)]
     codes: dict[str, list[str]] = {}
+    open_province(db, rows, NOW + dt.timedelta(days=3))
     with db.session() as s:
-        import_units(s, rows, NOW)
-        open_period(
-            s,
-            name="Kỳ đánh giá 2025",
-            year=2025,
-            framework_id="tay-ninh-commune-2025",
-            framework_version="2025.1",
-            now=NOW,
-            self_assessment_due=NOW + dt.timedelta(days=3),
-        )
         for run in "AB":
             codes[run] = [create_invite(s, f"{run}{n}", "respondent", NOW).code for n in range(UNITS_PER_RUN)]
             codes[run].append(create_invite(s, f"{run}0", "leader", NOW).code)  # a second member of unit 0
