@@ -83,7 +83,8 @@ def _join(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     recent = [t for t in snap.join_failures if now - t < JOIN_WINDOW]
     if len(recent) >= JOIN_MAX_FAILURES:
         retry = min(recent) + JOIN_WINDOW
-        return _say(session, _line(N_("join.rate_limited"), at=retry))
+        # logged, but not counted as a failure: retrying early must not push the wait further out
+        return _say(session, _line(N_("join.rate_limited"), at=retry), events=(JoinFailed("rate_limited"),))
     invite = snap.invite
     left = JOIN_MAX_FAILURES - len(recent) - 1
     if invite is None or invite.code != code:

@@ -818,7 +818,8 @@ def apply(
         elif isinstance(event, JoinUnit):
             member_id = _join(s, loaded, event, now)
         elif isinstance(event, JoinFailed):
-            s.add(JoinAttempt(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=False))
+            if event.reason != "rate_limited":  # only real guesses count towards the limit
+                s.add(JoinAttempt(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=False))
             _audit(
                 s,
                 audit_row(
