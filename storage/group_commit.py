@@ -9,7 +9,8 @@ queries and written with one multi-row statement per table, so that cost is paid
 Only the common case is taken: a chat with a conversation, bound to a member of a unit (not a
 reviewer), whose unit is not already in the batch and whose assessment, if it has one, is not
 submitted. `load_many` answers `None` for any other chat, and `fits` rejects decisions that need more
-than answers and evidence on an existing assessment; the caller handles those one by one. Everything
+than answers and evidence on the unit's assessment (created with its first answer, as `apply` does);
+the caller handles those one by one. Everything
 else matches `load_snapshot` and `apply` exactly: the same snapshot, the same rows, the same
 exactly-once record, and on PostgreSQL the same row locks. A stale conversation raises
 `ConcurrentUpdate`, after which the caller rolls the batch back and handles each message alone.
