@@ -49,12 +49,34 @@ class Result:
     retry_after: float | None = None  # what the API asked for (429), in seconds
     error: str = ""
     external_id: str | None = None
+    parts: int = 0  # of a message sent in several calls (files, long text): how many went out
+
+
+@dataclass
+class Parts:
+    """The calls one outbox message takes (its files, then its text in pieces), and how many of them
+    went out, so that a retry sends only the rest instead of repeating what the user already has."""
+
+    sent: int = 0  # already delivered by earlier attempts, then counted on
+    _seen: int = 0
+
+    def due(self) -> bool:
+        """Whether the next part still has to go out (call once before each part)."""
+        self._seen += 1
+        return self._seen > self.sent
+
+    def done(self) -> None:
+        self.sent = self._seen
+
+    def restart(self) -> None:
+        """The message is attempted again from its first part (those already sent are skipped)."""
+        self._seen = 0
 
 
 class Transport(Protocol):
     channel: str
 
-    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result: ...
+    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result: ...
 
 
 CATCH_UP = 3
@@ -128,6 +150,7 @@ class OutboxSender:
         self.send_timeout = send_timeout
         self.lease = lease  # a claim not renewed for this long was left by a dead sender
         self._held: set[int] = set()
+        self._parts: dict[int, int] = {}  # outbox id -> parts of it delivered before a retry
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self.sent = 0
@@ -217,14 +240,18 @@ class OutboxSender:
 
     async def _one(self, row: Claimed) -> bool:
         await self.limiter.acquire(row.chat_id)
+        parts = Parts(self._parts.pop(row.id, 0))
         try:
             payload = json.loads(row.payload_json)
-            result = await asyncio.wait_for(self.transport.send(row.chat_id, payload), self.send_timeout)
+            send = self.transport.send(row.chat_id, payload, parts)
+            result = await asyncio.wait_for(send, self.send_timeout)
         except TimeoutError:
-            result = Result(Outcome.RETRY, error="timeout")
+            result = Result(Outcome.RETRY, error="timeout", parts=parts.sent)
         except Exception as exc:  # a transport bug must not stop delivery to everyone else
             log.exception("sending outbox row %s failed", row.id)
-            result = Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
+            result = Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}", parts=parts.sent)
+        if result.outcome is Outcome.RETRY and result.parts:
+            self._parts[row.id] = result.parts  # a crash forgets this: then the message goes whole
         await asyncio.to_thread(self._record, row, result)
         return result.outcome is Outcome.SENT
 

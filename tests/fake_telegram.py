@@ -49,6 +49,7 @@ class FakeTelegram:
     limits: Limits = field(default_factory=Limits)
     fault_rate: float = 0.0  # share of send calls that fail (5xx, timeout or a dropped connection)
     fault_kinds: tuple[str, ...] = ("500", "timeout", "drop")
+    scripted_faults: list[str | None] = field(default_factory=list)  # the next send calls' fates, in order
     timeout_seconds: float = 3.0
     seed: int = 1
     url: str = ""
@@ -135,6 +136,10 @@ class FakeTelegram:
         return result
 
     def _fault(self) -> str | None:
+        if self.scripted_faults:
+            fault = self.scripted_faults.pop(0)
+            self.faults += fault is not None
+            return fault
         if self.fault_rate and self._rnd.random() < self.fault_rate:
             self.faults += 1
             return self._rnd.choice(self.fault_kinds)

@@ -1,16 +1,19 @@
-"""The outbox sender outlives a database outage: delivery stops while the database is gone and goes on
-by itself once it is back, with nothing lost or sent twice."""
+"""The outbox sender outlives a database outage (delivery stops while the database is gone and goes on
+by itself once it is back), and a message that takes several calls is never repeated in part: a retry
+sends only what had not gone out."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.outbox import OutboxSender, Outcome, RateLimiter, Result
+from bot.outbox import OutboxSender, Outcome, Parts, RateLimiter, Result
+from storage import migrate
 from storage.conversations import queue_replies
 from storage.db import Database
 
@@ -23,7 +26,7 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result:
+    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         self.sent.append((chat_id, str(payload["text"])))
         return Result(Outcome.SENT, external_id=str(len(self.sent)))
 
@@ -57,3 +60,35 @@ async def test_the_sender_keeps_going_through_a_database_outage(
     await asyncio.wait_for(running, 5)
     assert outage["left"] == 0
     assert transport.sent == [("c1", "một"), ("c1", "hai")]
+
+
+async def test_a_long_message_cut_short_by_a_fault_is_finished_not_repeated(tmp_path: Path) -> None:
+    """Telegram takes 4,096 characters a message: a longer text goes in pieces. The second piece
+    fails (502, then a dropped connection); the retries send it and the last piece, never the first
+    again."""
+    from bot.channels.telegram import TelegramTransport, make_bot
+    from bot.service import Service
+    from tests.fake_telegram import FakeTelegram, Limits
+
+    url = f"sqlite:///{tmp_path / 'dti.db'}"
+    migrate.upgrade(url)
+    db = Database(url)
+    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1000.0))
+    fake.scripted_faults = [None, "500", "drop"]
+    await fake.start()
+    bot = make_bot(fake.token, fake.url, timeout=2.0)
+    try:
+        pieces = ["một " * 1000, "hai " * 1000, "ba " * 1000]  # about 4,000 characters each
+        with db.session() as s:
+            queue_replies(s, "telegram", "42", None, [{"text": "\n".join(pieces)}], dt.datetime.now(dt.UTC))
+        sender = OutboxSender(db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0), backoff=(0,))
+        for _ in range(10):
+            await sender.cycle()
+            if sender.sent:
+                break
+        assert sender.sent == 1 and sender.retried == 2 and fake.faults == 2
+        assert [m.text for m in fake.transcripts[42]] == pieces  # each piece once, in order
+    finally:
+        await bot.session.close()
+        await fake.stop()
+        db.dispose()

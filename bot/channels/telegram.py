@@ -65,7 +65,7 @@ from pydantic import BaseModel
 
 from bot.channels import aiogram_schemas
 from bot.i18n import Translator
-from bot.outbox import OutboxSender, Outcome, Result
+from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
@@ -164,11 +164,13 @@ class TelegramTransport:
     store: EvidenceStore | None = None  # to send stored evidence files (a reviewer's view)
     channel: str = CHANNEL
 
-    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result:
+    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         try:
-            return await self._send(int(chat_id), payload)
+            return await self._send(int(chat_id), payload, parts)
         except TelegramRetryAfter as exc:
-            return Result(Outcome.RETRY, retry_after=float(exc.retry_after), error=exc.message)
+            return Result(
+                Outcome.RETRY, retry_after=float(exc.retry_after), error=exc.message, parts=parts.sent
+            )
         except TelegramForbiddenError as exc:
             await asyncio.to_thread(self._blocked, chat_id)
             return Result(Outcome.FAILED, error=f"forbidden: {exc.message}")
@@ -179,18 +181,19 @@ class TelegramTransport:
         except TelegramNotFound as exc:
             return Result(Outcome.FAILED, error=f"not found: {exc.message}")
         except (TelegramServerError, TelegramNetworkError) as exc:
-            return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc.message}")
+            return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc.message}", parts=parts.sent)
 
-    async def _send(self, chat: int, payload: dict[str, Any]) -> Result:
+    async def _send(self, chat: int, payload: dict[str, Any], parts: Parts) -> Result:
         if payload.get("op") == "clear_keyboard":
             await self.bot.edit_message_reply_markup(
                 chat_id=chat, message_id=int(payload["message_id"]), reply_markup=None
             )
             return Result(Outcome.SENT)
         for doc in payload.get("documents") or []:
-            if self.store is not None and self.store.exists(doc["sha256"]):
+            if parts.due() and self.store is not None and self.store.exists(doc["sha256"]):
                 data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
                 await self.bot.send_document(chat, BufferedInputFile(data, doc["name"]))
+                parts.done()
         markup = keyboard(payload.get("buttons") or [])
         text = str(payload.get("text", ""))
         photo = payload.get("photo_png_b64")
@@ -202,10 +205,12 @@ class TelegramTransport:
                 reply_markup=markup,
             )
             return Result(Outcome.SENT, external_id=str(sent.message_id))
-        parts = split_text(text)
-        for part in parts[:-1]:
-            await self.bot.send_message(chat, part)
-        sent = await self.bot.send_message(chat, parts[-1], reply_markup=markup)
+        pieces = split_text(text)
+        for piece in pieces[:-1]:
+            if parts.due():
+                await self.bot.send_message(chat, piece)
+                parts.done()
+        sent = await self.bot.send_message(chat, pieces[-1], reply_markup=markup)
         return Result(Outcome.SENT, external_id=str(sent.message_id))
 
     def _blocked(self, chat_id: str) -> None:

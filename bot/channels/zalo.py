@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bot.channels.zalo_client import MAX_BUTTONS, FileTooLarge, ZaloClient, ZaloError, refresh_pair
 from bot.i18n import Translator
-from bot.outbox import OutboxSender, Outcome, Result
+from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
@@ -142,37 +142,39 @@ class ZaloTransport:
     config: ZaloConfig
     channel: str = CHANNEL
 
-    async def send(self, chat_id: str, payload: dict[str, Any]) -> Result:
+    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         last = await asyncio.to_thread(self._last_inbound, chat_id)
         if last is None or self.service.clock() - last > WINDOW:
             return await self._outside_window(chat_id, payload)
         try:
-            return await self._with_token(chat_id, payload)
+            return await self._with_token(chat_id, payload, parts)
         except ZaloError as exc:
             if exc.outside_window:
                 return await self._outside_window(chat_id, payload)
             if exc.rate_limited:
-                return Result(Outcome.RETRY, retry_after=1.0, error=str(exc))
+                return Result(Outcome.RETRY, retry_after=1.0, error=str(exc), parts=parts.sent)
             return Result(Outcome.FAILED, error=str(exc))
-        except ZaloAuthLost as exc:
-            return Result(Outcome.RETRY, error=str(exc))  # kept until the OA is re-authorised
+        except ZaloAuthLost as exc:  # kept until the OA is re-authorised
+            return Result(Outcome.RETRY, error=str(exc), parts=parts.sent)
         except (httpx.HTTPError, OSError) as exc:
-            return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}")
+            return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}", parts=parts.sent)
 
-    async def _with_token(self, chat_id: str, payload: dict[str, Any]) -> Result:
+    async def _with_token(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         try:
-            return await self._deliver(chat_id, payload)
+            return await self._deliver(chat_id, payload, parts)
         except ZaloError as exc:
             if not exc.token_invalid:
                 raise
             await self.tokens.refresh(stale=await self.tokens.access_token())
-            return await self._deliver(chat_id, payload)
+            parts.restart()  # what went out before the token lapsed stays out
+            return await self._deliver(chat_id, payload, parts)
 
-    async def _deliver(self, chat_id: str, payload: dict[str, Any]) -> Result:
+    async def _deliver(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         for doc in payload.get("documents") or []:
-            if self.store.exists(doc["sha256"]):
+            if parts.due() and self.store.exists(doc["sha256"]):
                 data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
                 await self.client.send_file(chat_id, await self.client.upload_file(data, doc["name"]))
+                parts.done()
         text = str(payload.get("text", ""))
         if payload.get("photo_png_b64"):
             attachment = await self.client.upload_image(
