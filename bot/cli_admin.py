@@ -24,7 +24,6 @@ from sqlmodel import select
 from bot import catalog
 from bot.channels.console import ConsoleChannel
 from bot.channels.zalo import REAUTHORISE, ZaloConfig
-from bot.exports import audit_csv, evidence_zip, results_workbook
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
 from bot.results import NothingComputed, compute, publish_results
@@ -561,6 +560,8 @@ def cmd_results_publish(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    from bot.exports import audit_csv, evidence_zip, results_workbook  # openpyxl: only for exports
+
     t = ctx.t
     out = Path(args.out)
     with database(ctx) as db:

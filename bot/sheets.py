@@ -1,4 +1,8 @@
-"""Spreadsheet files in and out: .xlsx (openpyxl), .csv and .tsv, as lists of cell values."""
+"""Spreadsheet files in and out: .xlsx (openpyxl), .csv and .tsv, as lists of cell values.
+
+openpyxl is imported only when a workbook is read or written: every `dtibot` command imports this
+module, and the bot processes never touch a workbook.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,6 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
-
-from openpyxl import Workbook, load_workbook
-from openpyxl.styles import Alignment, Font
 
 SHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".tsv", ".txt")
 
@@ -20,6 +21,8 @@ class SheetError(ValueError):
 def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
         try:
             wb = load_workbook(path, read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
@@ -47,6 +50,9 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
 def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet1") -> None:
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
+        from openpyxl import Workbook
+        from openpyxl.styles import Alignment, Font
+
         wb = Workbook()
         ws = wb.active
         assert ws is not None
