@@ -453,22 +453,31 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _env_number(name: str) -> float | None:
+    """A number from the environment, decimal comma or point; None when unset, NaN when not a number."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw.replace(",", "."))
+    except ValueError:
+        return math.nan
+
+
 def _telegram_pace(ctx: Context) -> Pace:
     """Telegram's limits, or the operator's (`TELEGRAM_RATE` per second, `TELEGRAM_CHAT_INTERVAL` s)."""
     from bot.channels.telegram_app import Pace
 
     default = Pace()
-    rate = os.environ.get("TELEGRAM_RATE", "").strip()
-    interval = os.environ.get("TELEGRAM_CHAT_INTERVAL", "").strip()
-    try:
-        pace = Pace(
-            float(rate.replace(",", ".")) if rate else default.per_second,
-            float(interval.replace(",", ".")) if interval else default.chat_interval,
-        )
-    except ValueError:
-        pace = Pace(-1.0, -1.0)
+    rate = _env_number("TELEGRAM_RATE")
+    interval = _env_number("TELEGRAM_CHAT_INTERVAL")
+    pace = Pace(
+        default.per_second if rate is None else rate,
+        default.chat_interval if interval is None else interval,
+    )
     if not (0 < pace.per_second < math.inf and 0 <= pace.chat_interval < math.inf):
-        ctx.fail(ctx.t("cli.telegram_pace", rate=rate or "-", interval=interval or "-"))
+        shown = [os.environ.get(k, "").strip() or "-" for k in ("TELEGRAM_RATE", "TELEGRAM_CHAT_INTERVAL")]
+        ctx.fail(ctx.t("cli.telegram_pace", rate=shown[0], interval=shown[1]))
     return pace
 
 
@@ -476,15 +485,11 @@ def _outbox_lease(ctx: Context) -> dt.timedelta:
     """How long an outbox claim lasts unrenewed (`DTI_OUTBOX_LEASE` seconds): then its sender is dead."""
     from storage.outbox import STALE_CLAIM
 
-    raw = os.environ.get("DTI_OUTBOX_LEASE", "").strip()
-    if not raw:
+    seconds = _env_number("DTI_OUTBOX_LEASE")
+    if seconds is None:
         return STALE_CLAIM
-    try:
-        seconds = float(raw.replace(",", "."))
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < 86_400:
-        ctx.fail(ctx.t("cli.outbox_lease", value=raw))
+    if not 0 < seconds < 86_400:  # false for NaN too
+        ctx.fail(ctx.t("cli.outbox_lease", value=os.environ["DTI_OUTBOX_LEASE"].strip()))
     return dt.timedelta(seconds=seconds)
 
 
