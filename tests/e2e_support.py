@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from bot.channels.console import ConsoleChannel
 from bot.service import Service
-from flows.model import SessionState
+from flows.model import Mode, SessionState
 from scoring.answers import VIETNAM_TZ
 from scoring.model import AnswerType, Framework
 from storage.admin import UnitRow, create_invite, import_units, open_period
@@ -141,3 +141,14 @@ def answer_for(fw: Framework, code: str) -> tuple[str, object]:
     if ind.answer.type is AnswerType.PERCENTAGE:
         return "50", Decimal(50)
     return "5", Decimal(5)
+
+
+def next_line(fw: Framework, session: SessionState, sent: dict[str, object]) -> str:
+    """What the crash tests' official types next: `để sau` at the evidence step, otherwise a valid
+    answer to the current indicator (recorded in `sent` with the value it must be stored as)."""
+    if session.mode is Mode.EVIDENCE:
+        return "để sau"
+    assert session.mode is Mode.ASK and session.current is not None
+    line, value = answer_for(fw, session.current)
+    sent[session.current] = value
+    return line

@@ -34,7 +34,7 @@ from scoring.model import Framework
 from storage import migrate
 from storage.db import Database
 from storage.models import Conversation, Outbox
-from tests.e2e_support import answer_for, make_province
+from tests.e2e_support import make_province, next_line
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
 ACK = re.compile(r"✔ Câu (\d+)/62")
@@ -158,12 +158,7 @@ def test_sigkill_mid_conversation_loses_nothing_acknowledged(tmp_path: Path, tay
             if session.mode is Mode.DONE:
                 o.done = True
                 continue
-            if session.mode is Mode.EVIDENCE:
-                line = "để sau"
-            else:
-                assert session.mode is Mode.ASK and session.current is not None
-                line, value = answer_for(tay_ninh, session.current)
-                o.sent[session.current] = value
+            line = next_line(tay_ninh, session, o.sent)
             o.bot.send(line)
             roll = rnd.random()
             if kills < KILLS and roll < 0.1:

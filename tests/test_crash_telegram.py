@@ -41,7 +41,7 @@ from scoring.model import Framework
 from storage import migrate
 from storage.db import Database
 from storage.models import Conversation, Outbox, ProcessedInbound
-from tests.e2e_support import answer_for, make_province
+from tests.e2e_support import make_province, next_line
 from tests.fake_telegram import FakeTelegram, Limits
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
@@ -156,12 +156,7 @@ async def test_sigkill_the_telegram_process_loses_nothing_acknowledged(
             if session.mode is Mode.DONE:
                 o.done = True
                 continue
-            if session.mode is Mode.EVIDENCE:
-                line = "để sau"
-            else:
-                assert session.mode is Mode.ASK and session.current is not None
-                line, value = answer_for(tay_ninh, session.current)
-                o.sent[session.current] = value
+            line = next_line(tay_ninh, session, o.sent)
             pushed = fake.push(fake.text(o.chat, line))
             roll = rnd.random()
             if len(kills) < KILLS and roll < 0.1:
