@@ -9,9 +9,10 @@ deliver the outbox, so a crash after the commit loses nothing and a crash before
 
 Async channels hand messages to a few worker threads. When messages of different chats queue up
 behind busy workers (the deadline-day rush), the next worker takes them all as one batch: the common
-ones (answers and evidence) are read, decided and written in one transaction (group commit, see
-storage/group_commit.py), the others one by one right after it. A batch that conflicts with another
-process is rolled back and every message in it handled alone, so the guarantees above hold either way.
+ones (answers, evidence, joining by invite) are read, decided and written in one transaction (group
+commit, see storage/group_commit.py), the others one by one right after it. A batch that conflicts
+with another process is rolled back and every message in it handled alone, so the guarantees above
+hold either way.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bot.i18n import Translator
 from bot.render.reply import Rendered, ReplyRenderer
 from flows import step
 from flows.engine import join_code
-from flows.model import Inbound, InboundKind, JoinUnit, Notice, Reply, SetLanguage
+from flows.model import Decision, Inbound, InboundKind, JoinUnit, Notice, Reply, SetLanguage
 from scoring.model import Framework
 from storage import appraisal
 from storage.conversations import (
@@ -51,7 +52,7 @@ from storage.conversations import (
     unit_members,
 )
 from storage.db import Database
-from storage.group_commit import Message, Write, fits, load_many, write_many
+from storage.group_commit import Joined, Message, Write, add_members, fits, joins, load_many, write_many
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is
 # Messages of different chats waiting while a worker is busy go together into one transaction (group
 # commit, see storage/group_commit.py); more than this per transaction only holds locks longer.
 MAX_BATCH = 32
+
+
+class _NotForBatch(RuntimeError):
+    """A message turned out to need more than group commit records: the batch is handled one by one."""
+
+
+def _invite_code(inbound: Inbound) -> str | None:
+    return join_code(inbound.text) if inbound.kind is InboundKind.TEXT else None
 
 
 class Unavailable(RuntimeError):
@@ -298,10 +307,11 @@ class Service:
         now = self.clock()
         outcomes: list[list[int] | None] = [None] * len(items)
         with self.db.session() as s:
-            messages = [Message(channel, chat_id, inbound_id) for channel, chat_id, inbound_id, _, _ in items]
+            messages = [Message(i[0], i[1], i[2], _invite_code(i[3])) for i in items]
             writes: list[tuple[int, Write]] = []
+            joining: list[tuple[int, Loaded, Decision]] = []
             for n, ((channel, _, inbound_id, inbound, prepend), loaded) in enumerate(
-                zip(items, load_many(s, messages, resolve_framework), strict=True)
+                zip(items, load_many(s, messages, resolve_framework, now), strict=True)
             ):
                 if loaded is None:
                     continue
@@ -309,15 +319,42 @@ class Service:
                     outcomes[n] = []
                     continue
                 decision = step(loaded.snapshot, inbound, now)
+                if loaded.joining is not None:
+                    if joins(loaded, decision):
+                        joining.append((n, loaded, decision))
+                    continue
                 if not fits(loaded, decision):
                     continue
                 language = loaded.snapshot.member.language if loaded.snapshot.member else "vi"
                 payloads = [*prepend, *(self._render(r, language, channel) for r in decision.replies)]
                 writes.append((n, Write(loaded, decision, inbound_id, payloads)))
+            if joining:
+                writes += self._joined(s, items, joining, now)
+                writes.sort(key=lambda w: w[0])
             written = write_many(s, [w for _, w in writes], now)
             for (n, _), ids in zip(writes, written, strict=True):
                 outcomes[n] = ids
         return outcomes
+
+    def _joined(
+        self, s: Session, items: Sequence[Item], joining: list[tuple[int, Loaded, Decision]], now: dt.datetime
+    ) -> list[tuple[int, Write]]:
+        """Chats joining in the batch: their members added, then each asked its first question, as
+        `_handle_once` does after a join."""
+        writes: list[tuple[int, Write]] = []
+        member_ids = add_members(s, [loaded for _, loaded, _ in joining], now)
+        for (n, before, decision), member_id in zip(joining, member_ids, strict=True):
+            channel, chat_id, inbound_id, _, prepend = items[n]
+            assert before.joining is not None
+            version = (before.version or 0) + 1  # the join wrote the dialogue state once
+            joined = before.joining.loaded(channel, chat_id, decision.session, version, member_id)
+            follow = step(joined.snapshot, Inbound(InboundKind.RESUME), now)
+            if not fits(joined, follow):
+                raise _NotForBatch(f"{channel}:{chat_id}: the question after joining writes more")
+            replies = (*decision.replies, *follow.replies)
+            payloads = [*prepend, *(self._render(r, "vi", channel) for r in replies)]
+            writes.append((n, Write(joined, follow, inbound_id, payloads, Joined(before, member_id))))
+        return writes
 
     def _handle_once(
         self,
@@ -329,7 +366,7 @@ class Service:
     ) -> list[int]:
         now = self.clock()
         with self.db.session() as s:
-            code = join_code(inbound.text) if inbound.kind is InboundKind.TEXT else None
+            code = _invite_code(inbound)
             loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code, inbound_id)
             if loaded.seen:
                 return []

@@ -219,6 +219,8 @@ class Loaded:
     assessment_id: int | None
     latest: Latest | None = field(default=None, compare=False)  # None: not loaded (query when needed)
     seen: bool = False  # the inbound message was handled before: nothing to do
+    # a chat naming an invite, read by group commit: what it will see once it has joined
+    joining: Joining | None = field(default=None, compare=False)
 
 
 def already_processed(s: Session, channel: str, inbound_id: str) -> bool:
@@ -391,6 +393,41 @@ def member_loaded(
         decisions=decisions,
     )
     return Loaded(snap, version, member.id, member.unit_id, period.id, own.assessment_id, latest)
+
+
+@dataclass(frozen=True)
+class Joining:
+    """The unit an invite is for and what a chat joining with it will see there, read before the join
+    (storage/group_commit.py) so that the join and the first question share one transaction."""
+
+    invite_code: str
+    role: Role
+    unit_id: int
+    unit_code: str
+    unit_name: str
+    period: OpenPeriod | None
+    own: UnitInPeriod
+    answers: dict[str, AnswerView]
+    latest: Latest
+
+    def member(self, member_id: int) -> MemberView:
+        """The new member as `load_snapshot` reads it back (a member starts in Vietnamese)."""
+        return MemberView(member_id, self.role, self.unit_id, self.unit_code, self.unit_name, "vi")
+
+    def loaded(
+        self, channel: str, chat_id: str, session: SessionState, version: int, member_id: int
+    ) -> Loaded:
+        """The chat's snapshot once joined, as `load_snapshot` would read it after the join (the
+        dialogue state the join left, as stored and read back)."""
+        session = SessionState.from_json(json.loads(json.dumps(session.to_json())))
+        view = self.member(member_id)
+        if self.period is None:
+            return Loaded(
+                Snapshot(channel, chat_id, session, view), version, member_id, self.unit_id, None, None
+            )
+        return member_loaded(
+            channel, chat_id, session, version, view, self.period, self.own, self.answers, self.latest, {}
+        )
 
 
 def _reviewer_snapshot(
@@ -667,39 +704,55 @@ def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
         raise InviteTaken(event.invite_code)
     member_id: int = conn.execute(
         _MEMBER.insert().returning(_MEMBER.c.id),
-        dict(
-            channel=snap.channel,
-            chat_id=snap.chat_id,
-            unit_id=invite.unit_id,
-            role=invite.role,
-            language="vi",
-            created_at=now,
-            paused_reminders=False,
-        ),
+        new_member_row(snap.channel, snap.chat_id, invite.unit_id, invite.role, now),
     ).scalar_one()
-    claimed = conn.execute(
-        _INVITE.update()
-        .where(_INVITE.c.code == invite.code, _INVITE.c.used_at.is_(None))
-        .values(used_at=now, used_by_member_id=member_id)
-    )
+    claimed = conn.execute(_CLAIM_INVITE, invite_claim(invite.code, member_id, now))
     if claimed.rowcount != 1:
         raise InviteTaken(event.invite_code)
-    conn.execute(_JOIN_ATTEMPT.insert(), dict(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=True))
-    _audit(
-        s,
-        audit_row(
-            now,
-            loaded,
-            "member.join",
-            "member",
-            str(member_id),
-            None,
-            {"unit_id": invite.unit_id, "role": invite.role, "invite": invite.code},
-            member_id=member_id,
-            unit_id=invite.unit_id,
-        ),
-    )
+    conn.execute(_JOIN_ATTEMPT.insert(), join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
+    _audit(s, join_audit_row(now, loaded, member_id, invite.unit_id, invite.role, invite.code))
     return member_id
+
+
+# An invite used up by the member who joined with it, unless someone else was quicker.
+_CLAIM_INVITE = (
+    _INVITE.update()
+    .where(_INVITE.c.code == _B("w_code"), _INVITE.c.used_at.is_(None))
+    .values(used_at=_B("used_at"), used_by_member_id=_B("used_by_member_id"))
+)
+
+
+def new_member_row(
+    channel: str, chat_id: str, unit_id: int, role: str, now: dt.datetime
+) -> dict[str, object]:
+    """A member joining by invite: bound to the chat, starting in Vietnamese, reminders on."""
+    return dict(
+        channel=channel,
+        chat_id=chat_id,
+        unit_id=unit_id,
+        role=role,
+        language="vi",
+        created_at=now,
+        paused_reminders=False,
+    )
+
+
+def invite_claim(code: str, member_id: int, now: dt.datetime) -> dict[str, object]:
+    """Parameters of `_CLAIM_INVITE`."""
+    return {"w_code": code, "used_at": now, "used_by_member_id": member_id}
+
+
+def join_attempt_row(channel: str, chat_id: str, now: dt.datetime, ok: bool) -> dict[str, object]:
+    return dict(channel=channel, chat_id=chat_id, at=now, ok=ok)
+
+
+def join_audit_row(
+    now: dt.datetime, loaded: Loaded, member_id: int, unit_id: int, role: str, code: str
+) -> dict[str, object]:
+    new = {"unit_id": unit_id, "role": role, "invite": code}
+    return audit_row(
+        now, loaded, "member.join", "member", str(member_id), None, new, member_id=member_id, unit_id=unit_id
+    )
 
 
 def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.datetime) -> None:
@@ -819,7 +872,9 @@ def apply(
             member_id = _join(s, loaded, event, now)
         elif isinstance(event, JoinFailed):
             if event.reason != "rate_limited":  # only real guesses count towards the limit
-                s.add(JoinAttempt(channel=snap.channel, chat_id=snap.chat_id, at=now, ok=False))
+                s.connection().execute(
+                    _JOIN_ATTEMPT.insert(), join_attempt_row(snap.channel, snap.chat_id, now, ok=False)
+                )
             _audit(
                 s,
                 audit_row(

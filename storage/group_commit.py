@@ -6,14 +6,20 @@ cost (driver, SQLAlchemy, round trip, the commit's flush to disk) dominates the 
 such messages, all from different chats and different units, is read with a handful of `IN (...)`
 queries and written with one multi-row statement per table, so that cost is paid once per batch.
 
-Only the common case is taken: a chat with a conversation, bound to a member of a unit (not a
-reviewer), whose unit is not already in the batch and whose assessment, if it has one, is not
-submitted. `load_many` answers `None` for any other chat, and `fits` rejects decisions that need more
-than answers and evidence on the unit's assessment (created with its first answer, as `apply` does);
-the caller handles those one by one. Everything
-else matches `load_snapshot` and `apply` exactly: the same snapshot, the same rows, the same
-exactly-once record, and on PostgreSQL the same row locks. A stale conversation raises
-`ConcurrentUpdate`, after which the caller rolls the batch back and handles each message alone.
+Only the common cases are taken:
+- a chat with a conversation, bound to a member of a unit (not a reviewer), answering or sending
+  evidence: `fits` rejects decisions that need more than answers and evidence on the unit's assessment
+  (created with its first answer, as `apply` does);
+- a chat not yet bound to anyone, naming an unused invite that is not a reviewer's: `load_many` also
+  reads what the chat will see once joined (`Loaded.joining`); if the engine accepts the code
+  (`joins`), the service adds the member (`add_members`), asks the first question on that snapshot,
+  and `write_many` records the join (invite claimed, attempt, audit) with the rest.
+Each unit at most once per batch, and only while its assessment is not submitted. `load_many` answers
+`None` for any other chat; the caller handles those one by one. Everything else matches
+`load_snapshot` and `apply` exactly: the same snapshot, the same rows, the same exactly-once record,
+and on PostgreSQL the same row locks. A stale conversation raises `ConcurrentUpdate`, an invite used
+meanwhile `InviteTaken`; the caller then rolls the batch back and handles each message alone.
+The rows go out through storage/pipeline.py: one psycopg pipeline on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from flows.model import (
     AddEvidence,
     AnswerView,
     Decision,
+    InviteView,
+    JoinUnit,
     MemberView,
     Role,
     SaveAnswer,
@@ -42,10 +50,13 @@ from storage.conversations import (
     _ANSWER,
     _ASSESS,
     _AUDIT,
+    _CLAIM_INVITE,
     _CONV,
     _EVIDENCE,
     _EVIDENCE_VIEWS,
     _EXT,
+    _INVITE,
+    _JOIN_ATTEMPT,
     _MEMBER,
     _MEMBER_COLUMNS,
     _PROCESSED,
@@ -53,21 +64,30 @@ from storage.conversations import (
     _REVISIONS,
     _SAVE_SESSION,
     _UNIT,
+    JOIN_HISTORY,
     NEW_ASSESSMENTS,
     ConcurrentUpdate,
     FrameworkResolver,
+    InviteTaken,
+    Joining,
     Latest,
     Loaded,
+    OpenPeriod,
     UnitInPeriod,
     answer_rows,
     answer_views,
     evidence_is_late,
     evidence_rows,
+    invite_claim,
+    join_attempt_row,
+    join_audit_row,
     member_loaded,
+    new_member_row,
     open_periods,
     period_for,
     session_update,
 )
+from storage.pipeline import Rows, write_all
 
 _B = sa.bindparam
 _CHATS = (
@@ -102,30 +122,93 @@ _EVIDENCE_OF = (
     .where(_EVIDENCE.c.assessment_id.in_(_B("assessments", expanding=True)))
     .order_by(_EVIDENCE.c.id)
 )
+# the batch's inserts, built once: storage/pipeline.py compiles each statement once per process
+_NEW_ANSWER = _ANSWER.insert()
+_NEW_EVIDENCE = _EVIDENCE.insert()
+_NEW_AUDIT = _AUDIT.insert()
+_NEW_PROCESSED = _PROCESSED.insert()
+
+
+# Chats of the batch that have no conversation row yet but a member (bound without ever writing).
+_BOUND = sa.select(_MEMBER.c.channel, _MEMBER.c.chat_id).where(
+    sa.tuple_(_MEMBER.c.channel, _MEMBER.c.chat_id).in_(_B("chats", expanding=True))
+)
+# The invites named by joining chats, with their units.
+_INVITES = sa.select(
+    _INVITE.c.code,
+    _INVITE.c.role,
+    _INVITE.c.expires_at,
+    _INVITE.c.used_at,
+    _UNIT.c.id.label("unit_id"),
+    _UNIT.c.code.label("unit_code"),
+    _UNIT.c.name,
+    _UNIT.c.level,
+).where(_INVITE.c.code.in_(_B("codes", expanding=True)), _UNIT.c.id == _INVITE.c.unit_id)
+# Joining chats' recent failed attempts (as `_JOIN_FAILURES` reads them for one chat).
+_FAILURES = sa.select(_JOIN_ATTEMPT.c.channel, _JOIN_ATTEMPT.c.chat_id, _JOIN_ATTEMPT.c.at).where(
+    sa.tuple_(_JOIN_ATTEMPT.c.channel, _JOIN_ATTEMPT.c.chat_id).in_(_B("chats", expanding=True)),
+    _JOIN_ATTEMPT.c.ok == sa.false(),
+    _JOIN_ATTEMPT.c.at >= _B("since"),
+)
+_NEW_MEMBERS = _MEMBER.insert().returning(_MEMBER.c.id, sort_by_parameter_order=True)
+_NEW_CHATS = _CONV.insert()
+_NEW_JOIN_ATTEMPTS = _JOIN_ATTEMPT.insert()
 
 
 @dataclass(frozen=True)
 class Message:
-    """One inbound message of the batch: the chat it came from and its id, if the channel has one."""
+    """One inbound message of the batch: the chat it came from, its id if the channel has one, and
+    the invite code it names, if any (`flows.engine.join_code`)."""
 
     channel: str
     chat_id: str
     inbound_id: str | None
+    invite_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A join to record with a write: the chat as it was before (`Loaded.joining` set) and the new
+    member's id (from `add_members`)."""
+
+    before: Loaded
+    member_id: int
 
 
 @dataclass(frozen=True)
 class Write:
-    """A decision to record for a message loaded by `load_many`, with the replies to queue."""
+    """A decision to record for a message loaded by `load_many`, with the replies to queue. For a chat
+    that joined in this batch, `loaded` is its snapshot once joined and `decision` what it was asked
+    next; `joined` says what to record for the join itself."""
 
     loaded: Loaded
     decision: Decision
     inbound_id: str | None
     payloads: Sequence[dict[str, object]]
+    joined: Joined | None = None
 
 
-def load_many(s: Session, messages: Sequence[Message], resolve: FrameworkResolver) -> list[Loaded | None]:
+@dataclass
+class _Pending:
+    """A message that reads its unit's assessment: a member's, or a joining chat's (`invite` set)."""
+
+    index: int
+    session: SessionState
+    version: int | None
+    unit_id: int = 0
+    level: str = ""
+    member: MemberView | None = None
+    invite: Any = None  # an `_INVITES` row
+    failures: tuple[dt.datetime, ...] = ()
+
+
+def load_many(
+    s: Session, messages: Sequence[Message], resolve: FrameworkResolver, now: dt.datetime
+) -> list[Loaded | None]:
     """Each message's snapshot as `load_snapshot` would load it (`Loaded.seen` for a message handled
-    before), or None where the message is not for the batch. The chats must all be different."""
+    before), or None where the message is not for the batch. A chat not yet bound to a member that
+    names an invite gets its snapshot for the join, with `Loaded.joining` read too. The chats must
+    all be different."""
     conn = s.connection()
     chats = {
         (row.channel, row.chat_id): row
@@ -133,10 +216,9 @@ def load_many(s: Session, messages: Sequence[Message], resolve: FrameworkResolve
     }
     ids = [(m.channel, m.inbound_id) for m in messages if m.inbound_id is not None]
     seen = {tuple(row) for row in conn.execute(_SEEN, {"inbound": ids})} if ids else set()
-    periods = open_periods(s, resolve)
     found: list[Loaded | None] = [None] * len(messages)
-    by_period: dict[int, list[tuple[int, MemberView, SessionState]]] = defaultdict(list)
-    units: set[int] = set()
+    pending: list[_Pending] = []
+    joining: list[_Pending] = []
     for i, m in enumerate(messages):
         if (m.channel, m.inbound_id) in seen:
             found[i] = Loaded(
@@ -144,28 +226,37 @@ def load_many(s: Session, messages: Sequence[Message], resolve: FrameworkResolve
             )
             continue
         chat = chats.get((m.channel, m.chat_id))
-        if (
-            chat is None
-            or chat.member_id is None
-            or chat.role == Role.REVIEWER.value
-            or chat.unit_id in units
-        ):
+        session = SessionState.from_json(json.loads(chat.state_json)) if chat is not None else SessionState()
+        version = chat.version if chat is not None else None
+        if chat is None or chat.member_id is None:
+            if m.invite_code is not None:
+                joining.append(_Pending(i, session, version))
             continue
-        units.add(chat.unit_id)
+        if chat.role == Role.REVIEWER.value:
+            continue
         view = MemberView(chat.member_id, Role(chat.role), chat.unit_id, chat.code, chat.name, chat.language)
-        session = SessionState.from_json(json.loads(chat.state_json))
-        period = period_for(periods, chat.level)
+        pending.append(_Pending(i, session, version, chat.unit_id, chat.level, member=view))
+    if joining:
+        pending += _joining(conn, messages, joining, now)
+    periods = open_periods(s, resolve)
+    by_period: dict[int, list[_Pending]] = defaultdict(list)
+    units: set[int] = set()
+    for p in sorted(pending, key=lambda p: p.index):  # the first chat of a unit takes it
+        if p.unit_id in units:
+            continue
+        units.add(p.unit_id)
+        period = period_for(periods, p.level)
         if period is None:
-            found[i] = Loaded(
-                Snapshot(m.channel, m.chat_id, session, view), chat.version, view.id, view.unit_id, None, None
+            found[p.index] = _loaded(
+                messages[p.index], p, None, UnitInPeriod(None, None, None, None, None), {}, {}
             )
             continue
-        by_period[period.id].append((i, view, session))
+        by_period[period.id].append(p)
     for period in periods:
         members = by_period.get(period.id)
         if not members:
             continue
-        unit_ids = [view.unit_id for _, view, _ in members]
+        unit_ids = [p.unit_id for p in members]
         params = {"period_id": period.id, "units": unit_ids}
         assessments = {row.unit_id: row for row in conn.execute(_ASSESSMENTS, params)}
         extensions: dict[tuple[int, str], dt.datetime] = {
@@ -179,10 +270,8 @@ def load_many(s: Session, messages: Sequence[Message], resolve: FrameworkResolve
                 revisions[row[-1]].append(row)
             for row in conn.execute(_EVIDENCE_OF, {"assessments": open_ids}):
                 evidence[row[-1]].append(row)
-        for i, view, session in members:
-            m = messages[i]
-            chat = chats[(m.channel, m.chat_id)]
-            assessment = assessments.get(view.unit_id)
+        for p, unit_id in zip(members, unit_ids, strict=True):
+            assessment = assessments.get(unit_id)
             if assessment is not None and assessment.submitted_at is not None:
                 continue  # a submitted assessment carries the reviewers' decisions: one by one
             answers: dict[str, AnswerView] = {}
@@ -197,13 +286,92 @@ def load_many(s: Session, messages: Sequence[Message], resolve: FrameworkResolve
                 assessment.id if assessment is not None else None,
                 assessment.status if assessment is not None else None,
                 None,
-                extensions.get((view.unit_id, "self_assessment_due")),
-                extensions.get((view.unit_id, "supplement_due")),
+                extensions.get((unit_id, "self_assessment_due")),
+                extensions.get((unit_id, "supplement_due")),
             )
-            found[i] = member_loaded(
-                m.channel, m.chat_id, session, chat.version, view, period, own, answers, latest, {}
-            )
+            found[p.index] = _loaded(messages[p.index], p, period, own, answers, latest)
     return found
+
+
+def _joining(
+    conn: sa.Connection, messages: Sequence[Message], joining: list[_Pending], now: dt.datetime
+) -> list[_Pending]:
+    """The joining chats that can join in the batch, with their invites and recent failed attempts:
+    not already bound to a member, naming an invite that exists, is unused and is not a reviewer's."""
+    new = [(messages[p.index].channel, messages[p.index].chat_id) for p in joining if p.version is None]
+    bound = {tuple(row) for row in conn.execute(_BOUND, {"chats": new})} if new else set()
+    codes = sorted({c for p in joining if (c := messages[p.index].invite_code) is not None})
+    invites = {row.code: row for row in conn.execute(_INVITES, {"codes": codes})}
+    chats = [(messages[p.index].channel, messages[p.index].chat_id) for p in joining]
+    failures: dict[tuple[str, str], list[dt.datetime]] = defaultdict(list)
+    for row in conn.execute(_FAILURES, {"chats": chats, "since": now - JOIN_HISTORY}):
+        failures[(row.channel, row.chat_id)].append(row.at)
+    out: list[_Pending] = []
+    for p, chat in zip(joining, chats, strict=True):
+        invite = invites.get(messages[p.index].invite_code)
+        if (
+            chat in bound
+            or invite is None
+            or invite.used_at is not None
+            or invite.role == Role.REVIEWER.value
+        ):
+            continue  # the engine refuses these, or a reviewer's view follows: one by one
+        p.invite, p.unit_id, p.level = invite, invite.unit_id, invite.level
+        p.failures = tuple(failures.get(chat, ()))
+        out.append(p)
+    return out
+
+
+def _loaded(
+    m: Message,
+    p: _Pending,
+    period: OpenPeriod | None,
+    own: UnitInPeriod,
+    answers: dict[str, AnswerView],
+    latest: Latest,
+) -> Loaded:
+    if p.member is not None:
+        if period is None:
+            return Loaded(
+                Snapshot(m.channel, m.chat_id, p.session, p.member),
+                p.version,
+                p.member.id,
+                p.member.unit_id,
+                None,
+                None,
+            )
+        return member_loaded(
+            m.channel, m.chat_id, p.session, p.version, p.member, period, own, answers, latest, {}
+        )
+    row = p.invite
+    invite = InviteView(row.code, row.name, Role(row.role), row.expires_at, False)
+    snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
+    joining = Joining(
+        row.code, Role(row.role), row.unit_id, row.unit_code, row.name, period, own, answers, latest
+    )
+    return Loaded(snapshot, p.version, None, None, None, None, joining=joining)
+
+
+def joins(loaded: Loaded, decision: Decision) -> bool:
+    """Whether `decision` is the successful join `loaded.joining` was read for, and nothing else."""
+    return (
+        loaded.joining is not None
+        and not decision.notices
+        and len(decision.events) == 1
+        and isinstance(event := decision.events[0], JoinUnit)
+        and event.invite_code == loaded.joining.invite_code
+    )
+
+
+def add_members(s: Session, joining: Sequence[Loaded], now: dt.datetime) -> list[int]:
+    """The members of chats joining in the batch (as `apply` adds them); returns their ids in order.
+    Their invites are claimed by `write_many`, which fails if another chat was quicker."""
+    rows = []
+    for loaded in joining:
+        assert loaded.joining is not None
+        snap, join = loaded.snapshot, loaded.joining
+        rows.append(new_member_row(snap.channel, snap.chat_id, join.unit_id, join.role.value, now))
+    return [int(i) for i in write_all(s.connection(), [Rows(_NEW_MEMBERS, rows)])[0].returned]
 
 
 def fits(loaded: Loaded, decision: Decision) -> bool:
@@ -246,11 +414,24 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
     sessions: list[dict[str, object]] = []
     processed: list[dict[str, object]] = []
     outbox: list[dict[str, object]] = []
+    new_chats: list[dict[str, object]] = []
+    claims: list[dict[str, object]] = []
+    attempts: list[dict[str, object]] = []
     conn = s.connection()
     assessments = _assessments_for(conn, writes)
     for w, assessment_id in zip(writes, assessments, strict=True):
         loaded = w.loaded
+        snap = loaded.snapshot
         assert fits(loaded, w.decision)
+        if w.joined is not None:
+            before, member_id = w.joined.before, w.joined.member_id
+            join = before.joining
+            assert join is not None and loaded.version is not None
+            claims.append(invite_claim(join.invite_code, member_id, now))
+            attempts.append(join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
+            audits.append(
+                join_audit_row(now, before, member_id, join.unit_id, join.role.value, join.invite_code)
+            )
         for event in w.decision.events:
             assert assessment_id is not None and loaded.latest is not None
             if isinstance(event, SaveAnswer):
@@ -263,7 +444,14 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                 row, audit = evidence_rows(loaded, event, now, late, assessment_id)
                 evidence.append(row)
             audits.append(audit)
-        sessions.append(session_update(loaded, w.decision.session, loaded.member_id, now))
+        session = session_update(loaded, w.decision.session, loaded.member_id, now)
+        if w.joined is None:
+            sessions.append(session)
+        elif w.joined.before.version is not None:  # over the version before the join
+            sessions.append({**session, "w_version": w.joined.before.version})
+        else:  # the chat's first message: its conversation row, as the join and the question leave it
+            row = {k: v for k, v in session.items() if not k.startswith("w_")}
+            new_chats.append({**row, "channel": snap.channel, "chat_id": snap.chat_id})
         if w.inbound_id is not None:
             processed.append(dict(channel=loaded.snapshot.channel, inbound_id=w.inbound_id, processed_at=now))
         for payload in w.payloads:
@@ -278,21 +466,25 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                     dedupe_key=None,
                 )
             )
-    if answers:
-        conn.execute(_ANSWER.insert(), answers)
-    if evidence:
-        conn.execute(_EVIDENCE.insert(), evidence)
-    if audits:
-        conn.execute(_AUDIT.insert(), audits)
-    if sessions:
-        updated = conn.execute(_SAVE_SESSION, sessions).rowcount
-        if updated != len(sessions):
-            raise ConcurrentUpdate(f"{len(sessions) - updated} of {len(sessions)} conversations changed")
-    if processed:
-        conn.execute(_PROCESSED.insert(), processed)
-    ids: list[int] = []
-    if outbox:
-        inserted = conn.execute(_QUEUE, outbox)
-        ids = [int(i) for i in inserted.scalars()]
+    written = write_all(
+        conn,
+        [
+            Rows(_NEW_CHATS, new_chats),
+            Rows(_CLAIM_INVITE, claims),
+            Rows(_NEW_JOIN_ATTEMPTS, attempts),
+            Rows(_NEW_ANSWER, answers),
+            Rows(_NEW_EVIDENCE, evidence),
+            Rows(_NEW_AUDIT, audits),
+            Rows(_SAVE_SESSION, sessions),
+            Rows(_NEW_PROCESSED, processed),
+            Rows(_QUEUE, outbox),
+        ],
+    )
+    if written[1].rowcount != len(claims):
+        raise InviteTaken(f"{len(claims) - written[1].rowcount} of {len(claims)} invites used meanwhile")
+    updated = written[6].rowcount
+    if updated != len(sessions):
+        raise ConcurrentUpdate(f"{len(sessions) - updated} of {len(sessions)} conversations changed")
+    ids = [int(i) for i in written[8].returned]
     queued = iter(ids)
     return [[next(queued) for _ in w.payloads] for w in writes]

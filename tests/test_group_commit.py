@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
@@ -34,6 +35,9 @@ from storage.models import (
     AuditLog,
     Conversation,
     Evidence,
+    Invite,
+    JoinAttempt,
+    Member,
     Outbox,
     ProcessedInbound,
     Unit,
@@ -74,6 +78,8 @@ def scripts(codes: list[str]) -> list[list[Inbound]]:
     out = []
     for n, code in enumerate(codes):
         steps = [Inbound(InboundKind.TEXT, text=f"/start {code}")]
+        if n == 2:  # a mistyped code first: refused, counted and logged
+            steps.insert(0, Inbound(InboundKind.TEXT, text="/start ZZZZ9999"))
         for k, indicator in enumerate(FRAMEWORK.indicators[:5]):
             steps.append(Inbound(InboundKind.TEXT, text=answer_for(FRAMEWORK, indicator.code)[0]))
             if (n + k) % 3 == 0:
@@ -174,18 +180,63 @@ def stored(db: Database, run: str) -> dict[str, Any]:
             )
             for e in s.exec(select(Evidence).where(col(Evidence.assessment_id).in_(by_assessment)))
         )
+        members = {m.id: m for m in s.exec(select(Member).where(col(Member.chat_id).startswith(run))).all()}
+        chat_of = {m.id: m.chat_id[1:] for m in members.values()}
+        out["members"] = sorted(
+            (
+                m.chat_id[1:],
+                m.channel,
+                units[m.unit_id][1:],
+                m.role,
+                m.language,
+                m.created_at,
+                m.paused_reminders,
+            )
+            for m in members.values()
+        )
+        out["invites"] = sorted(
+            (units[i.unit_id][1:], i.role, i.used_at, chat_of.get(i.used_by_member_id or 0))
+            for i in s.exec(select(Invite).where(col(Invite.unit_id).in_(units)))
+        )
+        out["join_attempts"] = sorted(
+            (j.chat_id[1:], j.at, j.ok)
+            for j in s.exec(select(JoinAttempt).where(col(JoinAttempt.chat_id).startswith(run)))
+        )
+        assert [j for j in out["join_attempts"] if not j[2]]  # the mistyped code
+
+        def joined(a: AuditLog) -> tuple[str | None, str | None]:  # member ids and invite codes differ
+            new = json.loads(a.new_json or "null")
+            if a.entity == "invite":
+                return "", ""
+            if a.entity == "chat":  # telegram:A2
+                return a.entity_id.split(":")[1][1:], a.new_json
+            if a.action != "member.join":
+                return a.entity_id, a.new_json
+            return chat_of[int(a.entity_id)], json.dumps({**new, "unit_id": None, "invite": None})
+
         out["audit"] = [
             (
                 units.get(a.unit_id or 0, "?")[1:],
+                chat_of.get(a.actor_member_id or 0),
                 a.action,
                 a.entity,
-                a.entity_id if a.entity not in ("member", "invite") else "",  # ids and codes differ
+                *joined(a),
                 a.old_json,
-                a.new_json if a.entity not in ("member", "invite") else "",
+                a.at,
             )
-            for a in s.exec(select(AuditLog).where(col(AuditLog.unit_id).in_(units)))
+            for a in s.exec(
+                select(AuditLog).where(
+                    col(AuditLog.unit_id).in_(units) | col(AuditLog.entity_id).startswith(f"telegram:{run}")
+                )
+            )
         ]
+        assert [a for a in out["audit"] if a[2] == "member.join_failed"]
         out["audit"].sort(key=repr)
+        outbox_members = {
+            (o.chat_id[1:], chat_of.get(o.member_id or 0))
+            for o in s.exec(select(Outbox).where(col(Outbox.chat_id).startswith(run)))
+        }
+        out["outbox_members"] = sorted(outbox_members, key=repr)
         chats = list(s.exec(select(Conversation).where(col(Conversation.chat_id).startswith(run))))
         out["conversations"] = sorted((c.chat_id[1:], c.state_json, c.version) for c in chats)
         outbox = s.exec(
@@ -221,6 +272,8 @@ def test_group_commit_stores_and_says_exactly_what_one_by_one_does(
     written = [o for batch in batches for o in batch if o]
     assert max(sum(1 for o in batch if o) for batch in batches) >= UNITS_PER_RUN - 1
     assert len(written) > sum(len(b) for b in batches) // 2
+    # the first batch is the joins: all but the mistyped code and unit 0's second member joined in it
+    assert sum(1 for o in batches[0] if o) == UNITS_PER_RUN - 2
 
 
 def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_loses_nothing(
@@ -234,8 +287,8 @@ def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_lose
         svc.handle("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"))
     raced: list[str] = []
 
-    def load_then_race(s: Any, messages: Sequence[Message], resolve: Any) -> list[Any]:
-        loaded = load_many(s, messages, resolve)
+    def load_then_race(s: Any, messages: Sequence[Message], resolve: Any, now: dt.datetime) -> list[Any]:
+        loaded = load_many(s, messages, resolve, now)
         if raced:
             return loaded
         raced.append("B1")  # read before the other process's write: one version behind
@@ -296,7 +349,7 @@ def test_a_database_that_stays_unreachable_makes_every_message_of_the_batch_unav
         svc.handle("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"))
     tries: list[int] = []
 
-    def unreachable(s: Any, messages: Any, resolve: Any) -> Any:
+    def unreachable(s: Any, messages: Any, resolve: Any, now: dt.datetime) -> Any:
         tries.append(1)
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
@@ -307,3 +360,39 @@ def test_a_database_that_stays_unreachable_makes_every_message_of_the_batch_unav
         [("telegram", f"B{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text=text), ()) for n in range(2)]
     )
     assert all(isinstance(o, Unavailable) for o in outcomes) and len(tries) == svc.attempts
+
+
+def test_an_invite_used_meanwhile_is_refused_and_the_other_chats_still_join(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process uses chat B1's invite after the batch read it: B1 is told the code is used, the
+    others join, and nothing of B1's attempt is stored as a member."""
+    codes = build(db)["B"][:3]
+    svc = Service(db, clock=clock, group_commit=False, backoff=(0.0,))
+    raced: list[str] = []
+
+    def load_then_race(s: Any, messages: Sequence[Message], resolve: Any, now: dt.datetime) -> list[Any]:
+        loaded = load_many(s, messages, resolve, now)
+        if not raced:
+            raced.append(codes[1])
+            with db.engine.begin() as other:
+                other.execute(sa.update(Invite).where(col(Invite.code) == codes[1]).values(used_at=NOW))
+        return loaded
+
+    monkeypatch.setattr(service_module, "load_many", load_then_race)
+    outcomes = svc.handle_batch(
+        [
+            ("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"), ())
+            for n, code in enumerate(codes)
+        ]
+    )
+    assert raced and all(isinstance(o, list) and o for o in outcomes), outcomes
+    with db.session() as s:
+        members = {m.chat_id: m.id for m in s.exec(select(Member))}
+        told = [
+            json.loads(o.payload_json)["text"] for o in s.exec(select(Outbox).where(Outbox.chat_id == "B1"))
+        ]
+        conversations = {c.chat_id: c.member_id for c in s.exec(select(Conversation))}
+    assert sorted(members) == ["B0", "B2"]
+    assert told == ["Mã mời này đã được dùng. Mỗi mã chỉ dùng một lần; xin mã mới nếu cần."]
+    assert conversations == {"B0": members["B0"], "B1": None, "B2": members["B2"]}
