@@ -59,10 +59,12 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 5
 # Threads running the blocking database work of async channels, each one transaction (a batch of
 # messages, see MAX_BATCH) at a time. SQLite has one writer, so more threads only queue on its lock and
-# take the GIL from the event loop; PostgreSQL overlaps two transactions' round trips. More lose to GIL
-# contention and make smaller batches (measured with bench/update_bench.py, see bench/RESULTS.md).
+# take the GIL from the event loop. On PostgreSQL a second thread overlapped round trips while joins
+# went one by one; with joins in the batch and its writes in one pipeline it only splits the queue
+# into smaller batches and contends for the GIL: one thread is about 10 % faster (measured with
+# bench/update_bench.py, see bench/RESULTS.md).
 WORKERS_SQLITE = 1
-WORKERS_POSTGRES = 2
+WORKERS_POSTGRES = 1
 BACKOFF = (0.2, 0.5, 1.0, 2.0)  # seconds between attempts while the database is unreachable or locked
 # Messages of different chats waiting while a worker is busy go together into one transaction (group
 # commit, see storage/group_commit.py); more than this per transaction only holds locks longer.
