@@ -396,3 +396,31 @@ def test_an_invite_used_meanwhile_is_refused_and_the_other_chats_still_join(
     assert sorted(members) == ["B0", "B2"]
     assert told == ["Mã mời này đã được dùng. Mỗi mã chỉ dùng một lần; xin mã mới nếu cần."]
     assert conversations == {"B0": members["B0"], "B1": None, "B2": members["B2"]}
+
+
+def test_a_join_whose_first_question_needs_more_than_the_batch_records_is_handled_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The members a batch added are rolled back with it when the question after joining turns out to
+    need the one-by-one path: every chat still joins exactly once."""
+    codes = build(db)["B"][:3]
+    svc = Service(db, clock=clock, group_commit=False)
+    real_step: Callable[..., Any] = service_module.step
+
+    def step(snapshot: Any, inbound: Inbound, now: dt.datetime) -> Any:
+        decision = real_step(snapshot, inbound, now)
+        return replace(decision, then_resume=True) if inbound.kind is InboundKind.RESUME else decision
+
+    monkeypatch.setattr(service_module, "step", step)
+    with caplog.at_level(logging.DEBUG, logger="bot.service"):
+        outcomes = svc.handle_batch(
+            [
+                ("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"), ())
+                for n, code in enumerate(codes)
+            ]
+        )
+    assert all(isinstance(o, list) and len(o) == 2 for o in outcomes), outcomes
+    assert [r for r in caplog.records if "_NotForBatch" in r.getMessage()]
+    with db.session() as s:
+        assert sorted(m.chat_id for m in s.exec(select(Member))) == ["B0", "B1", "B2"]
+        assert len(s.exec(select(JoinAttempt)).all()) == 3
