@@ -367,13 +367,18 @@ def member_loaded(
     session: SessionState,
     version: int | None,
     member: MemberView,
-    period: OpenPeriod,
+    period: OpenPeriod | None,
     own: UnitInPeriod,
     answers: dict[str, AnswerView],
     latest: Latest,
     decisions: Mapping[str, DecisionView],
 ) -> Loaded:
-    """A unit member's snapshot in an open period, from what was read for it."""
+    """A unit member's snapshot in an open period, from what was read for it; with no open period
+    for the unit's level, only the member (the rest is ignored)."""
+    if period is None:
+        return Loaded(
+            Snapshot(channel, chat_id, session, member), version, member.id, member.unit_id, None, None
+        )
     period_view = PeriodView(
         period.id,
         period.name,
@@ -421,10 +426,6 @@ class Joining:
         dialogue state the join left, as stored and read back)."""
         session = SessionState.from_json(json.loads(json.dumps(session.to_json())))
         view = self.member(member_id)
-        if self.period is None:
-            return Loaded(
-                Snapshot(channel, chat_id, session, view), version, member_id, self.unit_id, None, None
-            )
         return member_loaded(
             channel, chat_id, session, version, view, self.period, self.own, self.answers, self.latest, {}
         )

@@ -256,8 +256,7 @@ def load_many(
         members = by_period.get(period.id)
         if not members:
             continue
-        unit_ids = [p.unit_id for p in members]
-        params = {"period_id": period.id, "units": unit_ids}
+        params = {"period_id": period.id, "units": [p.unit_id for p in members]}
         assessments = {row.unit_id: row for row in conn.execute(_ASSESSMENTS, params)}
         extensions: dict[tuple[int, str], dt.datetime] = {
             (row.unit_id, row.deadline): row.due_at for row in conn.execute(_EXTENSIONS, params)
@@ -270,7 +269,8 @@ def load_many(
                 revisions[row[-1]].append(row)
             for row in conn.execute(_EVIDENCE_OF, {"assessments": open_ids}):
                 evidence[row[-1]].append(row)
-        for p, unit_id in zip(members, unit_ids, strict=True):
+        for p in members:
+            unit_id = p.unit_id
             assessment = assessments.get(unit_id)
             if assessment is not None and assessment.submitted_at is not None:
                 continue  # a submitted assessment carries the reviewers' decisions: one by one
@@ -331,15 +331,6 @@ def _loaded(
     latest: Latest,
 ) -> Loaded:
     if p.member is not None:
-        if period is None:
-            return Loaded(
-                Snapshot(m.channel, m.chat_id, p.session, p.member),
-                p.version,
-                p.member.id,
-                p.member.unit_id,
-                None,
-                None,
-            )
         return member_loaded(
             m.channel, m.chat_id, p.session, p.version, p.member, period, own, answers, latest, {}
         )
