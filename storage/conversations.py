@@ -243,9 +243,14 @@ class OpenPeriod:
 
 def open_periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
     """Every open period, newest first."""
+    return periods_from(s.connection().execute(_OPEN_PERIODS), resolve)
+
+
+def periods_from(rows: Iterable[Sequence[Any]], resolve: FrameworkResolver) -> list[OpenPeriod]:
+    """The open periods of `_OPEN_PERIODS` rows."""
     return [
         OpenPeriod(pid, name, resolve(fid, version), self_due, supplement_due)
-        for pid, name, fid, version, self_due, supplement_due in s.connection().execute(_OPEN_PERIODS)
+        for pid, name, fid, version, self_due, supplement_due in rows
     ]
 
 
