@@ -46,7 +46,7 @@ from flows.model import (
     Submit,
 )
 from scoring.answers import decode_value, encode_value
-from scoring.model import Framework
+from scoring.model import AnswerValue, Framework, Indicator
 from storage import appraisal
 from storage.models import (
     AnswerRevision,
@@ -273,6 +273,28 @@ def _answers_and_latest(
     return answer_views(framework, revisions, evidence)
 
 
+# Decoded answer values by indicator code and stored JSON, oldest dropped first. A chat's every message
+# reloads every answer of its unit (62 by the end of an assessment), so without this the same values
+# are parsed again and again. An entry holds the indicator it was decoded for and is used only for
+# that very indicator, so a framework changed under the same code can never get a stale value.
+# 20 000 entries (a deadline day's 1 000 conversations under way, 20 answers each) take a few MB.
+_DECODED: dict[tuple[str, str], tuple[Indicator, AnswerValue | None]] = {}
+_DECODED_MAX = 20_000
+
+
+def _decoded(indicator: Indicator, value_json: str) -> AnswerValue | None:
+    """The stored value of `indicator` (None if it no longer fits)."""
+    key = (indicator.code, value_json)
+    hit = _DECODED.get(key)
+    if hit is not None and hit[0] is indicator:
+        return hit[1]
+    value = decode_value(indicator, json.loads(value_json))
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.pop(next(iter(_DECODED)), None)
+    _DECODED[key] = (indicator, value)
+    return value
+
+
 def answer_views(
     framework: Framework, revisions: Iterable[Sequence[Any]], evidence: Iterable[Sequence[Any]]
 ) -> tuple[dict[str, AnswerView], Latest]:
@@ -293,7 +315,7 @@ def answer_views(
         indicator = framework.indicator(code)
         if indicator is None:
             continue  # an indicator the pinned framework no longer has
-        value = decode_value(indicator, json.loads(value_json)) if value_json is not None else None
+        value = _decoded(indicator, value_json) if value_json is not None else None
         if value is None and not not_applicable:
             continue
         views[code] = AnswerView(value, not_applicable, reasons[code], revision, tuple(by_code.get(code, ())))
