@@ -207,6 +207,24 @@ def _policy(framework: Framework, rules: Rules) -> NotApplicablePolicy:
     return rules.not_applicable or framework.not_applicable
 
 
+# Unanswered indicators' results by indicator (the entry holds the indicator, so an id is never
+# reused while cached). Most of a unit's indicators are unanswered until late in its assessment, and
+# the running total after every answer would build the same immutable results again.
+_UNANSWERED: dict[int, tuple[Indicator, IndicatorResult]] = {}
+
+
+def _unanswered(ind: Indicator) -> IndicatorResult:
+    hit = _UNANSWERED.get(id(ind))
+    if hit is not None and hit[0] is ind:
+        return hit[1]
+    full = ind.max_points
+    result = IndicatorResult(ind.code, ind.group_id, ZERO, full, Status.MISSING, None, _NO_PARAMS, None, full)
+    if len(_UNANSWERED) >= 4096:
+        _UNANSWERED.clear()
+    _UNANSWERED[id(ind)] = (ind, result)
+    return result
+
+
 def _indicator_results(
     framework: Framework,
     raws: Sequence[_Raw],
@@ -216,6 +234,9 @@ def _indicator_results(
     results: list[IndicatorResult] = []
     for ind, raw in zip(framework.indicators, raws, strict=True):
         full = ind.max_points
+        if raw is _MISSING:
+            results.append(_unanswered(ind))
+            continue
         if raw.status is not Status.NOT_APPLICABLE:
             results.append(
                 IndicatorResult(

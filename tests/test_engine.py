@@ -252,3 +252,25 @@ def test_evidence_flagged_late_scores_zero(make_framework: Callable[..., Framewo
     assert score(fw, {"1.2": late}).indicator("1.2").status is Status.EVIDENCE_LATE
     mixed = Answer(True, evidence=(Evidence("kh.pdf", late=True), Evidence("bc.pdf")))
     assert score(fw, {"1.2": mixed}).indicator("1.2").score == 30
+
+
+def test_unanswered_indicators_carry_their_own_frameworks_maximum(
+    make_framework: Callable[..., Framework],
+) -> None:
+    """Unanswered results are built once per indicator and reused: never across frameworks that share
+    indicator codes with different maxima (a framework revised under the same codes)."""
+
+    def bigger(d: dict[str, Any]) -> None:
+        d["groups"][0]["indicators"][0]["max_points"] = 25
+        d["groups"][0]["max_points"] += 5
+        if "max_points" in d:
+            d["max_points"] += 5
+
+    first, revised = make_framework(), make_framework(bigger)
+    for _ in range(2):  # the second time from what the first built
+        old, new = score(first, {}), score(revised, {})
+        assert old.indicator("1.1").full_max == 20 and new.indicator("1.1").full_max == 25
+        assert old.indicator("1.1").status is Status.MISSING and old.indicator("1.1").score == 0
+        assert new.max == old.max + 5
+    answered = score(revised, {"1.1": Answer(D(100))})
+    assert answered.indicator("1.1").score == 25 and score(revised, {}).indicator("1.1").score == 0
