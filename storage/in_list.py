@@ -1,12 +1,14 @@
-"""`column IN (list)` whose PostgreSQL plan does not depend on the list's length or on fresh statistics.
+"""`column IN (list)` as one statement whatever the list's length.
 
-SQLAlchemy renders an expanding `IN` as one placeholder per value, so every list length is a different
-statement for psycopg to prepare, and the generic plan PostgreSQL settles on after five executions
-was measured filtering `processed_inbound` row by row (`Rows Removed by Filter: 7 090`, 7 ms) instead
-of looking the ids up in the primary key, because at planning time the statistics of a table filled
-since the last ANALYZE said it was nearly empty. On PostgreSQL the list is therefore one array
-parameter, `column = ANY(:name)`: one statement for every length, and an index condition for the
-planner. SQLite has no arrays and keeps the expanding `IN`.
+SQLAlchemy renders an expanding `IN` as one placeholder per value, so a batch of 18 chats and one of
+19 are different statements: psycopg prepares each length separately (group commit's nine list
+queries times up to 32 lengths, against psycopg's cache of 100 prepared statements) and PostgreSQL
+plans each again. On PostgreSQL the list is therefore one array parameter, `column = ANY(:name)`: one
+statement, prepared once. SQLite has no arrays and keeps the expanding `IN`.
+
+(Neither form protects a plan from statistics that are wrong: on tables never analyzed, PostgreSQL
+was seen filtering a channel's every processed id for both. Autovacuum analyzes a table in service;
+`bench/update_bench.py` runs ANALYZE for the same reason.)
 """
 
 from __future__ import annotations
