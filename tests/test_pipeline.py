@@ -1,6 +1,6 @@
-"""storage/pipeline.py's reads and storage/in_list.py, on SQLite and PostgreSQL: group commit reads
-through them, so their rows must be exactly what SQLAlchemy gives (values, types, names), whichever
-path a backend takes."""
+"""storage/pipeline.py and storage/in_list.py, on SQLite and PostgreSQL: group commit reads and writes
+through them, so their rows must be exactly what SQLAlchemy gives (values, types, names) and their
+writes exactly what executing the statement row by row does, whichever path a backend takes."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage.admin import UnitRow
 from storage.conversations import _OPEN_PERIODS
 from storage.db import Database
 from storage.in_list import in_list
-from storage.models import Extension, Unit
-from storage.pipeline import Query, read_all
+from storage.models import Extension, Outbox, ProcessedInbound, Unit
+from storage.pipeline import Query, Rows, read_all, write_all
 from tests.e2e_support import NOW, open_province
 
 pytest_plugins = ["tests.storage_fixtures"]
@@ -99,3 +99,92 @@ def test_in_list_is_a_plain_predicate_on_sqlite_and_one_array_on_postgresql() ->
     on_postgres = str(_EXTENSIONS.compile(dialect=postgresql.dialect()))
     assert "extension.unit_id IN (__[POSTCOMPILE_units])" in on_sqlite and "= 1" not in on_sqlite
     assert "extension.unit_id = ANY (%(units)s::INTEGER[])" in on_postgres
+
+
+_OUTBOX = Outbox.__table__
+_PROCESSED = ProcessedInbound.__table__
+_QUEUE = _OUTBOX.insert().returning(_OUTBOX.c.id)
+# each row's attempt counted, unless someone counted it meanwhile (the WHERE clause's own values)
+_RETRIED = _OUTBOX.update().where(
+    _OUTBOX.c.id == sa.bindparam("w_id"), _OUTBOX.c.attempts == sa.bindparam("w_attempts")
+)
+_FAILED = (
+    _OUTBOX.update()
+    .where(_OUTBOX.c.id == sa.bindparam("w_id"))
+    .values(status="failed", last_error=sa.bindparam("why"))
+)
+
+
+def _queued(n: int) -> list[dict[str, object]]:
+    return [
+        dict(channel="telegram", chat_id=str(700 + n % 3), payload_json=f'{{"n": {n}}}', created_at=NOW)
+        for n in range(n)
+    ]
+
+
+def _outbox(db: Database) -> dict[int, tuple[object, ...]]:
+    columns = (_OUTBOX.c.payload_json, _OUTBOX.c.status, _OUTBOX.c.priority, _OUTBOX.c.member_id)
+    columns += (_OUTBOX.c.attempts, _OUTBOX.c.last_error, _OUTBOX.c.created_at)
+    with db.session() as s:
+        return {row[0]: tuple(row[1:]) for row in s.connection().execute(sa.select(_OUTBOX.c.id, *columns))}
+
+
+def test_write_all_inserts_returns_keys_in_row_order_and_updates_what_matches(db: Database) -> None:
+    with db.session() as s:
+        conn = s.connection()
+        first, processed, second = write_all(
+            conn,
+            [
+                Rows(_QUEUE, _queued(40)),
+                Rows(_PROCESSED.insert(), [dict(channel="telegram", inbound_id="u1", processed_at=NOW)]),
+                Rows(_QUEUE, [{**row, "member_id": None} for row in _queued(3)]),
+            ],
+        )
+        conn.execute(_OUTBOX.insert(), {**_queued(1)[0], "payload_json": "someone else's"})
+    assert first.rowcount == 40 and processed.rowcount == 1 and second.rowcount == 3
+    rows = _outbox(db)
+    assert len(rows) == 44
+    assert [rows[i][0] for i in first.returned] == [f'{{"n": {n}}}' for n in range(40)]
+    assert [rows[i][0] for i in second.returned] == [f'{{"n": {n}}}' for n in range(3)]
+    # the scalar defaults SQLAlchemy fills in, and None as None
+    assert {rows[i][1:5] for i in first.returned} == {("pending", 0, None, 0)}
+    assert {rows[i][6] for i in first.returned} == {NOW}
+
+    ids = first.returned
+    with db.session() as s:
+        retried, failed, nothing = write_all(
+            s.connection(),
+            [
+                Rows(
+                    _RETRIED,
+                    [dict(w_id=i, w_attempts=0 if n else 5, attempts=n + 1) for n, i in enumerate(ids[:4])],
+                ),
+                Rows(_FAILED, [dict(w_id=ids[5], why="chặn bot"), dict(w_id=ids[6], why="429")]),
+                Rows(_RETRIED, []),
+            ],
+        )
+    assert (retried.rowcount, failed.rowcount, nothing.rowcount) == (3, 2, 0)
+    rows = _outbox(db)
+    assert [rows[i][4] for i in ids[:5]] == [0, 2, 3, 4, 0]  # the first was counted meanwhile
+    assert [rows[i][1:6:4] for i in ids[4:7]] == [
+        ("pending", None),
+        ("failed", "chặn bot"),
+        ("failed", "429"),
+    ]
+
+
+def test_write_all_refuses_what_it_cannot_give_back_in_order(db: Database) -> None:
+    returning_text = _OUTBOX.insert().returning(_OUTBOX.c.payload_json)
+    with db.session() as s, pytest.raises(ValueError, match="autoincrement key"):
+        write_all(s.connection(), [Rows(returning_text, _queued(2))])
+    with db.session() as s, pytest.raises(ValueError, match="created_at: no value"):
+        write_all(
+            s.connection(), [Rows(_QUEUE, [{"channel": "telegram", "chat_id": "1", "payload_json": "{}"}])]
+        )
+
+
+def test_a_row_the_database_refuses_rolls_back_with_sqlalchemys_error(db: Database) -> None:
+    seen = dict(channel="telegram", inbound_id="u1", processed_at=NOW)
+    with pytest.raises(IntegrityError), db.session() as s:
+        write_all(s.connection(), [Rows(_QUEUE, _queued(2)), Rows(_PROCESSED.insert(), [seen, seen])])
+    assert _outbox(db) == {}
