@@ -557,7 +557,7 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         return _ask_again(snap, session)
     current = fw.indicator(session.current) if session.current else None
     expects_number = session.mode is Mode.ASK and current is not None and current.answer.type in _NUMERIC
-    parsed = detect(text, codes=frozenset(i.code for i in fw.indicators), expects_number=expects_number)
+    parsed = detect(text, codes=fw.codes, expects_number=expects_number)
     if parsed is not None:
         handled = _intent(snap, session, parsed, now)
         if handled is not None:

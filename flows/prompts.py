@@ -123,7 +123,7 @@ def how_to_answer(ind: Indicator) -> Msg:
 
 
 def position(fw: Framework, code: str) -> int:
-    return next(i for i, ind in enumerate(fw.indicators, 1) if ind.code == code)
+    return fw.position(code)
 
 
 def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply:

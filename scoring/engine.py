@@ -345,15 +345,13 @@ def _report(
     peer_averages: Mapping[str, tuple[Decimal, int]] | None,
 ) -> Report:
     results = _indicator_results(framework, raws, _policy(framework, rules), peer_averages)
-    by_group: dict[str, list[IndicatorResult]] = {g.id: [] for g in framework.groups}
-    for r in results:
-        by_group[r.group_id].append(r)
-    groups = tuple(
-        GroupResult(
-            g.id, g.name, total(r.score for r in by_group[g.id]), total(r.max for r in by_group[g.id])
-        )
-        for g in framework.groups
-    )
+    scores = {g.id: ZERO for g in framework.groups}
+    maxima = dict(scores)
+    for r in results:  # exact sums in framework order, as `total` adds
+        if r.score is not ZERO:  # adding the ZERO that unanswered indicators score changes nothing
+            scores[r.group_id] = add(scores[r.group_id], r.score)
+        maxima[r.group_id] = add(maxima[r.group_id], r.max)
+    groups = tuple(GroupResult(g.id, g.name, scores[g.id], maxima[g.id]) for g in framework.groups)
     achieved = total(g.score for g in groups)
     max_points = total(g.max for g in groups)
     c = framework.classification

@@ -275,9 +275,22 @@ class Framework:
     note: str | None = None
     spec_version: int = 1
     _by_code: Mapping[str, Indicator] = field(default_factory=dict, compare=False, repr=False)
+    _positions: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    _codes: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_code", {ind.code: ind for ind in self.indicators})
+        object.__setattr__(self, "_positions", {ind.code: n for n, ind in enumerate(self.indicators, 1)})
+        object.__setattr__(self, "_codes", frozenset(self._by_code))
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """Every indicator's code."""
+        return self._codes
+
+    def position(self, code: str) -> int:
+        """The indicator's place in the framework, from 1 ("câu 5/62")."""
+        return self._positions[code]
 
     @property
     def max_points(self) -> Decimal:

@@ -9,6 +9,7 @@ from typing import Any
 from scoring.answers import VIETNAM_TZ, Answer, Evidence
 from scoring.engine import Rules, Status, score, score_units
 from scoring.model import Framework, NotApplicablePolicy, Ratio
+from scoring.numbers import total
 from tests.conftest import D
 
 EV = (Evidence("kh.pdf"),)
@@ -274,3 +275,23 @@ def test_unanswered_indicators_carry_their_own_frameworks_maximum(
         assert new.max == old.max + 5
     answered = score(revised, {"1.1": Answer(D(100))})
     assert answered.indicator("1.1").score == 25 and score(revised, {}).indicator("1.1").score == 0
+
+
+def test_group_sums_keep_every_digit_that_adding_each_indicator_gives(
+    make_framework: Callable[..., Framework],
+) -> None:
+    """Group sums skip the zeros of unanswered indicators; the sums (digits and all, as exports and
+    appraisal records print them) stay exactly what adding every indicator's score gives."""
+    fw = make_framework()
+    for answers in (
+        {},
+        {"1.1": Answer(D(0))},
+        {"2.2": Answer(D("0.0"))},  # a group whose only answer scores zero, to one decimal
+        {"1.1": Answer(Ratio(D(1), D(3))), "2.2": Answer(D("12.50"))},
+    ):
+        report = score(fw, answers)
+        for g in report.groups:
+            members = [r for r in report.indicators if r.group_id == g.id]
+            assert str(g.score) == str(total(r.score for r in members))
+            assert str(g.max) == str(total(r.max for r in members))
+        assert str(report.total) == str(total(r.score for r in report.indicators))

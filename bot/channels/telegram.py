@@ -251,7 +251,7 @@ class TelegramChannel:
         router.edited_message.register(self.on_edited)
         router.callback_query.register(self.on_callback)
         router.my_chat_member.register(self.on_member_status)
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(disable_fsm=True)  # the dialogue state is ours (flows/), in the database
         self.dispatcher.include_router(router)
         aiogram_schemas.warm(schemas())
 

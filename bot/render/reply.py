@@ -50,6 +50,8 @@ class ReplyRenderer:
         self.escape = escape
 
     def param(self, value: Param) -> str:
+        if type(value) is str:  # most parameters: names, codes, labels
+            return self.escape(value)
         if isinstance(value, Msg):
             return self.message(value)
         if isinstance(value, tuple):
