@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlmodel import Session, SQLModel, col, func, select
 
+import storage.db
 from storage import migrate
 from storage.db import Database, NotMigrated, database_url, make_engine, normalize_url
 from storage.models import (
@@ -197,10 +198,55 @@ def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_postgres_engine_pings_before_use() -> None:
-    engine = make_engine("postgresql+psycopg://user@127.0.0.1:1/none")
-    assert engine.pool._pre_ping is True
-    engine.dispose()
+def _backend(db: Database) -> int:
+    with db.session() as s:
+        return int(s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def _terminate(url: str, pid: int) -> None:
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
+    migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In steady use a connection goes straight back to work; after an idle spell it is checked first,
+    and one the server dropped meanwhile (a restart) is replaced before anyone sees it."""
+    db = Database(migrated_postgres_url)
+    pings: list[int] = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(1) or ping(c))
+    try:
+        first = _backend(db)
+        assert _backend(db) == first and pings == []  # used again at once: no round trip
+        _terminate(migrated_postgres_url, first)
+        monkeypatch.setattr(storage.db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        replaced = _backend(db)  # the ping finds it dead: a new connection, no error
+        assert replaced != first and len(pings) == 2  # the failed ping, then the new connection's
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_dropped_between_close_uses_fails_once_then_the_pool_renews(
+    migrated_postgres_url: str,
+) -> None:
+    """Without the ping, the first statement on a dead connection raises (callers retry, as
+    bot/service.py does) and the pool then drops every connection as old as it."""
+    db = Database(migrated_postgres_url)
+    try:
+        first = _backend(db)
+        _terminate(migrated_postgres_url, first)
+        with pytest.raises(OperationalError) as failed:
+            _backend(db)
+        assert failed.value.connection_invalidated
+        assert _backend(db) != first
+    finally:
+        db.dispose()
 
 
 def test_foreign_key_violation_is_refused(db: Database) -> None:
