@@ -122,10 +122,6 @@ def how_to_answer(ind: Indicator) -> Msg:
     )
 
 
-def position(fw: Framework, code: str) -> int:
-    return fw.position(code)
-
-
 def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply:
     assert snap.period is not None
     fw = snap.period.framework
@@ -138,7 +134,7 @@ def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply
         *intro,
         msg(
             N_("ask.header"),
-            position=position(fw, code),
+            position=fw.position(code),
             total=len(fw.indicators),
             group=group.id,
             group_name=group.name,
@@ -217,7 +213,7 @@ def ack(snap: Snapshot, code: str, report: Report) -> Msg:
     fw = framework_of(snap)
     r = report.indicator(code)
     common: dict[str, Param] = {
-        "position": position(fw, code),
+        "position": fw.position(code),
         "total": len(fw.indicators),
         "sum": report.total,
         "max": report.max,

@@ -121,10 +121,7 @@ PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def _ping_when_idle(engine: Engine) -> None:
-    def connected(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    def checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    def idle_from_now(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         record.info["idle_since"] = time.monotonic()
 
     def checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
@@ -136,8 +133,8 @@ def _ping_when_idle(engine: Engine) -> None:
         except engine.dialect.loaded_dbapi.Error as exc:
             raise sa.exc.DisconnectionError(f"ping after idle failed: {exc}") from exc
 
-    event.listen(engine, "connect", connected)
-    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "connect", idle_from_now)
+    event.listen(engine, "checkin", idle_from_now)
     event.listen(engine, "checkout", checked_out)
 
 

@@ -27,7 +27,7 @@ import functools
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -176,9 +176,9 @@ def _defaults(statement: Dml, keys: tuple[str, ...], dialect: Dialect) -> dict[s
     for name, value in compiled.construct_params(dict.fromkeys(keys)).items():
         if name in keys:
             continue
-        if name in inserted or name in updated:
-            default = inserted.get(name) or updated.get(name)
-            if not isinstance(default, sa.ColumnDefault) or not default.is_scalar or name in updated:
+        if name in inserted or name in updated:  # a column default, not a value the statement holds
+            default = inserted.get(name)
+            if not isinstance(default, sa.ColumnDefault) or not default.is_scalar:
                 raise ValueError(f"{table.name}.{name}: no value and no scalar default")
             value = default.arg
         defaults[name] = value
@@ -222,7 +222,7 @@ def _unnested(statement: Dml, keys: tuple[str, ...], dialect: Dialect) -> str:
                 return rows.c[element.key]
             return None
 
-        joined = visitors.replacement_traverse(cast(visitors.ExternallyTraversible, statement), {}, swap)
+        joined = visitors.replacement_traverse(statement, {}, swap)
         assert isinstance(joined, sa.Update)
         unnested = joined
         columns = {k: rows.c[k] for k in keys if k not in binds}
