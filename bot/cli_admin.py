@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
-from bot import catalog
+from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
 from bot.channels.zalo import REAUTHORISE, ZaloConfig
 from bot.i18n import Translator
@@ -521,6 +521,7 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
                 runner = await app.start_webhook(args.webhook, args.path, args.host, args.port, secret)
             else:
                 await app.start_polling()
+            heap.settle()  # started: what lives now lives as long as the process
             print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
             await stop.wait()
             await app.stop()
@@ -621,6 +622,7 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             port = await app.start(args.host, args.port, args.path)
+            heap.settle()
             print(ctx.t("cli.zalo_running", host=args.host, port=port, path=args.path), file=ctx.err)
             await stop.wait()
             await app.stop()
