@@ -271,13 +271,17 @@ class Service:
     def handle_batch(self, items: Sequence[Item]) -> list[list[int] | BaseException]:
         """`handle` for several messages, all of different chats: in one transaction where they fit
         (storage/group_commit.py), the rest one by one afterwards, in order. Each message gets its
-        outbox row ids or the exception `handle` would have raised for it."""
+        outbox row ids or the exception `handle` would have raised for it.
+
+        A message alone takes the same path on PostgreSQL (four round trips against about nine one by
+        one: 9,3 against 10,5 ms of the database thread, measured alternating in the update bench) but
+        not on SQLite, which has no round trips and fewer statements one by one (3,0 against 3,7 ms)."""
         locks = [self._lock(channel, chat_id) for channel, chat_id in sorted({i[:2] for i in items})]
         for lock in locks:
             lock.acquire()
         try:
-            # one message alone is cheaper on the one-by-one path (fewer statements; measured)
-            together = self._batch_with_retries(items) if len(items) > 1 else [None]
+            alone = len(items) == 1 and self.db.engine.dialect.name == "sqlite"
+            together = [None] if alone else self._batch_with_retries(items)
         finally:
             for lock in reversed(locks):
                 lock.release()

@@ -272,7 +272,12 @@ def test_group_commit_stores_and_says_exactly_what_one_by_one_does(
     written = [o for batch in batches for o in batch if o]
     assert max(sum(1 for o in batch if o) for batch in batches) >= UNITS_PER_RUN - 1
     assert len(written) > sum(len(b) for b in batches) // 2
-    # the first batch is the joins: all but the mistyped code and unit 0's second member joined in it
+    # The first message goes alone to the idle worker: on PostgreSQL through the batch too (fewer
+    # round trips), on SQLite one by one. The next batch is the other joins: all but the mistyped code
+    # and unit 0's second member joined in it.
+    if db.engine.dialect.name == "postgresql":
+        assert len(batches[0]) == 1 and batches[0][0]
+        batches = batches[1:]
     assert sum(1 for o in batches[0] if o) == UNITS_PER_RUN - 2
 
 
