@@ -209,7 +209,6 @@ class Autoanalyze:
         self.db = db
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="autoanalyze", daemon=True)
-        self.analyzed = 0
 
     def __enter__(self) -> Autoanalyze:
         if self.db.engine.dialect.name == "postgresql":
@@ -229,7 +228,6 @@ class Autoanalyze:
                 ).scalars()
                 for table in list(due):
                     connection.exec_driver_sql(f'ANALYZE "{table}"')
-                    self.analyzed += 1
 
 
 def feeder(dispatcher: Dispatcher, bot: Bot) -> Callable[[dict[str, Any]], Awaitable[None]]:
