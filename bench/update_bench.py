@@ -193,7 +193,7 @@ class Autoanalyze:
     on tables made a moment before it, and the test machine's server runs with autovacuum off. Cached
     plans made while the tables were nearly empty then stay in use as they grow tenfold: sequential
     scans in the foreign-key checks and in the batch's reads (measured: 41 % of the server's CPU in
-    the foreign-key checks, and 4,6 ms more per batch in the reads). So the same rule runs here, with
+    the foreign-key checks, and 5,3 ms more per batch in the reads). So the same rule runs here, with
     a naptime of one second instead of one minute.
     """
 
