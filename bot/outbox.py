@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from storage.db import Database
 from storage.outbox import (
     STALE_CLAIM,
@@ -28,6 +31,7 @@ from storage.outbox import (
     claim,
     mark_failed,
     mark_sent,
+    record_parts,
     release,
     renew,
     requeue_stale,
@@ -55,9 +59,12 @@ class Result:
 @dataclass
 class Parts:
     """The calls one outbox message takes (its files, then its text in pieces), and how many of them
-    went out, so that a retry sends only the rest instead of repeating what the user already has."""
+    went out. Each part but the last is recorded with the message as soon as it went out (`save`), so
+    that a retry, or another process after a crash, sends only the rest instead of repeating what the
+    user already has. A message sent in one call records nothing."""
 
     sent: int = 0  # already delivered by earlier attempts, then counted on
+    save: Callable[[int], Awaitable[None]] | None = None
     _seen: int = 0
 
     def due(self) -> bool:
@@ -65,8 +72,11 @@ class Parts:
         self._seen += 1
         return self._seen > self.sent
 
-    def done(self) -> None:
+    async def done(self) -> None:
+        """The part `due` allowed went out."""
         self.sent = self._seen
+        if self.save is not None:
+            await self.save(self.sent)
 
     def restart(self) -> None:
         """The message is attempted again from its first part (those already sent are skipped)."""
@@ -150,7 +160,6 @@ class OutboxSender:
         self.send_timeout = send_timeout
         self.lease = lease  # a claim not renewed for this long was left by a dead sender
         self._held: set[int] = set()
-        self._parts: dict[int, int] = {}  # outbox id -> parts of it delivered before a retry
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self.sent = 0
@@ -240,7 +249,7 @@ class OutboxSender:
 
     async def _one(self, row: Claimed) -> bool:
         await self.limiter.acquire(row.chat_id)
-        parts = Parts(self._parts.pop(row.id, 0))
+        parts = Parts(row.parts_sent, functools.partial(self._save_parts, row.id))
         try:
             payload = json.loads(row.payload_json)
             send = self.transport.send(row.chat_id, payload, parts)
@@ -250,12 +259,20 @@ class OutboxSender:
         except Exception as exc:  # a transport bug must not stop delivery to everyone else
             log.exception("sending outbox row %s failed", row.id)
             result = Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}", parts=parts.sent)
-        if result.outcome is Outcome.RETRY and result.parts:
-            self._parts[row.id] = result.parts  # a crash forgets this: then the message goes whole
-        await asyncio.to_thread(self._record, row, result)
+        await asyncio.to_thread(self._record, row, result, max(result.parts, parts.sent))
         return result.outcome is Outcome.SENT
 
-    def _record(self, row: Claimed, result: Result) -> None:
+    async def _save_parts(self, row_id: int, sent: int) -> None:
+        try:
+            await asyncio.to_thread(self._record_parts, row_id, sent)
+        except SQLAlchemyError:  # the database away: the count goes with the retry, if it can
+            log.warning("could not record that %d parts of outbox row %s went out", sent, row_id)
+
+    def _record_parts(self, row_id: int, sent: int) -> None:
+        with self.db.session() as s:
+            record_parts(s, row_id, sent)
+
+    def _record(self, row: Claimed, result: Result, parts_sent: int) -> None:
         now = self.clock()
         with self.db.session() as s:
             if result.outcome is Outcome.SENT:
@@ -270,5 +287,5 @@ class OutboxSender:
                     self.limiter.pause(wait, row.chat_id)
                 else:
                     wait = self.backoff[min(row.attempts, len(self.backoff) - 1)]
-                retry_later(s, row.id, now + dt.timedelta(seconds=wait), result.error)
+                retry_later(s, row.id, now + dt.timedelta(seconds=wait), result.error, parts_sent)
                 self.retried += 1

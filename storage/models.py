@@ -253,6 +253,8 @@ class Outbox(SQLModel, table=True):
     dedupe_key: str | None = None
     claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     external_id: str | None = None  # the channel's id for the sent message (Telegram message_id)
+    # of a message that takes several calls (files, long text): how many went out, for a retry or a restart
+    parts_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Extension(SQLModel, table=True):

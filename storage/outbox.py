@@ -31,6 +31,7 @@ class Claimed:
     payload_json: str
     attempts: int
     priority: int
+    parts_sent: int = 0  # of a message in several calls, already delivered by an earlier attempt
 
 
 def claim(s: Session, channel: str, now: dt.datetime, limit: int = 100) -> list[Claimed]:
@@ -75,7 +76,11 @@ def claim(s: Session, channel: str, now: dt.datetime, limit: int = 100) -> list[
         select(Outbox).where(col(Outbox.id).in_(ids), Outbox.status == "sending", Outbox.claimed_at == now)
     )
     return sorted(
-        (Claimed(r.id, r.chat_id, r.payload_json, r.attempts, r.priority) for r in rows if r.id is not None),
+        (
+            Claimed(r.id, r.chat_id, r.payload_json, r.attempts, r.priority, r.parts_sent)
+            for r in rows
+            if r.id is not None
+        ),
         key=lambda c: (c.priority, c.id),
     )
 
@@ -87,17 +92,26 @@ def mark_sent(s: Session, ids: Iterable[int], now: dt.datetime, external_id: str
     s.execute(sa.update(Outbox).where(col(Outbox.id).in_(list(ids))).values(**values))
 
 
-def retry_later(s: Session, row_id: int, at: dt.datetime, error: str) -> None:
+def retry_later(s: Session, row_id: int, at: dt.datetime, error: str, parts_sent: int | None = None) -> None:
+    """The row waits until `at` for another attempt; `parts_sent`: how much of it has gone out by now."""
+    values: dict[str, object] = dict(
+        status="pending",
+        not_before=at,
+        attempts=Outbox.attempts + 1,
+        last_error=error[:2000],
+        claimed_at=None,
+    )
+    if parts_sent is not None:
+        values["parts_sent"] = parts_sent
+    s.execute(sa.update(Outbox).where(col(Outbox.id) == row_id).values(**values))
+
+
+def record_parts(s: Session, row_id: int, parts_sent: int) -> None:
+    """The first `parts_sent` calls of a claimed message have gone out: no attempt sends them again."""
     s.execute(
         sa.update(Outbox)
-        .where(col(Outbox.id) == row_id)
-        .values(
-            status="pending",
-            not_before=at,
-            attempts=Outbox.attempts + 1,
-            last_error=error[:2000],
-            claimed_at=None,
-        )
+        .where(col(Outbox.id) == row_id, col(Outbox.status) == "sending", col(Outbox.parts_sent) < parts_sent)
+        .values(parts_sent=parts_sent)
     )
 
 

@@ -41,6 +41,7 @@ class FakeZalo:
     access_token: str = "AT-1"
     refresh_token: str = "RT-1"
     rate_limit_share: float = 0.0
+    scripted_faults: list[str | None] = field(default_factory=list)  # next messages' fates: None, "rate"
     refuse_refresh: bool = False
     oauth_delay: float = 0.0  # seconds the token endpoint takes
     file_delay: float = 0.0  # seconds a file download takes
@@ -100,6 +101,9 @@ class FakeZalo:
         refused = self._auth(request)
         if refused is not None:
             return refused
+        if self.scripted_faults and self.scripted_faults.pop(0) == "rate":
+            self.rate_limited += 1
+            return self._error(-32, "Exceed the request rate limit")
         body = await request.json()
         user = str(body["recipient"]["user_id"])
         last = self.last_inbound.get(user)

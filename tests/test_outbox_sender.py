@@ -1,6 +1,6 @@
 """The outbox sender outlives a database outage (delivery stops while the database is gone and goes on
 by itself once it is back), and a message that takes several calls is never repeated in part: a retry
-sends only what had not gone out."""
+sends only what had not gone out, and a process that takes over after a crash does the same."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlmodel import select
 
 from bot.outbox import OutboxSender, Outcome, Parts, RateLimiter, Result
 from storage import migrate
@@ -92,3 +93,51 @@ async def test_a_long_message_cut_short_by_a_fault_is_finished_not_repeated(tmp_
         await bot.session.close()
         await fake.stop()
         db.dispose()
+
+
+async def test_a_long_message_cut_short_by_a_crash_is_finished_by_the_next_process(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies while the second of three pieces is on its way. The next process (a new
+    sender, nothing in memory) takes the row over once its claim is stale and sends the second and
+    third pieces: the first, which the user has, is not sent again."""
+    from bot.channels.telegram import TelegramTransport, make_bot
+    from bot.service import Service
+    from storage.models import Outbox
+    from storage.outbox import STALE_CLAIM
+    from tests.fake_telegram import FakeTelegram, Limits
+
+    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1000.0))
+    fake.scripted_faults = [None, "timeout"]  # the first piece goes out, the second hangs
+    fake.timeout_seconds = 30.0
+    await fake.start()
+    bot = make_bot(fake.token, fake.url, timeout=60.0)
+    try:
+        pieces = ["một " * 1000, "hai " * 1000, "ba " * 1000]
+        now = dt.datetime.now(dt.UTC)
+        with db.session() as s:
+            queue_replies(s, "telegram", "42", None, [{"text": "\n".join(pieces)}], now)
+        first = OutboxSender(db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0))
+        dying = asyncio.create_task(first.cycle())
+        for _ in range(500):
+            if fake.calls.count("sendmessage") == 2:
+                break
+            await asyncio.sleep(0.01)
+        dying.cancel()  # as a SIGKILL would stop it: nothing more recorded
+        with pytest.raises(asyncio.CancelledError):
+            await dying
+        with db.session() as s:
+            row = s.exec(select(Outbox)).one()
+            assert (row.status, row.parts_sent) == ("sending", 1)
+        later = now + STALE_CLAIM + dt.timedelta(seconds=1)
+        monkeypatch.setattr(fake, "scripted_faults", [])
+        second = OutboxSender(
+            db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0), clock=lambda: later
+        )
+        second._requeue()
+        assert await second.cycle() >= 1
+        assert second.sent == 1
+        assert [m.text for m in fake.transcripts[42]] == pieces  # each piece once, in order
+    finally:
+        await bot.session.close()
+        await fake.stop()

@@ -277,6 +277,44 @@ async def test_rate_limits_are_retried_until_delivered(db: Database, tmp_path: P
         await h.app.stop()
 
 
+async def test_a_long_message_cut_short_by_a_rate_limit_is_finished_not_repeated(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    """Zalo takes 2,000 characters a message: a longer text goes in pieces, its buttons with the last.
+    The second piece is refused (rate limit); the retry sends it and the last, never the first again."""
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    h.app.sender.backoff = (0.0,)
+    await h.start()
+    try:
+        await h.text("xin chào")  # opens the window for free replies
+        before = len(fake.transcripts[USER])
+        pieces = ["một " * 450, "hai " * 450, "ba " * 450]  # about 1,800 characters each
+        buttons = [{"label": "Có", "payload": "yes"}, {"label": "Không", "payload": "no"}]
+        with db.session() as s:
+            s.add(
+                Outbox(
+                    channel="zalo",
+                    chat_id=USER,
+                    payload_json=json.dumps(
+                        {"text": "\n".join(pieces), "buttons": buttons}, ensure_ascii=False
+                    ),
+                )
+            )
+        fake.scripted_faults = [None, "rate"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(fake.transcripts[USER]) < before + 3:
+            await h.app.sender.cycle()
+            await asyncio.sleep(1.05)  # a 429 holds the chat back for a second
+        sent = fake.transcripts[USER][before:]
+        assert fake.rate_limited == 1
+        assert [m.text for m in sent] == pieces  # each piece once, in order
+        assert [b["title"] for b in sent[-1].buttons] == ["Có", "Không"] and not sent[0].buttons
+    finally:
+        await h.app.stop()
+
+
 async def test_links_expired_files_long_keyboards_and_unfollow(
     db: Database, tmp_path: Path, fake: FakeZalo
 ) -> None:

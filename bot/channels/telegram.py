@@ -193,7 +193,7 @@ class TelegramTransport:
             if parts.due() and self.store is not None and self.store.exists(doc["sha256"]):
                 data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
                 await self.bot.send_document(chat, BufferedInputFile(data, doc["name"]))
-                parts.done()
+                await parts.done()
         markup = keyboard(payload.get("buttons") or [])
         text = str(payload.get("text", ""))
         photo = payload.get("photo_png_b64")
@@ -209,7 +209,7 @@ class TelegramTransport:
         for piece in pieces[:-1]:
             if parts.due():
                 await self.bot.send_message(chat, piece)
-                parts.done()
+                await parts.done()
         sent = await self.bot.send_message(chat, pieces[-1], reply_markup=markup)
         return Result(Outcome.SENT, external_id=str(sent.message_id))
 

@@ -30,7 +30,14 @@ from zoneinfo import ZoneInfo
 import httpx
 from aiohttp import web
 
-from bot.channels.zalo_client import MAX_BUTTONS, FileTooLarge, ZaloClient, ZaloError, refresh_pair
+from bot.channels.zalo_client import (
+    MAX_BUTTONS,
+    FileTooLarge,
+    ZaloClient,
+    ZaloError,
+    refresh_pair,
+    split_text,
+)
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
@@ -174,7 +181,7 @@ class ZaloTransport:
             if parts.due() and self.store.exists(doc["sha256"]):
                 data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
                 await self.client.send_file(chat_id, await self.client.upload_file(data, doc["name"]))
-                parts.done()
+                await parts.done()
         text = str(payload.get("text", ""))
         if payload.get("photo_png_b64"):
             attachment = await self.client.upload_image(
@@ -182,14 +189,19 @@ class ZaloTransport:
             )
             return Result(Outcome.SENT, external_id=await self.client.send_image(chat_id, attachment, text))
         buttons = payload.get("buttons") or []
-        if not buttons:
-            return Result(Outcome.SENT, external_id=await self.client.send_text(chat_id, text))
         if len(buttons) > MAX_BUTTONS:  # the rest can be typed: "#6", "#7", …
             text += "\n" + "  ".join(
                 f"#{i} {b['label']}" for i, b in enumerate(buttons, 1) if i > MAX_BUTTONS
             )
+        pieces = split_text(text)  # a long text in pieces, each counted as a part; the buttons go last
+        for piece in pieces[:-1]:
+            if parts.due():
+                await self.client.send_text(chat_id, piece)
+                await parts.done()
+        if not buttons:
+            return Result(Outcome.SENT, external_id=await self.client.send_text(chat_id, pieces[-1]))
         pairs = [(b["label"], BUTTON_PREFIX + b["payload"]) for b in buttons]
-        return Result(Outcome.SENT, external_id=await self.client.send_buttons(chat_id, text, pairs))
+        return Result(Outcome.SENT, external_id=await self.client.send_buttons(chat_id, pieces[-1], pairs))
 
     async def _outside_window(self, chat_id: str, payload: dict[str, Any]) -> Result:
         if payload.get("reminder") and self.config.template_id:
