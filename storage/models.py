@@ -197,6 +197,19 @@ class ProcessedInbound(SQLModel, table=True):
     processed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class HeldUpdate(SQLModel, table=True):
+    """An inbound update answered for before it was handled (an album part on a webhook, which waits
+    for the album's other parts), kept until it is: a restart in between handles it from here."""
+
+    __tablename__ = "held_update"
+
+    channel: str = Field(primary_key=True)
+    update_id: str = Field(primary_key=True)
+    chat_id: str
+    update_json: str = Field(sa_type=sa.Text)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class JoinAttempt(SQLModel, table=True):
     """Every invite-code attempt, for rate limiting guesses."""
 

@@ -281,6 +281,58 @@ async def test_webhook_checks_the_secret(db: Database, tmp_path: Path, fake: Fak
         await h.stop()
 
 
+async def test_a_webhook_album_cut_short_by_a_crash_is_handled_at_the_next_start(
+    db: Database, tmp_path: Path, fake: FakeTelegram
+) -> None:
+    """A webhook answers album parts before the album is handled. The process dies while it waits for
+    more parts; Telegram has forgotten them. The next process handles the album from what was held:
+    both photos stored once as evidence, the user told, nothing left held."""
+    from storage.models import HeldUpdate
+
+    p = make_province(db, tmp_path)
+    h = Harness(fake, p, "webhook")
+    app = await h.start()
+    try:
+        await h.text(f"/start {p.invite('25840', 'respondent')}")
+        await h.text("70,4")
+        parts = [fake.photo(CHAT, png_bytes() + bytes([i]), media_group="g2") for i in range(2)]
+        for update in parts:
+            assert await h.deliver(update) == 200
+        assert await h.deliver(parts[1]) == 200  # Telegram retried a part: held once
+        with db.session() as s:
+            assert len(s.exec(select(HeldUpdate)).all()) == 2
+        for album in app.channel._albums.values():  # the process dies before the album's wait ends
+            assert album.timer is not None
+            album.timer.cancel()
+        app.channel._albums.clear()
+        await h.stop()
+        with db.session() as s:
+            assert s.get(ProcessedInbound, ("telegram", f"album:{CHAT}:g2")) is None
+        assert not p.evidence("25840")
+
+        before = len(fake.transcripts[CHAT])
+        await h.start()
+        await h.processed(f"album:{CHAT}:g2")
+        await h.settle()
+        assert "2 tệp" in fake.text_of(CHAT, before) and "(2 minh chứng)" in fake.text_of(CHAT, before)
+        assert len(p.evidence("25840")) == 2
+        for _ in range(100):  # released right after the album is handled
+            with db.session() as s:
+                if not s.exec(select(HeldUpdate)).all():
+                    break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("album parts still held")
+        await h.stop()
+        after = len(fake.transcripts[CHAT])
+        await h.start()  # nothing held: nothing handled again
+        await asyncio.sleep(0.4)
+        await h.settle()
+        assert len(p.evidence("25840")) == 2 and len(fake.transcripts[CHAT]) == after
+    finally:
+        await h.stop()
+
+
 async def test_real_update_shapes_never_crash(db: Database, tmp_path: Path, fake: FakeTelegram) -> None:
     p = make_province(db, tmp_path)
     h = Harness(fake, p, "polling")

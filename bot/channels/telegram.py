@@ -2,8 +2,9 @@
 
 Inbound: text and commands (a deep link `t.me/<bot>?start=CODE` arrives as "/start CODE"), button
 presses (answered at once, so nothing spins, and their keyboard removed so an old button cannot be
-pressed twice), documents and photos (the largest size), albums gathered into one submission, captions
-read as document citations; files over Telegram's 20 MB download limit are refused with the
+pressed twice), documents and photos (the largest size), albums gathered into one submission (on a
+webhook each part held in the database from its answer until the album is handled, see storage/held.py),
+captions read as document citations; files over Telegram's 20 MB download limit are refused with the
 alternatives. Files are downloaded and stored in the evidence store before the engine sees them, so an
 answer is only acknowledged with its evidence safe. Edited messages, stickers, voice notes and the
 like get a short reply; a user blocking the bot stops further sends to them.
@@ -62,6 +63,7 @@ from aiogram.types import (
     Update,
 )
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels import aiogram_schemas
 from bot.i18n import Translator
@@ -70,6 +72,7 @@ from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.held import Held, held, hold, release
 from storage.outbox import set_blocked
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,7 @@ class TelegramTransport:
 @dataclass
 class _Album:
     messages: list[Message] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # update ids of its parts in storage/held.py
     timer: asyncio.TimerHandle | None = None
     # each part's update counts as handled once the whole album is: until then Telegram keeps it
     handled: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -245,6 +249,7 @@ class TelegramChannel:
         # Webhook: not, since Telegram may wait for one part's answer before sending the next.
         self.albums_before_confirming = False
         self._albums: dict[tuple[int, str], _Album] = {}
+        self._replayed: set[str] = set()  # update ids fed again from storage/held.py
         self._tasks: set[asyncio.Task[None]] = set()
         router = Router(name="dti")
         router.message.register(self.on_message)
@@ -259,7 +264,8 @@ class TelegramChannel:
 
     async def process(
         self, chat_id: int, inbound_id: str, inbound: Inbound, prepend: Sequence[dict[str, Any]] = ()
-    ) -> None:
+    ) -> bool:
+        """Handle an inbound message; False if the database was unavailable (the user is told)."""
         try:
             await self.service.handle_async(CHANNEL, str(chat_id), inbound_id, inbound, prepend=prepend)
         except Unavailable:
@@ -267,16 +273,23 @@ class TelegramChannel:
             t = Translator("vi")
             with contextlib.suppress(Exception):  # best effort: the outbox needs the database too
                 await self.bot.send_message(chat_id, escape(t("service.unavailable")))
-            return
+            return False
         if self.sender is not None:
             self.sender.wake()
+        return True
 
     async def on_message(self, message: Message, event_update: Update) -> None:
         if message.chat.type != ChatType.PRIVATE:
             return  # the assistant works in private chats only
         inbound_id = str(event_update.update_id)
         if message.media_group_id is not None:
-            handled = self._collect_album(message)
+            held = inbound_id in self._replayed
+            if not self.albums_before_confirming and not held:
+                # answered before it is handled: kept until then (a database error answers 500 instead,
+                # and Telegram delivers the part again)
+                await asyncio.to_thread(self._hold, event_update, message.chat.id)
+                held = True
+            handled = self._collect_album(message, inbound_id if held else None)
             if self.albums_before_confirming:
                 await asyncio.shield(handled)
             return
@@ -320,10 +333,13 @@ class TelegramChannel:
 
     # -- albums and files ------------------------------------------------------------------------
 
-    def _collect_album(self, message: Message) -> asyncio.Future[None]:
-        """Add a part to its album; the future completes when the album has been handled."""
+    def _collect_album(self, message: Message, held: str | None) -> asyncio.Future[None]:
+        """Add a part to its album (`held`: its update id, if held); the future completes when the
+        album has been handled."""
         key = (message.chat.id, str(message.media_group_id))
         album = self._albums.setdefault(key, _Album())
+        if held is not None and held not in album.held:
+            album.held.append(held)
         if any(m.message_id == message.message_id for m in album.messages):
             return album.handled  # the same part delivered again
         album.messages.append(message)
@@ -342,13 +358,42 @@ class TelegramChannel:
         task.add_done_callback(self._tasks.discard)
 
     async def _submit_album(self, key: tuple[int, str], album: _Album) -> None:
+        stored = False
         try:
             messages = sorted(album.messages, key=lambda m: m.message_id)
             inbound = await self._files(messages)
-            await self.process(key[0], f"album:{key[0]}:{key[1]}", inbound)
+            stored = await self.process(key[0], f"album:{key[0]}:{key[1]}", inbound)
         finally:
             if not album.handled.done():
                 album.handled.set_result(None)
+        if stored and album.held:  # otherwise the next start handles it from what is held
+            try:
+                await asyncio.to_thread(self._release, album.held)
+            except SQLAlchemyError:  # handled again at the next start: its inbound id makes that a no-op
+                log.warning("album %s handled but still held", key)
+            self._replayed.difference_update(album.held)
+
+    def _hold(self, update: Update, chat_id: int) -> None:
+        raw = update.model_dump_json(by_alias=True, exclude_none=True)
+        with self.service.db.session() as s:
+            hold(s, CHANNEL, str(update.update_id), str(chat_id), raw, self.service.clock())
+
+    def _held(self) -> list[Held]:
+        with self.service.db.session() as s:
+            return held(s, CHANNEL)
+
+    def _release(self, update_ids: Sequence[str]) -> None:
+        with self.service.db.session() as s:
+            release(s, CHANNEL, update_ids)
+
+    async def replay_held(self) -> int:
+        """Handle the updates an earlier process answered for but did not get to handle (it stopped
+        in between); returns how many there were. All at once, so that an album's parts meet again."""
+        rows = await asyncio.to_thread(self._held)
+        updates = [Update.model_validate_json(r.update_json, context={"bot": self.bot}) for r in rows]
+        self._replayed.update(r.update_id for r in rows)
+        await asyncio.gather(*(self.dispatcher.feed_update(self.bot, u) for u in updates))
+        return len(rows)
 
     async def flush(self) -> None:
         """Submit albums still waiting for parts, and wait for every submission (tests, shutdown)."""

@@ -6,9 +6,10 @@ bot confirms an update only after handling it (stored, replies queued): if the p
 Telegram delivers the update again and its id makes the second handling a no-op.
 
 - Webhook: Telegram's secret-token header is checked (401 otherwise), and the 200 is answered when the
-  update has been handled (a few milliseconds). An album part is answered when it has been collected,
-  as Telegram may wait for that answer before sending the next part: a crash within the album's
-  second of waiting loses that album, and its sender sees no confirmation.
+  update has been handled (a few milliseconds). An album part is answered once it is held in the
+  database (storage/held.py), as Telegram may wait for that answer before sending the next part; the
+  album is handled when its parts stop coming, and a crash in between is made good at the next start,
+  which handles what is held.
 - Polling: `Poller` handles updates concurrently but never moves getUpdates' offset past the oldest
   one still being handled (aiogram's own loop confirms each update as soon as it starts it, which
   loses what is in flight at a crash).
@@ -159,6 +160,9 @@ class TelegramApp:
     async def start_sender(self) -> None:
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
+        replayed = await self.channel.replay_held()
+        if replayed:
+            log.info("handled %d album parts held by an earlier process", replayed)
         if self.remind_every is not None:
             reminders = ReminderScheduler(self.db, escapes={"telegram": escape})
             self._aps = start_reminders(reminders, self.remind_every, self.sender.wake)

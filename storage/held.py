@@ -1,0 +1,60 @@
+"""Inbound updates answered for before they were handled, kept until they are.
+
+A Telegram webhook answers each part of an album (several photos or files sent at once) as soon as it
+has it: Telegram may wait for that answer before sending the next part, and the album is handled only
+once its parts stop coming. Between the answer and the handling Telegram has forgotten the part, so
+it is held here; the album's handling releases it, and a process starting after a crash handles what
+is still held. Handling is exactly once either way: the album's inbound id is recorded with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from storage.models import HeldUpdate
+
+
+@dataclass(frozen=True)
+class Held:
+    update_id: str
+    chat_id: str
+    update_json: str
+
+
+def hold(s: Session, channel: str, update_id: str, chat_id: str, update_json: str, now: dt.datetime) -> None:
+    """Keep an update until `release`; holding one already held (delivered again) changes nothing."""
+    if s.get(HeldUpdate, (channel, update_id)) is None:
+        s.add(
+            HeldUpdate(
+                channel=channel,
+                update_id=update_id,
+                chat_id=chat_id,
+                update_json=update_json,
+                received_at=now,
+            )
+        )
+
+
+def held(s: Session, channel: str) -> list[Held]:
+    """What the channel holds, oldest update first."""
+    rows = s.exec(
+        select(HeldUpdate)
+        .where(col(HeldUpdate.channel) == channel)
+        .order_by(col(HeldUpdate.received_at), col(HeldUpdate.update_id))
+    )
+    return [Held(r.update_id, r.chat_id, r.update_json) for r in rows]
+
+
+def release(s: Session, channel: str, update_ids: Sequence[str]) -> None:
+    """The updates have been handled."""
+    if update_ids:
+        s.execute(
+            sa.delete(HeldUpdate).where(
+                col(HeldUpdate.channel) == channel, col(HeldUpdate.update_id).in_(list(update_ids))
+            )
+        )
