@@ -3,8 +3,10 @@
 A Telegram webhook answers each part of an album (several photos or files sent at once) as soon as it
 has it: Telegram may wait for that answer before sending the next part, and the album is handled only
 once its parts stop coming. Between the answer and the handling Telegram has forgotten the part, so
-it is held here; the album's handling releases it, and a process starting after a crash handles what
-is still held. Handling is exactly once either way: the album's inbound id is recorded with it.
+it is held here; the album's handling releases it. What stays held well beyond an album's wait was
+left by a process that stopped in between, and any process handles it (`HELD_STALE`: younger parts may
+still be on their way to an album a live process is collecting). Handling is exactly once either way:
+the album's inbound id is recorded with it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from storage.models import HeldUpdate
+
+HELD_STALE = dt.timedelta(seconds=30)  # an album is handled within seconds of its last part
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,11 @@ def hold(s: Session, channel: str, update_id: str, chat_id: str, update_json: st
         )
 
 
-def held(s: Session, channel: str) -> list[Held]:
-    """What the channel holds, oldest update first."""
+def held(s: Session, channel: str, before: dt.datetime) -> list[Held]:
+    """What the channel holds since before `before`, oldest update first."""
     rows = s.exec(
         select(HeldUpdate)
-        .where(col(HeldUpdate.channel) == channel)
+        .where(col(HeldUpdate.channel) == channel, col(HeldUpdate.received_at) < before)
         .order_by(col(HeldUpdate.received_at), col(HeldUpdate.update_id))
     )
     return [Held(r.update_id, r.chat_id, r.update_json) for r in rows]

@@ -10,6 +10,7 @@ the bot, oversized files) never crash it; sending keeps Telegram's pace and surv
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -36,7 +37,8 @@ FAST = Pace(per_second=500, chat_interval=0.0)
 class Harness:
     """Drives one Telegram user against a running app, polling or webhook."""
 
-    def __init__(self, fake: FakeTelegram, province: Province, mode: str) -> None:
+    def __init__(self, fake: FakeTelegram, province: Province, mode: str, **options: Any) -> None:
+        self.options = options  # more TelegramApp settings
         self.fake = fake
         self.p = province
         self.mode = mode
@@ -49,7 +51,14 @@ class Harness:
     async def start(self) -> TelegramApp:
         bot = make_bot(self.fake.token, self.fake.url, timeout=2.0)
         self.app = TelegramApp(
-            self.p.db, bot, self.p.store, pace=FAST, album_wait=0.2, send_timeout=2.0, remind_every=None
+            self.p.db,
+            bot,
+            self.p.store,
+            pace=FAST,
+            album_wait=0.2,
+            send_timeout=2.0,
+            remind_every=None,
+            **self.options,
         )
         self.app.service.clock = self.p.clock
         if self.mode == "polling":
@@ -286,11 +295,12 @@ async def test_a_webhook_album_cut_short_by_a_crash_is_handled_at_the_next_start
 ) -> None:
     """A webhook answers album parts before the album is handled. The process dies while it waits for
     more parts; Telegram has forgotten them. The next process handles the album from what was held:
-    both photos stored once as evidence, the user told, nothing left held."""
+    both photos stored once as evidence, the user told, nothing left held. A live process never takes
+    parts that are still young, nor its own."""
     from storage.models import HeldUpdate
 
     p = make_province(db, tmp_path)
-    h = Harness(fake, p, "webhook")
+    h = Harness(fake, p, "webhook", held_stale=dt.timedelta(0), held_every=0.05)
     app = await h.start()
     try:
         await h.text(f"/start {p.invite('25840', 'respondent')}")
@@ -301,6 +311,8 @@ async def test_a_webhook_album_cut_short_by_a_crash_is_handled_at_the_next_start
         assert await h.deliver(parts[1]) == 200  # Telegram retried a part: held once
         with db.session() as s:
             assert len(s.exec(select(HeldUpdate)).all()) == 2
+        assert await app.channel.replay_held(dt.timedelta(hours=1)) == 0  # young: maybe still arriving
+        assert await app.channel.replay_held(dt.timedelta(0)) == 0  # its own album, still collecting
         for album in app.channel._albums.values():  # the process dies before the album's wait ends
             assert album.timer is not None
             album.timer.cancel()

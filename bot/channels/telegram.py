@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import html
 import logging
 from collections.abc import Sequence
@@ -72,7 +73,7 @@ from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
-from storage.held import Held, held, hold, release
+from storage.held import HELD_STALE, Held, held, hold, release
 from storage.outbox import set_blocked
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ class TelegramChannel:
         # Webhook: not, since Telegram may wait for one part's answer before sending the next.
         self.albums_before_confirming = False
         self._albums: dict[tuple[int, str], _Album] = {}
-        self._replayed: set[str] = set()  # update ids fed again from storage/held.py
+        self._held_here: set[str] = set()  # update ids this process holds or replays (storage/held.py)
         self._tasks: set[asyncio.Task[None]] = set()
         router = Router(name="dti")
         router.message.register(self.on_message)
@@ -283,11 +284,12 @@ class TelegramChannel:
             return  # the assistant works in private chats only
         inbound_id = str(event_update.update_id)
         if message.media_group_id is not None:
-            held = inbound_id in self._replayed
+            held = inbound_id in self._held_here
             if not self.albums_before_confirming and not held:
                 # answered before it is handled: kept until then (a database error answers 500 instead,
                 # and Telegram delivers the part again)
                 await asyncio.to_thread(self._hold, event_update, message.chat.id)
+                self._held_here.add(inbound_id)
                 held = True
             handled = self._collect_album(message, inbound_id if held else None)
             if self.albums_before_confirming:
@@ -371,27 +373,27 @@ class TelegramChannel:
                 await asyncio.to_thread(self._release, album.held)
             except SQLAlchemyError:  # handled again at the next start: its inbound id makes that a no-op
                 log.warning("album %s handled but still held", key)
-            self._replayed.difference_update(album.held)
+            self._held_here.difference_update(album.held)
 
     def _hold(self, update: Update, chat_id: int) -> None:
         raw = update.model_dump_json(by_alias=True, exclude_none=True)
         with self.service.db.session() as s:
             hold(s, CHANNEL, str(update.update_id), str(chat_id), raw, self.service.clock())
 
-    def _held(self) -> list[Held]:
+    def _held(self, stale: dt.timedelta) -> list[Held]:
         with self.service.db.session() as s:
-            return held(s, CHANNEL)
+            return held(s, CHANNEL, self.service.clock() - stale)
 
     def _release(self, update_ids: Sequence[str]) -> None:
         with self.service.db.session() as s:
             release(s, CHANNEL, update_ids)
 
-    async def replay_held(self) -> int:
-        """Handle the updates an earlier process answered for but did not get to handle (it stopped
-        in between); returns how many there were. All at once, so that an album's parts meet again."""
-        rows = await asyncio.to_thread(self._held)
+    async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
+        """Handle the updates held for longer than `stale` by a process that did not get to handle
+        them (it stopped in between); returns how many. All at once, so an album's parts meet again."""
+        rows = [r for r in await asyncio.to_thread(self._held, stale) if r.update_id not in self._held_here]
         updates = [Update.model_validate_json(r.update_json, context={"bot": self.bot}) for r in rows]
-        self._replayed.update(r.update_id for r in rows)
+        self._held_here.update(r.update_id for r in rows)
         await asyncio.gather(*(self.dispatcher.feed_update(self.bot, u) for u in updates))
         return len(rows)
 

@@ -8,8 +8,9 @@ Telegram delivers the update again and its id makes the second handling a no-op.
 - Webhook: Telegram's secret-token header is checked (401 otherwise), and the 200 is answered when the
   update has been handled (a few milliseconds). An album part is answered once it is held in the
   database (storage/held.py), as Telegram may wait for that answer before sending the next part; the
-  album is handled when its parts stop coming, and a crash in between is made good at the next start,
-  which handles what is held.
+  album is handled when its parts stop coming. Parts a crashed process held are handled by any live
+  process once they are older than an album could still be waiting (`held_stale`), checked at start and
+  every `held_every` seconds.
 - Polling: `Poller` handles updates concurrently but never moves getUpdates' offset past the oldest
   one still being handled (aiogram's own loop confirms each update as soon as it starts it, which
   loses what is in flight at a crash).
@@ -39,6 +40,7 @@ from bot.scheduler import start as start_reminders
 from bot.service import Service
 from storage.db import Database
 from storage.evidence import EvidenceStore
+from storage.held import HELD_STALE
 from storage.outbox import STALE_CLAIM
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,8 @@ class TelegramApp:
     remind_every: int | None = 60  # seconds between reminder ticks; None: no reminders from this process
     poll_timeout: int = 25  # long polling: seconds a getUpdates call may wait for something new
     lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long: its sender died
+    held_stale: dt.timedelta = HELD_STALE  # an album part held this long was left by a dead process
+    held_every: float = 10.0  # seconds between looks for such parts
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
@@ -160,12 +164,23 @@ class TelegramApp:
     async def start_sender(self) -> None:
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
-        replayed = await self.channel.replay_held()
-        if replayed:
-            log.info("handled %d album parts held by an earlier process", replayed)
+        self._tasks.append(asyncio.create_task(self._replay_held()))
         if self.remind_every is not None:
             reminders = ReminderScheduler(self.db, escapes={"telegram": escape})
             self._aps = start_reminders(reminders, self.remind_every, self.sender.wake)
+
+    async def _replay_held(self) -> None:
+        """Album parts held by a process that stopped before handling them: handled here."""
+        while not self._stop.is_set():
+            try:
+                replayed = await self.channel.replay_held(self.held_stale)
+            except Exception:  # the database may be down for a while: look again next time
+                log.exception("looking for held album parts failed")
+            else:
+                if replayed:
+                    log.info("handling %d album parts held by a process that stopped", replayed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.held_every)
 
     async def start_polling(self) -> None:
         """Poll in the background (tests and `dtibot run telegram`)."""
