@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, or_, select
 
-from storage.models import Member, Outbox
+from storage.models import Member, Outbox, table_of
+from storage.pipeline import Rows, write_all
 
 STALE_CLAIM = dt.timedelta(seconds=60)
 
@@ -90,6 +91,20 @@ def mark_sent(s: Session, ids: Iterable[int], now: dt.datetime, external_id: str
     if external_id is not None:
         values["external_id"] = external_id
     s.execute(sa.update(Outbox).where(col(Outbox.id).in_(list(ids))).values(**values))
+
+
+_SENT = (
+    sa.update(table_of(Outbox))
+    .where(table_of(Outbox).c.id == sa.bindparam("w_id"))
+    .values(status="sent", sent_at=sa.bindparam("sent_at"), external_id=sa.bindparam("external_id"))
+)
+
+
+def mark_each_sent(s: Session, sent: Sequence[tuple[int, str | None]], now: dt.datetime) -> None:
+    """Rows sent, each with the channel's id for its message (or None): one statement for all
+    (storage/pipeline.py), so a sender delivering to many chats at once records them together."""
+    rows = [{"w_id": row_id, "sent_at": now, "external_id": external_id} for row_id, external_id in sent]
+    write_all(s.connection(), [Rows(_SENT, rows)])
 
 
 def retry_later(s: Session, row_id: int, at: dt.datetime, error: str, parts_sent: int | None = None) -> None:

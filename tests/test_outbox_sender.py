@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,74 @@ async def test_a_long_message_cut_short_by_a_crash_is_finished_by_the_next_proce
     finally:
         await bot.session.close()
         await fake.stop()
+
+
+class Echo:
+    """Sends every message after a moment on the network; its id says which row it was."""
+
+    channel = "telegram"
+
+    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
+        await asyncio.sleep(0.001)
+        return Result(Outcome.SENT, external_id=f"msg-{payload['text']}")
+
+
+async def test_rows_sent_to_many_chats_at_once_are_recorded_together(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty chats, two messages each, delivered concurrently: every row is recorded sent with its
+    own message id, in far fewer transactions than rows, and each chat's second message goes out only
+    once its first is recorded."""
+    from storage.models import Outbox
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with db.session() as s:
+        for chat in range(40):
+            queue_replies(
+                s, "telegram", f"c{chat}", None, [{"text": f"{chat}-1"}, {"text": f"{chat}-2"}], now
+            )
+    sender = OutboxSender(db, Echo(), RateLimiter(10_000, 0.0), clock=lambda: now)
+    transactions: list[int] = []
+    record = sender._record_sent
+
+    def counted(sent: list[tuple[int, str | None]]) -> None:
+        transactions.append(len(sent))
+        with db.session() as s:  # a chat's second message is not out before its first is recorded
+            recorded = {r.external_id for r in s.exec(select(Outbox).where(Outbox.status == "sent"))}
+        for _, external_id in sent:
+            assert external_id is not None
+            if external_id.endswith("-2"):
+                assert external_id[:-1] + "1" in recorded
+        record(sent)
+
+    monkeypatch.setattr(sender, "_record_sent", counted)
+    await sender.drain()
+    with db.session() as s:
+        rows = s.exec(select(Outbox)).all()
+    assert {r.status for r in rows} == {"sent"} and sender.sent == 80
+    assert all(r.external_id == "msg-" + json.loads(r.payload_json)["text"] for r in rows)
+    assert all(r.sent_at == now for r in rows)
+    assert sum(transactions) == 80 and len(transactions) <= 20
+
+
+async def test_a_failed_record_of_sent_rows_leaves_them_claimed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away after the messages went out: the sender stops with the error (its loop
+    tries again later), and the rows stay claimed until a lease runs out, never marked half."""
+    from storage.models import Outbox
+
+    with db.session() as s:
+        for chat in range(5):
+            queue_replies(s, "telegram", f"c{chat}", None, [{"text": f"{chat}"}], dt.datetime.now(dt.UTC))
+    sender = OutboxSender(db, Echo(), RateLimiter(10_000, 0.0))
+
+    def down(sent: list[tuple[int, str | None]]) -> None:
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(sender, "_record_sent", down)
+    with pytest.raises(OperationalError):
+        await sender.cycle()
+    with db.session() as s:
+        assert {r.status for r in s.exec(select(Outbox))} == {"sending"}
+    assert sender.sent == 0
