@@ -4,14 +4,18 @@ Each simulated official joins a commune with `/start CODE` and walks the Tây Ni
 people do on a phone: typed answers (`70,4`, `12/30`, `có`, `5`), yes/no pressed as buttons, small PDFs
 as evidence and `để sau` when they have none. Every update is a real Telegram `Update` fed to the
 dispatcher, so the whole pipeline runs: aiogram routing, callback answers and file downloads against
-the fake Bot API on 127.0.0.1, the engine, the scoring preview, storage in one transaction per update,
-rendering and the outbox row. (Delivery of the outbox is the sender's job, measured by
-`reminder_bench.py`.)
+the fake Bot API on 127.0.0.1, the engine, the scoring preview, storage (messages of different chats
+share a transaction when they queue up), rendering and the outbox rows.
 
-Two runs per database, after a warm-up, in a process settled as the bot settles once started
+Three runs per database, after a warm-up, in a process settled as the bot settles once started
 (`bot.heap`), with autovacuum's ANALYZE rule applied on PostgreSQL (`Autoanalyze`):
 - throughput: `--concurrency` officials at a time, as fast as the bot goes (updates/s, latencies);
-- paced: updates arriving at `--rate` per second (the latency a user feels at that load).
+- the same with the outbox sender delivering the replies from the same process, as `dtibot run
+  telegram` does, at Telegram's documented pace (30 messages/s, one a second per chat: `Pace`). On a
+  rush the outbox grows faster than Telegram lets it drain; what this shows is what delivery costs the
+  handling. The sender's own ceiling is measured by `reminder_bench.py`;
+- paced: updates arriving at `--rate` per second, the sender delivering as above (the latency a user
+  feels at that load).
 Baseline in the same run: the same dispatcher and fake API with a handler that only echoes the text
 back (`message.answer`), the floor any aiogram bot pays; the ratio between the two is printed.
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -45,7 +50,9 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message, Update
 
 from bot import heap
-from bot.channels.telegram import TelegramChannel, escape, make_bot
+from bot.channels.telegram import TelegramChannel, TelegramTransport, escape, make_bot
+from bot.channels.telegram_app import Pace
+from bot.outbox import OutboxSender, RateLimiter
 from bot.service import Service, resolve_framework
 from flows.intents import payload
 from scoring.model import AnswerType, Framework
@@ -261,22 +268,42 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
     fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1e9))
     await fake.start()
     bot = make_bot(fake.token, fake.url, timeout=10)
+    stop = asyncio.Event()
+    sending: asyncio.Task[None] | None = None
     try:
-        channel = TelegramChannel(bot, Service(db, escapes={"telegram": escape}), EvidenceStore(tmp / "ev"))
+        service = Service(db, escapes={"telegram": escape})
+        pace = Pace()
+        sender = OutboxSender(
+            db, TelegramTransport(bot, service), RateLimiter(pace.per_second, pace.chat_interval)
+        )
+        channel = TelegramChannel(bot, service, EvidenceStore(tmp / "ev"), sender)
         feed = feeder(channel.dispatcher, bot)
         heap.settle()  # as `dtibot run telegram` does once started
         warm = args.officials // 10
+        third = (args.officials - warm) // 3
         with Autoanalyze(db):
             await drive(feed, fake, scripts[:warm], args.concurrency, None)
-            half = warm + (args.officials - warm) // 2
-            full = await drive(feed, fake, scripts[warm:half], args.concurrency, None)
-            paced = await drive(feed, fake, scripts[half:], args.concurrency, args.rate)
+            full = await drive(feed, fake, scripts[warm : warm + third], args.concurrency, None)
+            sending = asyncio.create_task(sender.run(stop))
+            delivering = await drive(
+                feed, fake, scripts[warm + third : warm + 2 * third], args.concurrency, None
+            )
+            delivered = sender.sent
+            paced = await drive(feed, fake, scripts[warm + 2 * third :], args.concurrency, args.rate)
+            delivered_paced = sender.sent - delivered
+            sending.cancel()  # mid-batch at 30/s: what it holds is left claimed, as in a crash
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
         echo_feed = feeder(echo_dispatcher(), bot)
         echo_scripts = [
             [lambda f, chat: f.text(chat, "70,4")] * args.steps for _ in range(args.officials // 2)
         ]
         echo = await drive(echo_feed, fake, echo_scripts, args.concurrency, None)
     finally:
+        if sending is not None and not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
         await bot.session.close()
         await fake.stop()
         db.dispose()
@@ -284,7 +311,10 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
         echo.line("  baseline, echo handler (the aiogram floor)"),
         full.line(f"  DTI pipeline, {args.concurrency} officials at a time"),
         f"  throughput / echo floor: {full.rate / echo.rate:.2f} (goal ≥ 0.5)",
-        paced.line(f"  DTI pipeline paced at {args.rate:.0f} updates/s"),
+        delivering.line("  the same, replies delivered meanwhile at Telegram's pace")
+        + f"; {delivered} sent; / echo floor: {delivering.rate / echo.rate:.2f}",
+        paced.line(f"  DTI pipeline paced at {args.rate:.0f} updates/s, replies delivered meanwhile")
+        + f"; {delivered_paced} sent",
     ]
 
 
