@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage.models import HeldUpdate
@@ -31,17 +32,14 @@ class Held:
 
 
 def hold(s: Session, channel: str, update_id: str, chat_id: str, update_json: str, now: dt.datetime) -> None:
-    """Keep an update until `release`; holding one already held (delivered again) changes nothing."""
-    if s.get(HeldUpdate, (channel, update_id)) is None:
-        s.add(
-            HeldUpdate(
-                channel=channel,
-                update_id=update_id,
-                chat_id=chat_id,
-                update_json=update_json,
-                received_at=now,
-            )
-        )
+    """Keep an update until `release`; holding one already held (delivered again, perhaps at the same
+    moment) changes nothing."""
+    values = dict(
+        channel=channel, update_id=update_id, chat_id=chat_id, update_json=update_json, received_at=now
+    )
+    dialect = s.get_bind().dialect.name
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    s.execute(insert(HeldUpdate).values(**values).on_conflict_do_nothing())
 
 
 def held(s: Session, channel: str, before: dt.datetime) -> list[Held]:

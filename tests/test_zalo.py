@@ -315,6 +315,86 @@ async def test_a_long_message_cut_short_by_a_rate_limit_is_finished_not_repeated
         await h.app.stop()
 
 
+async def test_an_event_answered_but_not_handled_before_a_crash_is_handled_later(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    """Zalo gets its answer before the event is handled. The process dies in between: the event stays
+    held, a live process handles it once it is stale (not before, and never one it holds itself), the
+    user gets the reply, and nothing is left held or handled twice."""
+    from storage.models import HeldUpdate
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    code = p.invite("25840", "respondent")
+    stuck = asyncio.Event()
+
+    async def dies(event: dict[str, object]) -> bool:  # the process is killed while handling it
+        await stuck.wait()
+        return True
+
+    h.app.channel.process = dies  # type: ignore[method-assign]
+    event = fake.text(USER, code)
+    assert await fake.post(event) == 200
+    assert await fake.post(event) == 200  # Zalo delivered it again: held once
+    with db.session() as s:
+        assert len(s.exec(select(HeldUpdate)).all()) == 1
+    assert await h.app.channel.replay_held(dt.timedelta(0)) == 0  # its own, still in hand
+    dying = list(h.app.channel._tasks)
+    for task in dying:
+        task.cancel()
+    await asyncio.gather(*dying, return_exceptions=True)
+    await h.app.stop()
+    assert not fake.transcripts[USER]
+
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        assert await h.app.channel.replay_held(dt.timedelta(hours=1)) == 0  # young: maybe in hand elsewhere
+        assert await h.app.channel.replay_held(dt.timedelta(0)) == 1
+        await h.app.channel.flush()
+        await h.app.sender.drain()
+        assert "Đã liên kết với Xã An Bình" in fake.said(USER)
+        with db.session() as s:
+            assert not s.exec(select(HeldUpdate)).all()
+            assert s.get(ProcessedInbound, ("zalo", str(event["message"]["msg_id"]))) is not None  # type: ignore[index]
+        before = len(fake.transcripts[USER])
+        assert await h.app.channel.replay_held(dt.timedelta(0)) == 0
+        assert await fake.post(event) == 200  # delivered once more after all that: applied once
+        await h.app.channel.flush()
+        await h.app.sender.drain()
+        assert len(fake.transcripts[USER]) == before
+    finally:
+        await h.app.stop()
+
+
+async def test_an_event_that_cannot_be_held_is_still_handled(
+    db: Database, tmp_path: Path, fake: FakeZalo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holding the event fails (the database stumbled for a moment): Zalo still gets its answer and
+    the event is handled as before holding existed, with the service's retries."""
+    from sqlalchemy.exc import OperationalError
+
+    from storage.models import HeldUpdate
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+
+        def unavailable(key: str, event: dict[str, object]) -> None:
+            raise OperationalError("INSERT", {}, Exception("the database system is starting up"))
+
+        monkeypatch.setattr(h.app.channel, "_hold", unavailable)
+        assert "Đã liên kết với Xã An Bình" in await h.text(p.invite("25840", "respondent"))
+        with db.session() as s:
+            assert not s.exec(select(HeldUpdate)).all()
+    finally:
+        await h.app.stop()
+
+
 async def test_links_expired_files_long_keyboards_and_unfollow(
     db: Database, tmp_path: Path, fake: FakeZalo
 ) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import secrets
 import time
@@ -33,6 +34,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from bot.channels.held_replay import replay_held
 from bot.channels.telegram import TelegramChannel, TelegramTransport, escape
 from bot.outbox import OutboxSender, RateLimiter
 from bot.scheduler import ReminderScheduler
@@ -164,23 +166,11 @@ class TelegramApp:
     async def start_sender(self) -> None:
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
-        self._tasks.append(asyncio.create_task(self._replay_held()))
+        replay = functools.partial(self.channel.replay_held, self.held_stale)
+        self._tasks.append(asyncio.create_task(replay_held(replay, self._stop, self.held_every)))
         if self.remind_every is not None:
             reminders = ReminderScheduler(self.db, escapes={"telegram": escape})
             self._aps = start_reminders(reminders, self.remind_every, self.sender.wake)
-
-    async def _replay_held(self) -> None:
-        """Album parts held by a process that stopped before handling them: handled here."""
-        while not self._stop.is_set():
-            try:
-                replayed = await self.channel.replay_held(self.held_stale)
-            except Exception:  # the database may be down for a while: look again next time
-                log.exception("looking for held album parts failed")
-            else:
-                if replayed:
-                    log.info("handling %d album parts held by a process that stopped", replayed)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.held_every)
 
     async def start_polling(self) -> None:
         """Poll in the background (tests and `dtibot run telegram`)."""

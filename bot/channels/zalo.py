@@ -1,8 +1,10 @@
 """Zalo Official Account: the same assessment where most officials already are.
 
 Webhook in: `X-ZEvent-Signature` is checked (mac = sha256(app_id + raw body + timestamp + secret),
-compared in constant time), stale timestamps are refused, Zalo gets its answer at once and the event is
-handled in the background; a repeated delivery (same msg_id) is applied once. Text, button payloads
+compared in constant time), stale timestamps are refused, Zalo gets its answer as soon as the event is
+held in the database (storage/held.py) and the event is handled in the background, then released; a
+process that dies in between leaves it held, and a live one handles it later. A repeated delivery (same
+msg_id) is applied once. Text, button payloads
 (sent back by Zalo as the user's message), images and files (downloaded at once: their URLs expire),
 links, follow and unfollow are understood; anything else is logged and ignored.
 
@@ -29,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels.zalo_client import (
     MAX_BUTTONS,
@@ -43,6 +46,7 @@ from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.held import HELD_STALE, Held, held, hold, release
 from storage.outbox import last_keyboard, set_blocked
 from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
 
@@ -229,6 +233,14 @@ def signature(app_id: str, body: bytes, timestamp: str, secret: str) -> str:
     return "mac=" + hashlib.sha256(app_id.encode() + body + timestamp.encode() + secret.encode()).hexdigest()
 
 
+def event_id(event: dict[str, Any]) -> str:
+    """The event's id, by which a repeated delivery is recognised: the message's, or for events
+    without one (follow, unfollow) the event, its sender and its time."""
+    user = str((event.get("sender") or {}).get("id", ""))
+    message = event.get("message") or {}
+    return str(message.get("msg_id") or f"{event.get('event_name', '')}:{user}:{event.get('timestamp')}")
+
+
 class ZaloChannel:
     def __init__(
         self,
@@ -245,6 +257,7 @@ class ZaloChannel:
         self.sender = sender
         self._tasks: set[asyncio.Task[None]] = set()
         self._users: dict[str, tuple[asyncio.Lock, int]] = {}  # per user: lock, events holding or waiting
+        self._held_here: set[str] = set()  # events this process holds (storage/held.py)
 
     def app(self, path: str) -> web.Application:
         application = web.Application(client_max_size=2 * 1024 * 1024)
@@ -267,24 +280,72 @@ class ZaloChannel:
         if abs(self.service.clock() - sent) > self.config.max_age:
             log.warning("stale Zalo webhook refused (timestamp %s)", timestamp)
             return web.json_response({"error": "stale"}, status=401)
-        task = asyncio.create_task(self.process(event))  # answered now; Zalo wants it within ~2 s
+        key = event_id(event)
+        try:  # answered before it is handled (Zalo wants an answer within ~2 s): held until then
+            await asyncio.to_thread(self._hold, key, event)
+        except SQLAlchemyError:  # handled all the same: it retries, then asks the user to send again
+            log.error("database unavailable: Zalo event %s answered without being held", key)
+            self._start(key, event, held=False)
+        else:
+            self._start(key, event)
+        return web.json_response({"error": 0})
+
+    def _start(self, key: str, event: dict[str, Any], held: bool = True) -> None:
+        if held:
+            self._held_here.add(key)
+        task = asyncio.create_task(self._handle_held(key, event) if held else self._handle(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return web.json_response({"error": 0})
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        await self.process(event)
+
+    async def _handle_held(self, key: str, event: dict[str, Any]) -> None:
+        if not await self.process(event):
+            return  # the database was away: held, for the next process (the user was told too)
+        try:
+            await asyncio.to_thread(self._release, key)
+        except SQLAlchemyError:  # handled again later: its id makes that a no-op
+            log.warning("Zalo event %s handled but still held", key)
+            return
+        self._held_here.discard(key)
+
+    def _hold(self, key: str, event: dict[str, Any]) -> None:
+        user = str((event.get("sender") or {}).get("id", ""))
+        with self.service.db.session() as s:
+            hold(s, CHANNEL, key, user, json.dumps(event, ensure_ascii=False), self.service.clock())
+
+    def _release(self, key: str) -> None:
+        with self.service.db.session() as s:
+            release(s, CHANNEL, [key])
+
+    async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
+        """Handle the events held for longer than `stale` by a process that did not get to handle them
+        (it stopped in between), in the order they came; returns how many."""
+        rows = await asyncio.to_thread(self._held, stale)
+        rows = [r for r in rows if r.update_id not in self._held_here]
+        for row in rows:
+            self._start(row.update_id, json.loads(row.update_json))
+        return len(rows)
+
+    def _held(self, stale: dt.timedelta) -> list[Held]:
+        with self.service.db.session() as s:
+            return held(s, CHANNEL, self.service.clock() - stale)
 
     async def flush(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks))
 
-    async def process(self, event: dict[str, Any]) -> None:
+    async def process(self, event: dict[str, Any]) -> bool:
         """One event; a user's events are handled one at a time in the order they arrived (a photo
-        still downloading is not overtaken by the text sent after it)."""
+        still downloading is not overtaken by the text sent after it). False if the database was
+        unavailable (the user is asked to send it again)."""
         user = str((event.get("sender") or {}).get("id", ""))
         lock, users = self._users.get(user, (asyncio.Lock(), 0))
         self._users[user] = (lock, users + 1)
         try:
             async with lock:
-                await self._process(event, user)
+                return await self._process(event, user)
         finally:
             lock, users = self._users[user]
             if users == 1:
@@ -292,23 +353,23 @@ class ZaloChannel:
             else:
                 self._users[user] = (lock, users - 1)
 
-    async def _process(self, event: dict[str, Any], user: str) -> None:
+    async def _process(self, event: dict[str, Any], user: str) -> bool:
         name = str(event.get("event_name", ""))
         message = event.get("message") or {}
-        msg_id = str(message.get("msg_id") or f"{name}:{user}:{event.get('timestamp')}")
+        msg_id = event_id(event)
         if not user:
             log.info("Zalo event %s without a sender ignored", name)
-            return
+            return True
         now = self.service.clock()
         if name == "unfollow":
             await asyncio.to_thread(self._contact, user, now, False)
-            return
+            return True
         if name in ("follow",) or name.startswith("user_send_"):
             await asyncio.to_thread(self._contact, user, now, True)
         inbound = await self._inbound(name, user, message)
         if inbound is None:
             log.info("Zalo event %s ignored", name)
-            return
+            return True
         try:
             await self.service.handle_async(CHANNEL, user, msg_id, inbound)
         except Unavailable:
@@ -316,9 +377,10 @@ class ZaloChannel:
             t = Translator("vi")
             with contextlib.suppress(Exception):  # best effort: the outbox needs the database too
                 await self.client.send_text(user, t("service.unavailable"))
-            return
+            return False
         if self.sender is not None:
             self.sender.wake()
+        return True
 
     def _contact(self, user: str, now: dt.datetime, following: bool) -> None:
         with self.service.db.session() as s:

@@ -1,16 +1,19 @@
-"""Running the Zalo OA bot: the webhook server, the outbox sender at Zalo's pace, and reminders."""
+"""Running the Zalo OA bot: the webhook server, the outbox sender at Zalo's pace, reminders, and the
+events a crashed process held (bot/channels/held_replay.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 import httpx
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
+from bot.channels.held_replay import replay_held
 from bot.channels.zalo import TokenManager, ZaloChannel, ZaloConfig, ZaloTransport
 from bot.channels.zalo_client import ZaloClient
 from bot.outbox import OutboxSender, RateLimiter
@@ -19,6 +22,7 @@ from bot.scheduler import start as start_reminders
 from bot.service import Service
 from storage.db import Database
 from storage.evidence import EvidenceStore
+from storage.held import HELD_STALE
 from storage.outbox import STALE_CLAIM
 
 
@@ -31,6 +35,8 @@ class ZaloApp:
     chat_interval: float = 0.2
     remind_every: int | None = 60
     lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long was left by a dead sender
+    held_stale: dt.timedelta = HELD_STALE  # an event held this long was left by a dead process
+    held_every: float = 10.0  # seconds between looks for such events
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
     service: Service = field(init=False)
     tokens: TokenManager = field(init=False)
@@ -59,6 +65,8 @@ class ZaloApp:
         await site.start()
         if background:
             self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
+            replay = functools.partial(self.channel.replay_held, self.held_stale)
+            self._tasks.append(asyncio.create_task(replay_held(replay, self._stop, self.held_every)))
         if background and self.remind_every is not None:
             self._aps = start_reminders(ReminderScheduler(self.db), self.remind_every, self.sender.wake)
         address = self._runner.addresses[0]
