@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.coalesce import Coalescer
 from storage.db import Database
 from storage.outbox import (
     STALE_CLAIM,
@@ -160,8 +161,8 @@ class OutboxSender:
         self.send_timeout = send_timeout
         self.lease = lease  # a claim not renewed for this long was left by a dead sender
         self._held: set[int] = set()
-        self._marks: list[tuple[int, str | None, asyncio.Future[None]]] = []  # sent, to record
-        self._marking: asyncio.Task[None] | None = None
+        # rows sent to many chats at once are recorded together (one transaction, one statement)
+        self._sent: Coalescer[tuple[int, str | None]] = Coalescer(lambda sent: self._record_sent(sent))
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self.sent = 0
@@ -262,35 +263,11 @@ class OutboxSender:
             log.exception("sending outbox row %s failed", row.id)
             result = Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}", parts=parts.sent)
         if result.outcome is Outcome.SENT:
-            await self._mark_sent(row.id, result.external_id)
+            await self._sent.submit((row.id, result.external_id))  # before the chat's next message
+            self.sent += 1
         else:
             await asyncio.to_thread(self._record, row, result, max(result.parts, parts.sent))
         return result.outcome is Outcome.SENT
-
-    async def _mark_sent(self, row_id: int, external_id: str | None) -> None:
-        """Record a row as sent, together with the rows other chats sent meanwhile: one transaction
-        for all of them instead of one each (the sender's main cost when it delivers to many chats at
-        once). Returns once this row's record is committed, as before the chat's next message."""
-        recorded = asyncio.get_running_loop().create_future()
-        self._marks.append((row_id, external_id, recorded))
-        if self._marking is None or self._marking.done():
-            self._marking = asyncio.create_task(self._record_marks())
-        await recorded
-
-    async def _record_marks(self) -> None:
-        while self._marks:
-            marks, self._marks = self._marks, []
-            try:
-                await asyncio.to_thread(self._record_sent, [(i, e) for i, e, _ in marks])
-            except Exception as exc:  # each sender of these rows sees the failure, as it would alone
-                for *_, recorded in marks:
-                    if not recorded.done():
-                        recorded.set_exception(exc)
-            else:
-                self.sent += len(marks)
-                for *_, recorded in marks:
-                    if not recorded.done():
-                        recorded.set_result(None)
 
     def _record_sent(self, sent: list[tuple[int, str | None]]) -> None:
         with self.db.session() as s:

@@ -31,15 +31,16 @@ class Held:
     update_json: str
 
 
-def hold(s: Session, channel: str, update_id: str, chat_id: str, update_json: str, now: dt.datetime) -> None:
-    """Keep an update until `release`; holding one already held (delivered again, perhaps at the same
-    moment) changes nothing."""
-    values = dict(
-        channel=channel, update_id=update_id, chat_id=chat_id, update_json=update_json, received_at=now
-    )
-    dialect = s.get_bind().dialect.name
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    s.execute(insert(HeldUpdate).values(**values).on_conflict_do_nothing())
+def hold(s: Session, channel: str, updates: Sequence[tuple[str, str, str]], now: dt.datetime) -> None:
+    """Keep updates, each (update id, chat id, the update as JSON), until `release`; holding one
+    already held (delivered again, perhaps at the same moment) changes nothing."""
+    if not updates:
+        return
+    rows = [
+        dict(channel=channel, update_id=u, chat_id=c, update_json=j, received_at=now) for u, c, j in updates
+    ]
+    insert = sqlite.insert if s.get_bind().dialect.name == "sqlite" else postgresql.insert
+    s.execute(insert(HeldUpdate).values(rows).on_conflict_do_nothing())
 
 
 def held(s: Session, channel: str, before: dt.datetime) -> list[Held]:

@@ -384,7 +384,7 @@ async def test_an_event_that_cannot_be_held_is_still_handled(
     await h.start()
     try:
 
-        def unavailable(key: str, event: dict[str, object]) -> None:
+        def unavailable(rows: list[tuple[str, str, str]]) -> None:
             raise OperationalError("INSERT", {}, Exception("the database system is starting up"))
 
         monkeypatch.setattr(h.app.channel, "_hold", unavailable)

@@ -67,6 +67,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels import aiogram_schemas
+from bot.coalesce import Coalescer
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable
@@ -251,6 +252,8 @@ class TelegramChannel:
         self.albums_before_confirming = False
         self._albums: dict[tuple[int, str], _Album] = {}
         self._held_here: set[str] = set()  # update ids this process holds or replays (storage/held.py)
+        # album parts arriving together are held in one transaction
+        self._holds: Coalescer[tuple[str, str, str]] = Coalescer(lambda rows: self._hold(rows))
         self._tasks: set[asyncio.Task[None]] = set()
         router = Router(name="dti")
         router.message.register(self.on_message)
@@ -288,7 +291,8 @@ class TelegramChannel:
             if not self.albums_before_confirming and not held:
                 # answered before it is handled: kept until then (a database error answers 500 instead,
                 # and Telegram delivers the part again)
-                await asyncio.to_thread(self._hold, event_update, message.chat.id)
+                raw = event_update.model_dump_json(by_alias=True, exclude_none=True)
+                await self._holds.submit((inbound_id, str(message.chat.id), raw))
                 self._held_here.add(inbound_id)
                 held = True
             handled = self._collect_album(message, inbound_id if held else None)
@@ -375,10 +379,9 @@ class TelegramChannel:
                 log.warning("album %s handled but still held", key)
             self._held_here.difference_update(album.held)
 
-    def _hold(self, update: Update, chat_id: int) -> None:
-        raw = update.model_dump_json(by_alias=True, exclude_none=True)
+    def _hold(self, rows: list[tuple[str, str, str]]) -> None:
         with self.service.db.session() as s:
-            hold(s, CHANNEL, str(update.update_id), str(chat_id), raw, self.service.clock())
+            hold(s, CHANNEL, rows, self.service.clock())
 
     def _held(self, stale: dt.timedelta) -> list[Held]:
         with self.service.db.session() as s:

@@ -41,6 +41,7 @@ from bot.channels.zalo_client import (
     refresh_pair,
     split_text,
 )
+from bot.coalesce import Coalescer
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
@@ -258,6 +259,9 @@ class ZaloChannel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._users: dict[str, tuple[asyncio.Lock, int]] = {}  # per user: lock, events holding or waiting
         self._held_here: set[str] = set()  # events this process holds (storage/held.py)
+        # events arriving together are held, and released, in one transaction
+        self._holds: Coalescer[tuple[str, str, str]] = Coalescer(lambda rows: self._hold(rows))
+        self._releases: Coalescer[str] = Coalescer(lambda keys: self._release(keys))
 
     def app(self, path: str) -> web.Application:
         application = web.Application(client_max_size=2 * 1024 * 1024)
@@ -282,7 +286,8 @@ class ZaloChannel:
             return web.json_response({"error": "stale"}, status=401)
         key = event_id(event)
         try:  # answered before it is handled (Zalo wants an answer within ~2 s): held until then
-            await asyncio.to_thread(self._hold, key, event)
+            user = str((event.get("sender") or {}).get("id", ""))
+            await self._holds.submit((key, user, json.dumps(event, ensure_ascii=False)))
         except SQLAlchemyError:  # handled all the same: it retries, then asks the user to send again
             log.error("database unavailable: Zalo event %s answered without being held", key)
             self._start(key, event, held=False)
@@ -304,20 +309,19 @@ class ZaloChannel:
         if not await self.process(event):
             return  # the database was away: held, for the next process (the user was told too)
         try:
-            await asyncio.to_thread(self._release, key)
+            await self._releases.submit(key)
         except SQLAlchemyError:  # handled again later: its id makes that a no-op
             log.warning("Zalo event %s handled but still held", key)
             return
         self._held_here.discard(key)
 
-    def _hold(self, key: str, event: dict[str, Any]) -> None:
-        user = str((event.get("sender") or {}).get("id", ""))
+    def _hold(self, rows: list[tuple[str, str, str]]) -> None:
         with self.service.db.session() as s:
-            hold(s, CHANNEL, key, user, json.dumps(event, ensure_ascii=False), self.service.clock())
+            hold(s, CHANNEL, rows, self.service.clock())
 
-    def _release(self, key: str) -> None:
+    def _release(self, keys: list[str]) -> None:
         with self.service.db.session() as s:
-            release(s, CHANNEL, [key])
+            release(s, CHANNEL, keys)
 
     async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
         """Handle the events held for longer than `stale` by a process that did not get to handle them
