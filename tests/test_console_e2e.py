@@ -316,29 +316,3 @@ def test_an_unmigrated_database_is_refused_with_the_fix(
     assert cli_main(["db", "upgrade"], out, err) == 0
     assert cli_main(["status"], out, err) == 2  # migrated, but no period yet
     assert "kỳ đánh giá" in err.getvalue()
-
-
-def test_replies_that_could_not_be_printed_are_printed_next_time(db: Database, tmp_path: Path) -> None:
-    """The terminal went away while the replies were printed (a closed pipe): they stay in the outbox,
-    not marked sent, and the next delivery prints them."""
-    import io
-
-    from storage.models import Outbox
-
-    class ClosedPipe(io.StringIO):
-        def write(self, text: str) -> int:
-            raise BrokenPipeError(32, "Broken pipe")
-
-    p = make_province(db, tmp_path)
-    console, out = p.chat("c1")
-    code = p.invite("25840", "respondent")
-    console.out = ClosedPipe()
-    with pytest.raises(BrokenPipeError):
-        console.send(Inbound(InboundKind.TEXT, text=f"/start {code}"))
-    with db.session() as s:
-        assert {r.status for r in s.exec(select(Outbox))} == {"pending"}
-    console.out = out
-    assert console.deliver() >= 1
-    assert "Đã liên kết với Xã An Bình" in out.getvalue()
-    with db.session() as s:
-        assert {r.status for r in s.exec(select(Outbox))} == {"sent"}

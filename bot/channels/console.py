@@ -41,9 +41,8 @@ class ConsoleChannel:
     keyboard: list[dict[str, str]] = field(default_factory=list)
 
     def deliver(self) -> int:
-        """Print what the outbox holds for this chat, in order. The rows are marked sent in the
-        transaction that printed them, which commits only once they are out: a locked database or an
-        output that fails (a closed pipe) leaves them pending, printed by the next delivery."""
+        """Print what the outbox holds for this chat, in order, once it is marked sent (a locked
+        database leaves it pending, printed by the next delivery)."""
         text = io.StringIO()
         try:
             with self.service.db.session() as s:
@@ -52,10 +51,10 @@ class ConsoleChannel:
                     self._print(json.loads(row.payload_json), row.id, text)
                 if rows:
                     mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
-                self.out.write(text.getvalue())
-                self.out.flush()
         except OperationalError:
             return 0
+        self.out.write(text.getvalue())
+        self.out.flush()
         return len(rows)
 
     def _print(self, payload: dict[str, Any], row_id: int | None, out: TextIO) -> None:
