@@ -46,6 +46,7 @@ from storage.admin import (
 )
 from storage.db import Database, NotMigrated, database_url
 from storage.evidence import EvidenceStore, evidence_dir
+from storage.held import held_count
 from storage.models import ROLES, Member, Period, Unit
 from storage.outbox import status_counts
 from storage.reminders import LedgerStats, ledger_stats, unit_states
@@ -644,6 +645,7 @@ def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db, db.session() as s:
         row = zalo_token(s)
         counts = status_counts(s, "zalo")
+        waiting, oldest = held_count(s, "zalo")
     if row is None:
         ctx.say(t("cli.zalo_no_token"))
         return 2
@@ -659,6 +661,8 @@ def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
             )
         )
     ctx.say(t("cli.outbox_counts", counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "—"))
+    if waiting:
+        ctx.say(t("cli.zalo_held", count=waiting, oldest=_local(oldest) if oldest else "—"))
     return 2 if row.failed_at is not None else 0
 
 

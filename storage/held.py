@@ -61,3 +61,12 @@ def release(s: Session, channel: str, update_ids: Sequence[str]) -> None:
                 col(HeldUpdate.channel) == channel, col(HeldUpdate.update_id).in_(list(update_ids))
             )
         )
+
+
+def held_count(s: Session, channel: str) -> tuple[int, dt.datetime | None]:
+    """How many updates the channel holds, and when the oldest came (operators: a number that stays up
+    means updates that fail to be handled)."""
+    count, oldest = s.exec(
+        select(sa.func.count(), sa.func.min(HeldUpdate.received_at)).where(col(HeldUpdate.channel) == channel)
+    ).one()
+    return int(count), oldest

@@ -316,7 +316,7 @@ async def test_a_long_message_cut_short_by_a_rate_limit_is_finished_not_repeated
 
 
 async def test_an_event_answered_but_not_handled_before_a_crash_is_handled_later(
-    db: Database, tmp_path: Path, fake: FakeZalo
+    db: Database, tmp_path: Path, fake: FakeZalo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Zalo gets its answer before the event is handled. The process dies in between: the event stays
     held, a live process handles it once it is stale (not before, and never one it holds itself), the
@@ -347,6 +347,14 @@ async def test_an_event_answered_but_not_handled_before_a_crash_is_handled_later
     await asyncio.gather(*dying, return_exceptions=True)
     await h.app.stop()
     assert not fake.transcripts[USER]
+    import io
+
+    from bot.cli import main
+
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["zalo", "status"], out, err) == 0
+    assert "Sự kiện Zalo đã nhận nhưng chưa xử lý xong: 1 (cũ nhất lúc " in out.getvalue()  # operators see it
 
     h = Harness(fake, p)
     await h.start()
@@ -359,6 +367,9 @@ async def test_an_event_answered_but_not_handled_before_a_crash_is_handled_later
         with db.session() as s:
             assert not s.exec(select(HeldUpdate)).all()
             assert s.get(ProcessedInbound, ("zalo", str(event["message"]["msg_id"]))) is not None  # type: ignore[index]
+        out = io.StringIO()
+        assert main(["zalo", "status"], out, err) == 0
+        assert "chưa xử lý xong" not in out.getvalue()
         before = len(fake.transcripts[USER])
         assert await h.app.channel.replay_held(dt.timedelta(0)) == 0
         assert await fake.post(event) == 200  # delivered once more after all that: applied once
