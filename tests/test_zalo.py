@@ -398,7 +398,7 @@ async def test_an_event_that_cannot_be_held_is_still_handled(
         def unavailable(rows: list[tuple[str, str, str]]) -> None:
             raise OperationalError("INSERT", {}, Exception("the database system is starting up"))
 
-        monkeypatch.setattr(h.app.channel, "_hold", unavailable)
+        monkeypatch.setattr(h.app.channel.held, "_hold", unavailable)
         assert "Đã liên kết với Xã An Bình" in await h.text(p.invite("25840", "respondent"))
         with db.session() as s:
             assert not s.exec(select(HeldUpdate)).all()

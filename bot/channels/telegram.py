@@ -64,17 +64,16 @@ from aiogram.types import (
     Update,
 )
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels import aiogram_schemas
-from bot.coalesce import Coalescer
+from bot.channels.held_replay import HeldUpdates
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
-from storage.held import HELD_STALE, Held, held, hold, release
+from storage.held import HELD_STALE
 from storage.outbox import set_blocked
 
 log = logging.getLogger(__name__)
@@ -251,9 +250,7 @@ class TelegramChannel:
         # Webhook: not, since Telegram may wait for one part's answer before sending the next.
         self.albums_before_confirming = False
         self._albums: dict[tuple[int, str], _Album] = {}
-        self._held_here: set[str] = set()  # update ids this process holds or replays (storage/held.py)
-        # album parts arriving together are held in one transaction
-        self._holds: Coalescer[tuple[str, str, str]] = Coalescer(lambda rows: self._hold(rows))
+        self.held = HeldUpdates(service.db, CHANNEL, service.clock)  # album parts on a webhook
         self._tasks: set[asyncio.Task[None]] = set()
         router = Router(name="dti")
         router.message.register(self.on_message)
@@ -287,13 +284,12 @@ class TelegramChannel:
             return  # the assistant works in private chats only
         inbound_id = str(event_update.update_id)
         if message.media_group_id is not None:
-            held = inbound_id in self._held_here
+            held = inbound_id in self.held.here
             if not self.albums_before_confirming and not held:
                 # answered before it is handled: kept until then (a database error answers 500 instead,
                 # and Telegram delivers the part again)
                 raw = event_update.model_dump_json(by_alias=True, exclude_none=True)
-                await self._holds.submit((inbound_id, str(message.chat.id), raw))
-                self._held_here.add(inbound_id)
+                await self.held.hold(inbound_id, str(message.chat.id), raw)
                 held = True
             handled = self._collect_album(message, inbound_id if held else None)
             if self.albums_before_confirming:
@@ -372,31 +368,14 @@ class TelegramChannel:
         finally:
             if not album.handled.done():
                 album.handled.set_result(None)
-        if stored and album.held:  # otherwise the next start handles it from what is held
-            try:
-                await asyncio.to_thread(self._release, album.held)
-            except SQLAlchemyError:  # handled again at the next start: its inbound id makes that a no-op
-                log.warning("album %s handled but still held", key)
-            self._held_here.difference_update(album.held)
-
-    def _hold(self, rows: list[tuple[str, str, str]]) -> None:
-        with self.service.db.session() as s:
-            hold(s, CHANNEL, rows, self.service.clock())
-
-    def _held(self, stale: dt.timedelta) -> list[Held]:
-        with self.service.db.session() as s:
-            return held(s, CHANNEL, self.service.clock() - stale)
-
-    def _release(self, update_ids: Sequence[str]) -> None:
-        with self.service.db.session() as s:
-            release(s, CHANNEL, update_ids)
+        if stored and album.held:  # otherwise a live process handles it later from what is held
+            await self.held.release(album.held)
 
     async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
         """Handle the updates held for longer than `stale` by a process that did not get to handle
         them (it stopped in between); returns how many. All at once, so an album's parts meet again."""
-        rows = [r for r in await asyncio.to_thread(self._held, stale) if r.update_id not in self._held_here]
+        rows = await self.held.stale(stale)
         updates = [Update.model_validate_json(r.update_json, context={"bot": self.bot}) for r in rows]
-        self._held_here.update(r.update_id for r in rows)
         await asyncio.gather(*(self.dispatcher.feed_update(self.bot, u) for u in updates))
         return len(rows)
 

@@ -33,6 +33,7 @@ import httpx
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.channels.held_replay import HeldUpdates
 from bot.channels.zalo_client import (
     MAX_BUTTONS,
     FileTooLarge,
@@ -41,13 +42,12 @@ from bot.channels.zalo_client import (
     refresh_pair,
     split_text,
 )
-from bot.coalesce import Coalescer
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
-from storage.held import HELD_STALE, Held, held, hold, release
+from storage.held import HELD_STALE
 from storage.outbox import last_keyboard, set_blocked
 from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
 
@@ -258,10 +258,7 @@ class ZaloChannel:
         self.sender = sender
         self._tasks: set[asyncio.Task[None]] = set()
         self._users: dict[str, tuple[asyncio.Lock, int]] = {}  # per user: lock, events holding or waiting
-        self._held_here: set[str] = set()  # events this process holds (storage/held.py)
-        # events arriving together are held, and released, in one transaction
-        self._holds: Coalescer[tuple[str, str, str]] = Coalescer(lambda rows: self._hold(rows))
-        self._releases: Coalescer[str] = Coalescer(lambda keys: self._release(keys))
+        self.held = HeldUpdates(service.db, CHANNEL, service.clock)
 
     def app(self, path: str) -> web.Application:
         application = web.Application(client_max_size=2 * 1024 * 1024)
@@ -287,7 +284,7 @@ class ZaloChannel:
         key = event_id(event)
         try:  # answered before it is handled (Zalo wants an answer within ~2 s): held until then
             user = str((event.get("sender") or {}).get("id", ""))
-            await self._holds.submit((key, user, json.dumps(event, ensure_ascii=False)))
+            await self.held.hold(key, user, json.dumps(event, ensure_ascii=False))
         except SQLAlchemyError:  # handled all the same: it retries, then asks the user to send again
             log.error("database unavailable: Zalo event %s answered without being held", key)
             self._start(key, event, held=False)
@@ -296,8 +293,6 @@ class ZaloChannel:
         return web.json_response({"error": 0})
 
     def _start(self, key: str, event: dict[str, Any], held: bool = True) -> None:
-        if held:
-            self._held_here.add(key)
         task = asyncio.create_task(self._handle_held(key, event) if held else self._handle(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -308,33 +303,15 @@ class ZaloChannel:
     async def _handle_held(self, key: str, event: dict[str, Any]) -> None:
         if not await self.process(event):
             return  # the database was away: held, for the next process (the user was told too)
-        try:
-            await self._releases.submit(key)
-        except SQLAlchemyError:  # handled again later: its id makes that a no-op
-            log.warning("Zalo event %s handled but still held", key)
-            return
-        self._held_here.discard(key)
-
-    def _hold(self, rows: list[tuple[str, str, str]]) -> None:
-        with self.service.db.session() as s:
-            hold(s, CHANNEL, rows, self.service.clock())
-
-    def _release(self, keys: list[str]) -> None:
-        with self.service.db.session() as s:
-            release(s, CHANNEL, keys)
+        await self.held.release([key])
 
     async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
         """Handle the events held for longer than `stale` by a process that did not get to handle them
         (it stopped in between), in the order they came; returns how many."""
-        rows = await asyncio.to_thread(self._held, stale)
-        rows = [r for r in rows if r.update_id not in self._held_here]
+        rows = await self.held.stale(stale)
         for row in rows:
             self._start(row.update_id, json.loads(row.update_json))
         return len(rows)
-
-    def _held(self, stale: dt.timedelta) -> list[Held]:
-        with self.service.db.session() as s:
-            return held(s, CHANNEL, self.service.clock() - stale)
 
     async def flush(self) -> None:
         while self._tasks:
