@@ -287,30 +287,27 @@ class ZaloChannel:
             await self.held.hold(key, user, json.dumps(event, ensure_ascii=False))
         except SQLAlchemyError:  # handled all the same: it retries, then asks the user to send again
             log.error("database unavailable: Zalo event %s answered without being held", key)
-            self._start(key, event, held=False)
+            self._start(event, None)
         else:
-            self._start(key, event)
+            self._start(event, key)
         return web.json_response({"error": 0})
 
-    def _start(self, key: str, event: dict[str, Any], held: bool = True) -> None:
-        task = asyncio.create_task(self._handle_held(key, event) if held else self._handle(event))
+    def _start(self, event: dict[str, Any], held: str | None) -> None:
+        """Handle the event in the background; `held`: its id in storage/held.py, released once done."""
+        task = asyncio.create_task(self._handle(event, held))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, event: dict[str, Any]) -> None:
-        await self.process(event)
-
-    async def _handle_held(self, key: str, event: dict[str, Any]) -> None:
-        if not await self.process(event):
-            return  # the database was away: held, for the next process (the user was told too)
-        await self.held.release([key])
+    async def _handle(self, event: dict[str, Any], held: str | None) -> None:
+        if await self.process(event) and held is not None:  # else held, for a later process
+            await self.held.release([held])
 
     async def replay_held(self, stale: dt.timedelta = HELD_STALE) -> int:
         """Handle the events held for longer than `stale` by a process that did not get to handle them
         (it stopped in between), in the order they came; returns how many."""
         rows = await self.held.stale(stale)
         for row in rows:
-            self._start(row.update_id, json.loads(row.update_json))
+            self._start(json.loads(row.update_json), row.update_id)
         return len(rows)
 
     async def flush(self) -> None:
