@@ -221,6 +221,8 @@ class Loaded:
     seen: bool = False  # the inbound message was handled before: nothing to do
     # a chat naming an invite, read by group commit: what it will see once it has joined
     joining: Joining | None = field(default=None, compare=False)
+    # no assessment yet: the id group commit reserved for it on PostgreSQL (created with the first answer)
+    new_assessment_id: int | None = field(default=None, compare=False)
 
 
 def already_processed(s: Session, channel: str, inbound_id: str) -> bool:
@@ -441,6 +443,7 @@ class Joining:
     own: UnitInPeriod
     answers: dict[str, AnswerView]
     latest: Latest
+    member_id: int | None = None  # the new member's id, reserved by group commit on PostgreSQL
 
     def member(self, member_id: int) -> MemberView:
         """The new member as `load_snapshot` reads it back (a member starts in Vietnamese)."""

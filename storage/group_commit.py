@@ -28,10 +28,11 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from flows.model import (
@@ -164,6 +165,23 @@ _NEW_MEMBERS = _MEMBER.insert().returning(_MEMBER.c.id, sort_by_parameter_order=
 _NEW_CHATS = _CONV.insert()
 _NEW_JOIN_ATTEMPTS = _JOIN_ATTEMPT.insert()
 
+# On PostgreSQL the reads also reserve the ids of the members and assessments the batch may create, so
+# that these rows go out with the batch's other rows instead of each kind in a round trip of its own
+# (an INSERT ... RETURNING the ids the later rows refer to). An id reserved and not used is a gap in its
+# sequence, as a rolled-back insert leaves one.
+_NAMING = sa.func.unnest(_B("chats", type_=ARRAY(sa.String))).table_valued("chat_id").render_derived(name="c")
+_MEMBER_IDS = sa.select(  # the chats of one channel naming an invite that are not bound to a member
+    _NAMING.c.chat_id, sa.func.nextval(sa.func.pg_get_serial_sequence(_MEMBER.name, "id")).label("id")
+).where(~sa.exists().where(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _NAMING.c.chat_id))
+_ANSWERING = (
+    sa.func.unnest(_B("units", type_=ARRAY(sa.Integer))).table_valued("unit_id").render_derived(name="u")
+)
+_ASSESSMENT_IDS = sa.select(  # the units that have no assessment in the period yet
+    _ANSWERING.c.unit_id, sa.func.nextval(sa.func.pg_get_serial_sequence(_ASSESS.name, "id")).label("id")
+).where(~sa.exists().where(_ASSESS.c.period_id == _B("period_id"), _ASSESS.c.unit_id == _ANSWERING.c.unit_id))
+_NEW_MEMBERS_WITH_IDS = _MEMBER.insert()
+_NEW_ASSESSMENTS_WITH_IDS = _ASSESS.insert()
+
 
 @dataclass(frozen=True)
 class Message:
@@ -210,6 +228,7 @@ class _Pending:
     member: MemberView | None = None
     invite: Any = None  # an `_INVITES` row
     failures: tuple[dt.datetime, ...] = ()
+    member_id: int | None = None  # the id reserved for the joining chat's member
 
 
 def load_many(
@@ -218,8 +237,10 @@ def load_many(
     """Each message's snapshot as `load_snapshot` would load it (`Loaded.seen` for a message handled
     before), or None where the message is not for the batch. A chat not yet bound to a member that
     names an invite gets its snapshot for the join, with `Loaded.joining` read too. The chats must
-    all be different. Two round trips (`read_all`): the chats, then their units' assessments."""
+    all be different. Two round trips (`read_all`): the chats, then their units' assessments; on
+    PostgreSQL they also reserve the ids of the members and assessments the batch may create."""
     conn = s.connection()
+    reserve = conn.dialect.name == "postgresql"
     keys = [(m.channel, m.chat_id) for m in messages]
     ids = [(m.channel, m.inbound_id) for m in messages if m.inbound_id is not None]
     naming = [(m.channel, m.chat_id) for m in messages if m.invite_code is not None]
@@ -232,6 +253,7 @@ def load_many(
             *_by_channel(_BOUND, "chats", naming),
             Query(_INVITES, {"codes": codes}),
             *_by_channel(_FAILURES, "chats", naming, since=now - JOIN_HISTORY),
+            *(_by_channel(_MEMBER_IDS, "chats", naming) if reserve else []),
         ]
     read = iter(read_all(conn, [*chat_queries, Query(_OPEN_PERIODS, {}), *seen_queries, *join_queries]))
     chats = {(row.channel, row.chat_id): row for _ in chat_queries for row in next(read)}
@@ -258,7 +280,14 @@ def load_many(
         view = MemberView(chat.member_id, Role(chat.role), chat.unit_id, chat.code, chat.name, chat.language)
         pending.append(_Pending(i, session, version, chat.unit_id, chat.level, member=view))
     if joining:
-        pending += _joining(messages, joining, list(read))
+        rest = list(read)
+        reserved: dict[tuple[str, str], int] | None = None
+        if reserve:  # the last queries, one per channel naming an invite (`_by_channel`'s order)
+            channels = sorted({channel for channel, _ in naming})
+            rows_by_channel = zip(channels, rest[len(rest) - len(channels) :], strict=True)
+            reserved = {(channel, row.chat_id): row.id for channel, rows in rows_by_channel for row in rows}
+            rest = rest[: len(rest) - len(channels)]
+        pending += _joining(messages, joining, rest, reserved)
     by_period: dict[int, list[_Pending]] = defaultdict(list)
     units: set[int] = set()
     for p in sorted(pending, key=lambda p: p.index):  # the first chat of a unit takes it
@@ -273,10 +302,25 @@ def load_many(
             continue
         by_period[period.id].append(p)
     reading = [period for period in periods if by_period.get(period.id)]
+    statements = (
+        _ASSESSMENTS,
+        _EXTENSIONS,
+        _REVISIONS_OF,
+        _EVIDENCE_OF,
+        *([_ASSESSMENT_IDS] if reserve else []),
+    )
     second = [
-        Query(statement, {"period_id": period.id, "units": [p.unit_id for p in by_period[period.id]]})
+        Query(
+            statement,
+            {
+                "period_id": period.id,
+                "units": [
+                    p.unit_id for p in by_period[period.id] if statement is not _ASSESSMENT_IDS or p.member
+                ],
+            },
+        )
         for period in reading
-        for statement in (_ASSESSMENTS, _EXTENSIONS, _REVISIONS_OF, _EVIDENCE_OF)
+        for statement in statements
     ]
     rows_of = iter(read_all(conn, second) if second else [])
     for period in reading:
@@ -290,6 +334,7 @@ def load_many(
             revisions[row[-1]].append(row)
         for row in next(rows_of):
             evidence[row[-1]].append(row)
+        new_ids: dict[int, int] = {row.unit_id: row.id for row in next(rows_of)} if reserve else {}
         for p in by_period[period.id]:
             unit_id = p.unit_id
             assessment = assessments.get(unit_id)
@@ -310,7 +355,10 @@ def load_many(
                 extensions.get((unit_id, "self_assessment_due")),
                 extensions.get((unit_id, "supplement_due")),
             )
-            found[p.index] = _loaded(messages[p.index], p, period, own, answers, latest)
+            loaded = _loaded(messages[p.index], p, period, own, answers, latest)
+            if assessment is None and p.member is not None:
+                loaded = replace(loaded, new_assessment_id=new_ids.get(unit_id))
+            found[p.index] = loaded
     return found
 
 
@@ -327,11 +375,15 @@ def _by_channel(
 
 
 def _joining(
-    messages: Sequence[Message], joining: list[_Pending], read: Sequence[list[Any]]
+    messages: Sequence[Message],
+    joining: list[_Pending],
+    read: Sequence[list[Any]],
+    reserved: dict[tuple[str, str], int] | None,
 ) -> list[_Pending]:
     """The joining chats that can join in the batch, with their invites and recent failed attempts:
     not already bound to a member, naming an invite that exists, is unused and is not a reviewer's.
-    `read`: the rows of `_BOUND` (per channel), `_INVITES` and `_FAILURES` (per channel as well)."""
+    `read`: the rows of `_BOUND` (per channel), `_INVITES` and `_FAILURES` (per channel as well);
+    `reserved`: the member ids reserved by chat (PostgreSQL), None where none are reserved."""
     channels = (len(read) - 1) // 2
     bound = {(row.channel, row.chat_id) for rows in read[:channels] for row in rows}
     invites = {row.code: row for row in read[channels]}
@@ -350,6 +402,10 @@ def _joining(
             or invite.role == Role.REVIEWER.value
         ):
             continue  # the engine refuses these, or a reviewer's view follows: one by one
+        if reserved is not None:
+            p.member_id = reserved.get(chat)
+            if p.member_id is None:  # bound by another process between the two reads: one by one
+                continue
         p.invite, p.unit_id, p.level = invite, invite.unit_id, invite.level
         p.failures = tuple(failures.get(chat, ()))
         out.append(p)
@@ -372,7 +428,16 @@ def _loaded(
     invite = InviteView(row.code, row.name, Role(row.role), row.expires_at, False)
     snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
     joining = Joining(
-        row.code, Role(row.role), row.unit_id, row.unit_code, row.name, period, own, answers, latest
+        row.code,
+        Role(row.role),
+        row.unit_id,
+        row.unit_code,
+        row.name,
+        period,
+        own,
+        answers,
+        latest,
+        p.member_id,
     )
     return Loaded(snapshot, p.version, None, None, None, None, joining=joining)
 
@@ -390,7 +455,12 @@ def joins(loaded: Loaded, decision: Decision) -> bool:
 
 def add_members(s: Session, joining: Sequence[Loaded], now: dt.datetime) -> list[int]:
     """The members of chats joining in the batch (as `apply` adds them); returns their ids in order.
-    Their invites are claimed by `write_many`, which fails if another chat was quicker."""
+    Where `load_many` reserved the ids (PostgreSQL), `write_many` inserts the members with the rest of
+    the batch; elsewhere they are inserted now. Their invites are claimed by `write_many`, which fails
+    if another chat was quicker."""
+    reserved = [loaded.joining.member_id for loaded in joining if loaded.joining is not None]
+    if len(reserved) == len(joining) and all(r is not None for r in reserved):
+        return [r for r in reserved if r is not None]
     rows = []
     for loaded in joining:
         assert loaded.joining is not None
@@ -416,19 +486,29 @@ def fits(loaded: Loaded, decision: Decision) -> bool:
     return not decision.events or (loaded.period_id is not None and loaded.latest is not None)
 
 
-def _assessments_for(conn: sa.Connection, writes: Sequence[Write]) -> list[int | None]:
+def _assessments_for(
+    conn: sa.Connection, writes: Sequence[Write]
+) -> tuple[list[int | None], list[dict[str, object]]]:
     """Each write's assessment id, creating the assessments of units that answer for the first time
-    in the period (as `apply` does); None for writes with nothing to record on one."""
+    in the period (as `apply` does); None for writes with nothing to record on one. Also the rows of
+    the new assessments whose ids `load_many` reserved, for `write_many` to insert with the rest."""
     ids = [w.loaded.assessment_id for w in writes]
-    new = [n for n, w in enumerate(writes) if ids[n] is None and w.decision.events]
-    if new:
-        rows = [
-            dict(period_id=writes[n].loaded.period_id, unit_id=writes[n].loaded.unit_id, status="draft")
-            for n in new
-        ]
-        for n, assessment_id in zip(new, conn.execute(NEW_ASSESSMENTS, rows).scalars(), strict=True):
+    reserved: list[dict[str, object]] = []
+    inserting: list[tuple[int, dict[str, object]]] = []
+    for n, w in enumerate(writes):
+        if ids[n] is not None or not w.decision.events:
+            continue
+        row: dict[str, object] = dict(period_id=w.loaded.period_id, unit_id=w.loaded.unit_id, status="draft")
+        if w.loaded.new_assessment_id is not None:
+            ids[n] = w.loaded.new_assessment_id
+            reserved.append({**row, "id": w.loaded.new_assessment_id})
+        else:
+            inserting.append((n, row))
+    if inserting:
+        created = conn.execute(NEW_ASSESSMENTS, [row for _, row in inserting]).scalars()
+        for (n, _), assessment_id in zip(inserting, created, strict=True):
             ids[n] = int(assessment_id)
-    return ids
+    return ids, reserved
 
 
 def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[list[int]]:
@@ -442,8 +522,9 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
     new_chats: list[dict[str, object]] = []
     claims: list[dict[str, object]] = []
     attempts: list[dict[str, object]] = []
+    members: list[dict[str, object]] = []
     conn = s.connection()
-    assessments = _assessments_for(conn, writes)
+    assessments, new_assessments = _assessments_for(conn, writes)
     for w, assessment_id in zip(writes, assessments, strict=True):
         loaded = w.loaded
         snap = loaded.snapshot
@@ -453,6 +534,10 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
             join = before.joining
             assert join is not None and loaded.version is not None
             claims.append(invite_claim(join.invite_code, member_id, now))
+            if join.member_id is not None:  # reserved by `load_many`: the member goes in with the rest
+                assert join.member_id == member_id
+                row = new_member_row(snap.channel, snap.chat_id, join.unit_id, join.role.value, now)
+                members.append({**row, "id": member_id})
             attempts.append(join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
             audits.append(
                 join_audit_row(now, before, member_id, join.unit_id, join.role.value, join.invite_code)
@@ -491,25 +576,31 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                     dedupe_key=None,
                 )
             )
-    written = write_all(
-        conn,
-        [
-            Rows(_NEW_CHATS, new_chats),
-            Rows(_CLAIM_INVITE, claims),
-            Rows(_NEW_JOIN_ATTEMPTS, attempts),
-            Rows(_NEW_ANSWER, answers),
-            Rows(_NEW_EVIDENCE, evidence),
-            Rows(_NEW_AUDIT, audits),
-            Rows(_SAVE_SESSION, sessions),
-            Rows(_NEW_PROCESSED, processed),
-            Rows(_QUEUE, outbox),
-        ],
+    claiming, saving, queueing = (
+        Rows(_CLAIM_INVITE, claims),
+        Rows(_SAVE_SESSION, sessions),
+        Rows(_QUEUE, outbox),
     )
-    if written[1].rowcount != len(claims):
-        raise InviteTaken(f"{len(claims) - written[1].rowcount} of {len(claims)} invites used meanwhile")
-    updated = written[6].rowcount
+    work = [
+        Rows(_NEW_MEMBERS_WITH_IDS, members),  # first: the rows below refer to them
+        Rows(_NEW_ASSESSMENTS_WITH_IDS, new_assessments),
+        Rows(_NEW_CHATS, new_chats),
+        claiming,
+        Rows(_NEW_JOIN_ATTEMPTS, attempts),
+        Rows(_NEW_ANSWER, answers),
+        Rows(_NEW_EVIDENCE, evidence),
+        Rows(_NEW_AUDIT, audits),
+        saving,
+        Rows(_NEW_PROCESSED, processed),
+        queueing,
+    ]
+    written = dict(zip((id(w) for w in work), write_all(conn, work), strict=True))
+    claimed = written[id(claiming)].rowcount
+    if claimed != len(claims):
+        raise InviteTaken(f"{len(claims) - claimed} of {len(claims)} invites used meanwhile")
+    updated = written[id(saving)].rowcount
     if updated != len(sessions):
         raise ConcurrentUpdate(f"{len(sessions) - updated} of {len(sessions)} conversations changed")
-    ids = [int(i) for i in written[8].returned]
+    ids = [int(i) for i in written[id(queueing)].returned]
     queued = iter(ids)
     return [[next(queued) for _ in w.payloads] for w in writes]
