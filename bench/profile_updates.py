@@ -71,8 +71,10 @@ async def profile(url: str, officials: int, steps: int, top: int, tmp: Path) -> 
     db = Database(url)
     framework = resolve_framework("tay-ninh-commune-2025", "2025.1")
     period_id, codes = update_bench.build(db, officials)
-    scripts = [update_bench.script(framework, period_id, c, steps, n) for n, c in enumerate(codes)]
     fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1e9))
+    scripts = update_bench.make_updates(
+        fake, [update_bench.script(framework, period_id, c, steps, n) for n, c in enumerate(codes)]
+    )
     await fake.start()
     bot = make_bot(fake.token, fake.url, timeout=10)
     try:
@@ -81,10 +83,10 @@ async def profile(url: str, officials: int, steps: int, top: int, tmp: Path) -> 
         feed = update_bench.feeder(channel.dispatcher, bot)
         warm = officials // 4
         half = warm + (officials - warm) // 2
-        await update_bench.drive(feed, fake, scripts[:warm], 1, None)
+        await update_bench.drive(feed, scripts[:warm], 1, None)
         counts = count_statements(db)
         started, cpu = time.perf_counter(), time.process_time()
-        figures = await update_bench.drive(feed, fake, scripts[warm:half], 1, None)
+        figures = await update_bench.drive(feed, scripts[warm:half], 1, None)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         n = figures.updates
         print(figures.line("  one official at a time, no profiler"))
@@ -95,7 +97,7 @@ async def profile(url: str, officials: int, steps: int, top: int, tmp: Path) -> 
         )
         profiler = cProfile.Profile()
         profiler.enable()
-        await update_bench.drive(feed, fake, scripts[half:], 1, None)
+        await update_bench.drive(feed, scripts[half:], 1, None)
         profiler.disable()
         stats = pstats.Stats(profiler, stream=sys.stdout)
         stats.sort_stats("cumulative").print_stats(r"/(bot|storage|flows|scoring)/", top)

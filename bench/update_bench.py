@@ -5,7 +5,11 @@ people do on a phone: typed answers (`70,4`, `12/30`, `có`, `5`), yes/no presse
 as evidence and `để sau` when they have none. Every update is a real Telegram `Update` fed to the
 dispatcher, so the whole pipeline runs: aiogram routing, callback answers and file downloads against
 the fake Bot API on 127.0.0.1, the engine, the scoring preview, storage (messages of different chats
-share a transaction when they queue up), rendering and the outbox rows.
+share a transaction when they queue up), rendering and the outbox rows. Every official writes from a
+chat of its own. The updates are made before the clock starts and the fake Bot API runs in a process
+of its own (`fake_telegram_process`), as Telegram's servers do: the figures are the bot's work alone.
+Each run prints the process's CPU time per update and the cores it used: the bot's threads share one
+core's worth of Python (the GIL), so on a given machine throughput is about 1 ÷ that CPU time.
 
 Three runs per database, after a warm-up, in a process settled as the bot settles once started
 (`bot.heap`), with autovacuum's ANALYZE rule applied on PostgreSQL (`Autoanalyze`):
@@ -17,7 +21,10 @@ Three runs per database, after a warm-up, in a process settled as the bot settle
 - paced: updates arriving at `--rate` per second, the sender delivering as above (the latency a user
   feels at that load).
 Baseline in the same run: the same dispatcher and fake API with a handler that only echoes the text
-back (`message.answer`), the floor any aiogram bot pays; the ratio between the two is printed.
+back (`message.answer`), the floor any aiogram bot pays; the ratio between the two is printed. The
+echo also runs paced at `--rate`, the latency floor for the paced run: at a low rate a process spends
+more CPU per update than when it is saturated (waking up for each update; measured here: the echo
+2,25 ms against 1,12 ms), and the machine's own scheduling shows in the tail.
 
     make bench     # or: .venv/bin/python bench/update_bench.py [--officials 2000] [--steps 12]
                    #        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -61,7 +68,7 @@ from storage.admin import UnitRow, create_invite, import_units, open_period
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from tests.e2e_support import pdf_bytes
-from tests.fake_telegram import FakeTelegram, Limits, Sent
+from tests.fake_telegram import FakeTelegram, Limits, Sent, fake_telegram_process
 from tests.storage_fixtures import create_postgres_database, drop_postgres_database
 
 CHAT_BASE = 7_000_000
@@ -162,25 +169,30 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+def make_updates(fake: FakeTelegram, scripts: list[list[Step]], first: int = 0) -> list[list[dict[str, Any]]]:
+    """Every update the officials will send, made before the clock starts (Telegram makes them, not the
+    bot): official `n` writes from chat `CHAT_BASE + first + n`, so each script has a chat of its own.
+    The documents' bytes are left in `fake.files`, which the fake Bot API then serves."""
+    return [[make(fake, CHAT_BASE + first + n) for make in steps] for n, steps in enumerate(scripts)]
+
+
 async def drive(
     feed: Callable[[dict[str, Any]], Awaitable[None]],
-    fake: FakeTelegram,
-    scripts: list[list[Step]],
+    officials: list[list[dict[str, Any]]],
     concurrency: int,
     rate: float | None,
 ) -> Figures:
-    queue: asyncio.Queue[tuple[int, list[Step]]] = asyncio.Queue()
-    for n, steps in enumerate(scripts):
-        queue.put_nowait((n, steps))
-    figures = Figures(sum(len(s) for s in scripts), 0.0)
+    """`concurrency` officials at a time, each sending its updates in order, each once the last one
+    was handled (a phone waits for the answer), at most `rate` updates/s in all."""
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for updates in officials:
+        queue.put_nowait(updates)
+    figures = Figures(sum(len(u) for u in officials), 0.0)
     pacer = Pacer(rate)
 
     async def official() -> None:
         while not queue.empty():
-            n, steps = queue.get_nowait()
-            chat = CHAT_BASE + n
-            for make in steps:
-                update = make(fake, chat)
+            for update in queue.get_nowait():
                 await pacer.wait()
                 started = time.perf_counter()
                 await feed(update)
@@ -264,58 +276,85 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
     migrate.upgrade(url)
     db = Database(url)
     period_id, codes = build(db, args.officials)
-    scripts = [script(framework, period_id, code, args.steps, n) for n, code in enumerate(codes)]
-    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1e9))
-    await fake.start()
-    bot = make_bot(fake.token, fake.url, timeout=10)
+    maker = FakeTelegram()
+    officials = make_updates(
+        maker, [script(framework, period_id, c, args.steps, n) for n, c in enumerate(codes)]
+    )
+    echoes = make_updates(
+        maker, [[lambda f, chat: f.text(chat, "70,4")] * args.steps] * (args.officials // 2), args.officials
+    )
+    limits = Limits(chat_interval=0.0, per_second=1e9)
     stop = asyncio.Event()
     sending: asyncio.Task[None] | None = None
-    try:
-        service = Service(db, escapes={"telegram": escape})
-        pace = Pace()
-        sender = OutboxSender(
-            db, TelegramTransport(bot, service), RateLimiter(pace.per_second, pace.chat_interval)
-        )
-        channel = TelegramChannel(bot, service, EvidenceStore(tmp / "ev"), sender)
-        feed = feeder(channel.dispatcher, bot)
-        heap.settle()  # as `dtibot run telegram` does once started
-        warm = args.officials // 10
-        third = (args.officials - warm) // 3
-        with Autoanalyze(db):
-            await drive(feed, fake, scripts[:warm], args.concurrency, None)
-            full = await drive(feed, fake, scripts[warm : warm + third], args.concurrency, None)
-            sending = asyncio.create_task(sender.run(stop))
-            delivering = await drive(
-                feed, fake, scripts[warm + third : warm + 2 * third], args.concurrency, None
+    with fake_telegram_process(maker.token, limits, maker.files) as (api, _):
+        bot = make_bot(maker.token, api, timeout=10)
+        try:
+            service = Service(db, escapes={"telegram": escape})
+            pace = Pace()
+            sender = OutboxSender(
+                db, TelegramTransport(bot, service), RateLimiter(pace.per_second, pace.chat_interval)
             )
-            delivered = sender.sent
-            paced = await drive(feed, fake, scripts[warm + 2 * third :], args.concurrency, args.rate)
-            delivered_paced = sender.sent - delivered
-            sending.cancel()  # mid-batch at 30/s: what it holds is left claimed, as in a crash
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-        echo_feed = feeder(echo_dispatcher(), bot)
-        echo_scripts = [
-            [lambda f, chat: f.text(chat, "70,4")] * args.steps for _ in range(args.officials // 2)
-        ]
-        echo = await drive(echo_feed, fake, echo_scripts, args.concurrency, None)
-    finally:
-        if sending is not None and not sending.done():
-            sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sending
-        await bot.session.close()
-        await fake.stop()
-        db.dispose()
+            channel = TelegramChannel(bot, service, EvidenceStore(tmp / "ev"), sender)
+            feed = feeder(channel.dispatcher, bot)
+            heap.settle()  # as `dtibot run telegram` does once started
+            warm = args.officials // 10
+            third = (args.officials - warm) // 3
+            with Autoanalyze(db):
+                await drive(feed, officials[:warm], args.concurrency, None)
+                cpu = ProcessCpu()
+                full = await drive(feed, officials[warm : warm + third], args.concurrency, None)
+                full_cpu = cpu.per_update(full)
+                sending = asyncio.create_task(sender.run(stop))
+                delivering = await drive(
+                    feed, officials[warm + third : warm + 2 * third], args.concurrency, None
+                )
+                delivered = sender.sent
+                cpu = ProcessCpu()
+                paced = await drive(feed, officials[warm + 2 * third :], args.concurrency, args.rate)
+                paced_cpu = cpu.per_update(paced)
+                delivered_paced = sender.sent - delivered
+                sending.cancel()  # mid-batch at 30/s: what it holds is left claimed, as in a crash
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+            echo_feed = feeder(echo_dispatcher(), bot)
+            cpu = ProcessCpu()
+            echo = await drive(echo_feed, echoes[len(echoes) // 3 :], args.concurrency, None)
+            echo_cpu = cpu.per_update(echo)
+            cpu = ProcessCpu()
+            echo_paced = await drive(echo_feed, echoes[: len(echoes) // 3], args.concurrency, args.rate)
+            echo_paced_cpu = cpu.per_update(echo_paced)
+        finally:
+            if sending is not None and not sending.done():
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+            await bot.session.close()
+            db.dispose()
     return [
-        echo.line("  baseline, echo handler (the aiogram floor)"),
-        full.line(f"  DTI pipeline, {args.concurrency} officials at a time"),
+        echo.line("  baseline, echo handler (the aiogram floor)") + f"; {echo_cpu}",
+        full.line(f"  DTI pipeline, {args.concurrency} officials at a time") + f"; {full_cpu}",
         f"  throughput / echo floor: {full.rate / echo.rate:.2f} (goal ≥ 0.5)",
         delivering.line("  the same, replies delivered meanwhile at Telegram's pace")
         + f"; {delivered} sent; / echo floor: {delivering.rate / echo.rate:.2f}",
+        echo_paced.line(f"  baseline, echo handler paced at {args.rate:.0f} updates/s")
+        + f"; {echo_paced_cpu}",
         paced.line(f"  DTI pipeline paced at {args.rate:.0f} updates/s, replies delivered meanwhile")
-        + f"; {delivered_paced} sent",
+        + f"; {delivered_paced} sent; {paced_cpu}; p99 goal < 50 ms",
     ]
+
+
+class ProcessCpu:
+    """This process's CPU time from now on, per update: what bounds the throughput of a Python
+    process, whose threads share one core's worth of interpreter (the GIL)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def per_update(self, figures: Figures) -> str:
+        cpu = time.process_time() - self.cpu
+        wall = time.perf_counter() - self.started
+        return f"CPU {1000 * cpu / figures.updates:.2f} ms/update, {cpu / wall:.2f} cores"
 
 
 def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:

@@ -28,7 +28,7 @@ from scoring.model import AnswerType, Framework
 from storage.db import Database
 from storage.models import Assessment, Conversation, Member, Outbox, ProcessedInbound
 from tests.e2e_support import Province, make_province, pdf_bytes, png_bytes
-from tests.fake_telegram import FakeTelegram, Limits
+from tests.fake_telegram import FakeTelegram, Limits, fake_telegram_process
 
 CHAT = 555001
 FAST = Pace(per_second=500, chat_interval=0.0)
@@ -482,3 +482,22 @@ async def test_the_bot_process_sends_due_reminders(db: Database, tmp_path: Path,
         assert sum(1 for s in fake.transcripts[CHAT] if s.text.startswith("⏰")) == 1
     finally:
         await h.stop()
+
+
+async def test_the_fake_bot_api_in_a_process_of_its_own_serves_the_bot() -> None:
+    """The update benchmark's fake Bot API, run in its own process: the real Bot downloads a document
+    the user sent and answers a button, and the fake counts the calls it answered."""
+    maker = FakeTelegram()
+    update = maker.document(CHAT, "bao-cao.pdf", pdf_bytes("bench"))
+    file_id = update["message"]["document"]["file_id"]
+    with fake_telegram_process(maker.token, Limits(), maker.files) as (url, calls):
+        bot = make_bot(maker.token, url, timeout=5)
+        try:
+            file = await bot.get_file(file_id)
+            assert file.file_path is not None
+            downloaded = await bot.download_file(file.file_path)
+            assert downloaded is not None and downloaded.read() == pdf_bytes("bench")
+            assert await bot.answer_callback_query("cb-1") is True
+        finally:
+            await bot.session.close()
+    assert calls() == 2  # getFile and answerCallbackQuery (a download is not an API call)
