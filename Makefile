@@ -52,8 +52,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict scoring flows storage bot
 
+# One pytest worker per core; worksteal keeps the long crash tests from leaving a core idle.
 test: all lint typecheck migrations
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal
 
 bench: all
 	$(BIN)/python bench/score_bench.py

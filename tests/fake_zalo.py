@@ -72,7 +72,7 @@ class FakeZalo:
         app.router.add_post("/v2.0/oa/upload/file", self._upload)
         app.router.add_post("/v4/oa/access_token", self._oauth)
         app.router.add_get("/files/{name}", self._file)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # a hung fault ends with the fake
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

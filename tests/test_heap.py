@@ -38,7 +38,8 @@ def test_startup_objects_are_left_out_and_later_garbage_is_collected(unfrozen: N
     frozen = settle()
 
     assert gone_before() is None  # garbage at startup is collected first, not frozen
-    assert frozen == gc.get_freeze_count() > 0
+    # frozen objects freed since (by any thread of the test process) only lower the count
+    assert 0 < gc.get_freeze_count() <= frozen
     tracked = gc.get_objects()
     assert all(o is not kept and o is not kept.other for o in tracked)  # skipped by every collection
 
