@@ -8,8 +8,11 @@ the fake Bot API on 127.0.0.1, the engine, the scoring preview, storage (message
 share a transaction when they queue up), rendering and the outbox rows. Every official writes from a
 chat of its own. The updates are made before the clock starts and the fake Bot API runs in a process
 of its own (`fake_telegram_process`), as Telegram's servers do: the figures are the bot's work alone.
-Each run prints the process's CPU time per update and the cores it used: the bot's threads share one
-core's worth of Python (the GIL), so on a given machine throughput is about 1 ÷ that CPU time.
+As `dtibot run telegram` does, the batches' database work runs in a process of its own
+(bot/db_process.py; `--no-db-process` keeps it on a thread of the bot's process). Each run prints the
+CPU time per update, split between the two processes, and the cores used: a process's threads share
+one core's worth of Python (the GIL), so without the database process the throughput is about 1 ÷
+that CPU time, and with it about 1 ÷ the busier process's share.
 
 Three runs per database, after a warm-up, in a process settled as the bot settles once started
 (`bot.heap`), with autovacuum's ANALYZE rule applied on PostgreSQL (`Autoanalyze`):
@@ -28,6 +31,7 @@ more CPU per update than when it is saturated (waking up for each update; measur
 
     make bench     # or: .venv/bin/python bench/update_bench.py [--officials 2000] [--steps 12]
                    #        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+                   #        [--no-db-process]
 """
 
 from __future__ import annotations
@@ -288,8 +292,11 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
     sending: asyncio.Task[None] | None = None
     with fake_telegram_process(maker.token, limits, maker.files) as (api, _):
         bot = make_bot(maker.token, api, timeout=10)
+        service = Service(db, escapes={"telegram": escape}, db_process=args.db_process)
+        children: tuple[int, ...] = ()
         try:
-            service = Service(db, escapes={"telegram": escape})
+            # as `dtibot run telegram` does: the database work in a process of its own, started first
+            children = (await service.database_process().ready(),) if args.db_process else ()
             pace = Pace()
             sender = OutboxSender(
                 db, TelegramTransport(bot, service), RateLimiter(pace.per_second, pace.chat_interval)
@@ -301,7 +308,7 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
             third = (args.officials - warm) // 3
             with Autoanalyze(db):
                 await drive(feed, officials[:warm], args.concurrency, None)
-                cpu = ProcessCpu()
+                cpu = ProcessCpu(children)
                 full = await drive(feed, officials[warm : warm + third], args.concurrency, None)
                 full_cpu = cpu.per_update(full)
                 sending = asyncio.create_task(sender.run(stop))
@@ -309,7 +316,7 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
                     feed, officials[warm + third : warm + 2 * third], args.concurrency, None
                 )
                 delivered = sender.sent
-                cpu = ProcessCpu()
+                cpu = ProcessCpu(children)
                 paced = await drive(feed, officials[warm + 2 * third :], args.concurrency, args.rate)
                 paced_cpu = cpu.per_update(paced)
                 delivered_paced = sender.sent - delivered
@@ -317,10 +324,10 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
             echo_feed = feeder(echo_dispatcher(), bot)
-            cpu = ProcessCpu()
+            cpu = ProcessCpu(children)
             echo = await drive(echo_feed, echoes[len(echoes) // 3 :], args.concurrency, None)
             echo_cpu = cpu.per_update(echo)
-            cpu = ProcessCpu()
+            cpu = ProcessCpu(children)
             echo_paced = await drive(echo_feed, echoes[: len(echoes) // 3], args.concurrency, args.rate)
             echo_paced_cpu = cpu.per_update(echo_paced)
         finally:
@@ -329,6 +336,8 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
             await bot.session.close()
+            child_peak = [peak_rss(pid) for pid in children]
+            service.close()
             db.dispose()
     return [
         echo.line("  baseline, echo handler (the aiogram floor)") + f"; {echo_cpu}",
@@ -340,21 +349,50 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
         + f"; {echo_paced_cpu}",
         paced.line(f"  DTI pipeline paced at {args.rate:.0f} updates/s, replies delivered meanwhile")
         + f"; {delivered_paced} sent; {paced_cpu}; p99 goal < 50 ms",
+        *(f"  peak RSS of the database process: {mb:.0f} MB" for mb in child_peak),
     ]
 
 
-class ProcessCpu:
-    """This process's CPU time from now on, per update: what bounds the throughput of a Python
-    process, whose threads share one core's worth of interpreter (the GIL)."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of another process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
+
+def peak_rss(pid: int) -> float:
+    """Another process's peak resident memory so far, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class ProcessCpu:
+    """The bot's CPU time from now on, per update, and the cores it used: this process's threads
+    share one core's worth of Python (the GIL), and the database process (`children`, the default
+    of `dtibot run telegram`) runs beside it on another core."""
+
+    def __init__(self, children: tuple[int, ...] = ()) -> None:
+        self.children = children
         self.started = time.perf_counter()
-        self.cpu = time.process_time()
+        self.own = time.process_time()
+        self.child = self.child_cpu()
+
+    def child_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.children)
 
     def per_update(self, figures: Figures) -> str:
-        cpu = time.process_time() - self.cpu
+        own = time.process_time() - self.own
+        child = self.child_cpu() - self.child
+        cpu = own + child
         wall = time.perf_counter() - self.started
-        return f"CPU {1000 * cpu / figures.updates:.2f} ms/update, {cpu / wall:.2f} cores"
+        split = (
+            f" (this process {1000 * own / figures.updates:.2f}, the database process "
+            f"{1000 * child / figures.updates:.2f})"
+            if self.children
+            else ""
+        )
+        return f"CPU {1000 * cpu / figures.updates:.2f} ms/update{split}, {cpu / wall:.2f} cores"
 
 
 def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
@@ -380,6 +418,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200.0, help="updates/s for the paced run")
     parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--db-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the database work in a process of its own, as `dtibot run telegram` does (the default)",
+    )
     args = parser.parse_args()
     framework = resolve_framework("tay-ninh-commune-2025", "2025.1")
     assert framework is not None

@@ -494,6 +494,17 @@ def _outbox_lease(ctx: Context) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def _db_process(ctx: Context, db: Database) -> bool:
+    """Whether the bot handles its messages' database work in a process of its own
+    (bot/db_process.py): `DTI_DB_PROCESS`, on unless set to 0; never for an in-memory database,
+    which another process cannot open."""
+    raw = os.environ.get("DTI_DB_PROCESS", "").strip().lower()
+    if raw not in ("", "1", "0", "on", "off", "yes", "no", "true", "false"):
+        ctx.fail(ctx.t("cli.db_process", value=os.environ["DTI_DB_PROCESS"].strip()))
+    in_memory = db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:")
+    return raw not in ("0", "off", "no", "false") and not in_memory
+
+
 def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     """Run the Telegram bot until interrupted: long polling, or a webhook server with --webhook."""
     import asyncio
@@ -508,10 +519,13 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     pace = _telegram_pace(ctx)
     lease = _outbox_lease(ctx)
     with database(ctx) as db:
+        db_process = _db_process(ctx, db)
 
         async def serve() -> None:
             bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
-            app = TelegramApp(db, bot, EvidenceStore(evidence_dir()), pace=pace, lease=lease)
+            app = TelegramApp(
+                db, bot, EvidenceStore(evidence_dir()), pace=pace, lease=lease, db_process=db_process
+            )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -615,9 +629,10 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
     config = zalo_config(ctx)
     lease = _outbox_lease(ctx)
     with database(ctx) as db:
+        db_process = _db_process(ctx, db)
 
         async def serve() -> None:
-            app = ZaloApp(db, EvidenceStore(evidence_dir()), config, lease=lease)
+            app = ZaloApp(db, EvidenceStore(evidence_dir()), config, lease=lease, db_process=db_process)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,6 +24,12 @@ from storage.models import AnswerRevision, Assessment, Conversation, Evidence, U
 
 NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
+
+def at_now() -> dt.datetime:
+    """A clock stopped at NOW; module-level, so a database process can be given it (pickled)."""
+    return NOW
+
+
 UNITS = [
     UnitRow("70000", "Tỉnh Tây Ninh", "province", None),
     UnitRow("25840", "Xã An Bình", "commune", "70000"),

@@ -181,3 +181,39 @@ def test_the_telegram_pace_comes_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TELEGRAM_RATE", "12,5")
     monkeypatch.setenv("TELEGRAM_CHAT_INTERVAL", "0")
     assert _telegram_pace(ctx) == Pace(12.5, 0.0)
+
+
+@pytest.mark.parametrize("command", ["telegram", "zalo"])
+def test_run_refuses_a_database_process_setting_it_does_not_know(
+    url: str, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    for key, value in {
+        "TELEGRAM_BOT_TOKEN": "123456:TEST",
+        "ZALO_APP_ID": "1",
+        "ZALO_APP_SECRET": "s",
+        "ZALO_SIGNATURE_SECRET": "k",
+        "DTI_DB_PROCESS": "có lẽ",
+    }.items():
+        monkeypatch.setenv(key, value)
+    code, _, err = run("run", command)
+    assert code == 2
+    assert "DTI_DB_PROCESS" in err and "đang đặt có lẽ." in err
+
+
+def test_the_database_process_is_on_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.cli import Context
+    from bot.cli_admin import _db_process
+    from bot.i18n import Translator
+    from storage.db import Database
+
+    ctx = Context(Translator("vi"), io.StringIO(), io.StringIO())
+    on_disk, in_memory = Database(f"sqlite:///{tmp_path / 'dti.db'}"), Database("sqlite://")
+    monkeypatch.delenv("DTI_DB_PROCESS", raising=False)
+    assert _db_process(ctx, on_disk) and not _db_process(ctx, in_memory)  # no other process can open it
+    for off in ("0", "off", "No"):
+        monkeypatch.setenv("DTI_DB_PROCESS", off)
+        assert not _db_process(ctx, on_disk)
+    monkeypatch.setenv("DTI_DB_PROCESS", "1")
+    assert _db_process(ctx, on_disk)

@@ -5,7 +5,8 @@ fake Bot API on 127.0.0.1, on one SQLite database). A driver answers whatever ea
 for; at seeded random points the process is killed with SIGKILL, either somewhere inside a step or
 right after it committed, and started again (`DTI_CRASH_SEED` picks other points). Updates the dead
 process had not confirmed come again from getUpdates and are applied once. After every restart the
-official types `/tieptuc` and must be shown the question the database says they are at.
+official types `/tieptuc` and must be shown the question the database says they are at. The bot
+handles its messages' database work in a child process (bot/db_process.py): it must end with the bot.
 
 Afterwards:
 - every answer the bot acknowledged ("✔ Câu N/62" at the fake API) is stored exactly once, with the
@@ -73,6 +74,7 @@ class BotProcess:
     log: Path
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    children_seen: int = 0  # most child processes the bot had at a kill (its database process)
     _err: IO[bytes] | None = None
 
     async def start(self) -> None:
@@ -89,11 +91,17 @@ class BotProcess:
         )
 
     async def kill(self) -> float:
+        """SIGKILL the bot; its children (the database process) must end with it, or they could
+        still write once the next bot has started."""
         assert self.proc is not None and self._err is not None
+        pid = self.proc.pid
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        self.children_seen = max(self.children_seen, len(children))
         self.proc.send_signal(signal.SIGKILL)
         at = time.monotonic()
         await self.proc.wait()
         self._err.close()
+        await until(lambda: all(ended(c) for c in children), f"children {children} outlived the bot", 10)
         return at
 
     async def stop(self) -> int:
@@ -102,6 +110,14 @@ class BotProcess:
         code = await asyncio.wait_for(self.proc.wait(), 30)
         self._err.close()
         return code
+
+
+def ended(pid: int) -> bool:
+    """The process is gone (or a zombie its new parent has not reaped yet)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
 
 
 async def until(check: Any, what: str, timeout: float = TIMEOUT) -> None:
@@ -131,6 +147,7 @@ async def test_sigkill_the_telegram_process_loses_nothing_acknowledged(
             "TELEGRAM_RATE": "1000",
             "TELEGRAM_CHAT_INTERVAL": "0",
             "DTI_OUTBOX_LEASE": "1.5",  # a row the dead process held goes out again soon
+            "DTI_DB_PROCESS": "1",  # the default: batches in a child process, which must die with the bot
         },
         tmp_path / "bot.log",
     )
@@ -187,6 +204,7 @@ async def test_sigkill_the_telegram_process_loses_nothing_acknowledged(
             await bot.kill()
         await fake.stop()
     assert len(kills) == KILLS and bot.starts == KILLS + 1
+    assert bot.children_seen >= 1  # the database work ran in a process of its own (DTI_DB_PROCESS)
     for o in officials:
         texts = [m.text for m in fake.transcripts[o.chat]]
         acknowledged = {codes[int(n) - 1] for t in texts for n in ACK.findall(t)}

@@ -20,7 +20,6 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import html
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +68,7 @@ from bot.channels import aiogram_schemas
 from bot.channels.held_replay import HeldUpdates
 from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
+from bot.render.reply import escape_html
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
@@ -116,8 +116,7 @@ def schemas() -> list[type[BaseModel]]:
     return [Update, *METHODS, *answers, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup]
 
 
-def escape(text: str) -> str:
-    return html.escape(text, quote=False)
+escape = escape_html  # HTML parse mode; the function lives where a database process can load it lightly
 
 
 def make_bot(token: str, api_url: str | None = None, timeout: float = 30.0) -> Bot:

@@ -143,6 +143,7 @@ class TelegramApp:
     lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long: its sender died
     held_stale: dt.timedelta = HELD_STALE  # an album part held this long was left by a dead process
     held_every: float = 10.0  # seconds between looks for such parts
+    db_process: bool = False  # batches in a process of their own (bot/db_process.py)
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
@@ -153,7 +154,7 @@ class TelegramApp:
     _polling: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.service = Service(self.db, escapes={"telegram": escape})
+        self.service = Service(self.db, escapes={"telegram": escape}, db_process=self.db_process)
         transport = TelegramTransport(self.bot, self.service, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)
         self.sender = OutboxSender(
@@ -164,6 +165,8 @@ class TelegramApp:
         )
 
     async def start_sender(self) -> None:
+        if self.db_process:
+            self.service.database_process().start()  # its imports overlap with the calls below
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
         replay = functools.partial(self.channel.replay_held, self.held_stale)
@@ -211,6 +214,7 @@ class TelegramApp:
         if self._poller is not None:
             await self._poller.drain()
         await self.channel.flush()
+        await asyncio.to_thread(self.service.close)
         self.sender.wake()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

@@ -37,6 +37,7 @@ class ZaloApp:
     lease: dt.timedelta = STALE_CLAIM  # an outbox claim not renewed for this long was left by a dead sender
     held_stale: dt.timedelta = HELD_STALE  # an event held this long was left by a dead process
     held_every: float = 10.0  # seconds between looks for such events
+    db_process: bool = False  # batches in a process of their own (bot/db_process.py)
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
     service: Service = field(init=False)
     tokens: TokenManager = field(init=False)
@@ -48,7 +49,7 @@ class ZaloApp:
     _runner: web.AppRunner | None = None
 
     def __post_init__(self) -> None:
-        self.service = Service(self.db)
+        self.service = Service(self.db, db_process=self.db_process)
         self.tokens = TokenManager(self.db, self.config, clock=self.service.clock)
         client = ZaloClient(self.http, self.tokens.access_token, api_base=self.config.api_base)
         transport = ZaloTransport(client, self.tokens, self.service, self.store, self.config)
@@ -59,6 +60,8 @@ class ZaloApp:
     async def start(self, host: str, port: int, path: str, *, background: bool = True) -> int:
         """Serve the webhook; returns the port (0 picks a free one). Without `background` the sender
         loop and reminders are left to the caller (tests drive them step by step)."""
+        if self.db_process:
+            self.service.database_process().start()  # its imports overlap with the server's start
         self._runner = web.AppRunner(self.channel.app(path))
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -83,4 +86,5 @@ class ZaloApp:
                 await asyncio.wait_for(task, timeout=10)
         if self._runner is not None:
             await self._runner.cleanup()
+        await asyncio.to_thread(self.service.close)
         await self.http.aclose()

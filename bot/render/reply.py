@@ -37,11 +37,12 @@ def _identity(text: str) -> str:
     return text
 
 
-def _html(text: str) -> str:
+def escape_html(text: str) -> str:
+    """User and framework text inside Telegram's HTML parse mode."""
     return html.escape(text, quote=False)
 
 
-CHANNEL_ESCAPES: dict[str, Callable[[str], str]] = {"telegram": _html}  # HTML parse mode on Telegram
+CHANNEL_ESCAPES: dict[str, Callable[[str], str]] = {"telegram": escape_html}  # HTML parse mode on Telegram
 
 
 class ReplyRenderer:
