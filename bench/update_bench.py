@@ -62,8 +62,7 @@ from aiogram.types import Message, Update
 
 from bot import heap
 from bot.channels.telegram import TelegramChannel, TelegramTransport, escape, make_bot
-from bot.channels.telegram_app import Pace
-from bot.outbox import OutboxSender, RateLimiter
+from bot.outbox import OutboxSender, Pace, RateLimiter
 from bot.service import Service, resolve_framework
 from flows.intents import payload
 from scoring.model import AnswerType, Framework

@@ -54,8 +54,9 @@ from storage.zalo import save_token
 from storage.zalo import token as zalo_token
 
 if TYPE_CHECKING:
-    from bot.channels.telegram_app import Pace
     from bot.cli import Context
+    from bot.outbox import Pace
+    from bot.service import Service
 
 Command = Callable[["Context", argparse.Namespace], int]
 
@@ -467,7 +468,7 @@ def _env_number(name: str) -> float | None:
 
 def _telegram_pace(ctx: Context) -> Pace:
     """Telegram's limits, or the operator's (`TELEGRAM_RATE` per second, `TELEGRAM_CHAT_INTERVAL` s)."""
-    from bot.channels.telegram_app import Pace
+    from bot.outbox import Pace
 
     default = Pace()
     rate = _env_number("TELEGRAM_RATE")
@@ -505,13 +506,23 @@ def _db_process(ctx: Context, db: Database) -> bool:
     return raw not in ("0", "off", "no", "false") and not in_memory
 
 
+def _early_service(ctx: Context, db: Database, escapes: dict[str, Callable[[str], str]]) -> Service:
+    """The bot's service, its database process (if on) started now: its imports (about a second) then
+    run on another core while this process imports aiogram, instead of delaying the first reply."""
+    from bot.service import Service
+
+    service = Service(db, escapes=escapes, db_process=_db_process(ctx, db))
+    if service.db_process:
+        service.database_process().start()
+    return service
+
+
 def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     """Run the Telegram bot until interrupted: long polling, or a webhook server with --webhook."""
     import asyncio
     import signal
 
-    from bot.channels.telegram import make_bot
-    from bot.channels.telegram_app import TelegramApp
+    from bot.render.reply import escape_html
 
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "")
     if not token:
@@ -519,31 +530,35 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     pace = _telegram_pace(ctx)
     lease = _outbox_lease(ctx)
     with database(ctx) as db:
-        db_process = _db_process(ctx, db)
+        service = _early_service(ctx, db, {"telegram": escape_html})
+        try:
+            from bot.channels.telegram import make_bot
+            from bot.channels.telegram_app import TelegramApp
 
-        async def serve() -> None:
-            bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
-            app = TelegramApp(
-                db, bot, EvidenceStore(evidence_dir()), pace=pace, lease=lease, db_process=db_process
-            )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            runner = None
-            if args.webhook:
-                secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
-                runner = await app.start_webhook(args.webhook, args.path, args.host, args.port, secret)
-            else:
-                await app.start_polling()
-            heap.settle()  # started: what lives now lives as long as the process
-            print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
-            await stop.wait()
-            await app.stop()
-            if runner is not None:
-                await runner.cleanup()
+            async def serve() -> None:
+                bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
+                store = EvidenceStore(evidence_dir())
+                app = TelegramApp(db, bot, store, pace=pace, lease=lease, given_service=service)
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                runner = None
+                if args.webhook:
+                    secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
+                    runner = await app.start_webhook(args.webhook, args.path, args.host, args.port, secret)
+                else:
+                    await app.start_polling()
+                heap.settle()  # started: what lives now lives as long as the process
+                print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
+                await stop.wait()
+                await app.stop()
+                if runner is not None:
+                    await runner.cleanup()
 
-        asyncio.run(serve())
+            asyncio.run(serve())
+        finally:
+            service.close()
     return 0
 
 
@@ -624,26 +639,28 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from bot.channels.zalo_app import ZaloApp
-
     config = zalo_config(ctx)
     lease = _outbox_lease(ctx)
     with database(ctx) as db:
-        db_process = _db_process(ctx, db)
+        service = _early_service(ctx, db, {})
+        try:
+            from bot.channels.zalo_app import ZaloApp
 
-        async def serve() -> None:
-            app = ZaloApp(db, EvidenceStore(evidence_dir()), config, lease=lease, db_process=db_process)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            port = await app.start(args.host, args.port, args.path)
-            heap.settle()
-            print(ctx.t("cli.zalo_running", host=args.host, port=port, path=args.path), file=ctx.err)
-            await stop.wait()
-            await app.stop()
+            async def serve() -> None:
+                app = ZaloApp(db, EvidenceStore(evidence_dir()), config, lease=lease, given_service=service)
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                port = await app.start(args.host, args.port, args.path)
+                heap.settle()
+                print(ctx.t("cli.zalo_running", host=args.host, port=port, path=args.path), file=ctx.err)
+                await stop.wait()
+                await app.stop()
 
-        asyncio.run(serve())
+            asyncio.run(serve())
+        finally:
+            service.close()
     return 0
 
 

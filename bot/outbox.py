@@ -93,6 +93,14 @@ class Transport(Protocol):
 CATCH_UP = 3
 
 
+@dataclass
+class Pace:
+    """Telegram's documented limits: about 30 messages a second, about one a second per chat."""
+
+    per_second: float = 30.0
+    chat_interval: float = 1.0
+
+
 class RateLimiter:
     """At most `per_second` sends overall and one per `chat_interval` seconds in any one chat."""
 

@@ -169,10 +169,10 @@ def test_the_outbox_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def test_the_telegram_pace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.channels.telegram_app import Pace
     from bot.cli import Context
     from bot.cli_admin import _telegram_pace
     from bot.i18n import Translator
+    from bot.outbox import Pace
 
     ctx = Context(Translator("vi"), io.StringIO(), io.StringIO())
     monkeypatch.delenv("TELEGRAM_RATE", raising=False)

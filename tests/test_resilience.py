@@ -33,9 +33,10 @@ from aiohttp import web
 from sqlmodel import col, select
 
 from bot.channels.telegram import make_bot
-from bot.channels.telegram_app import Pace, TelegramApp
+from bot.channels.telegram_app import TelegramApp
 from bot.channels.zalo import ZaloConfig
 from bot.channels.zalo_app import ZaloApp
+from bot.outbox import Pace
 from flows.model import Mode, SessionState
 from scoring.model import AnswerType, Framework
 from storage.db import Database

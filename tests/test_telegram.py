@@ -22,7 +22,8 @@ import pytest
 from sqlmodel import select
 
 from bot.channels.telegram import make_bot
-from bot.channels.telegram_app import Pace, TelegramApp
+from bot.channels.telegram_app import TelegramApp
+from bot.outbox import Pace
 from flows.model import Inbound, InboundKind, Mode, SessionState
 from scoring.model import AnswerType, Framework
 from storage.db import Database

@@ -25,7 +25,7 @@ import functools
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
@@ -36,7 +36,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 
 from bot.channels.held_replay import replay_held
 from bot.channels.telegram import TelegramChannel, TelegramTransport, escape
-from bot.outbox import OutboxSender, RateLimiter
+from bot.outbox import OutboxSender, Pace, RateLimiter
 from bot.scheduler import ReminderScheduler
 from bot.scheduler import start as start_reminders
 from bot.service import Service
@@ -46,14 +46,6 @@ from storage.held import HELD_STALE
 from storage.outbox import STALE_CLAIM
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Pace:
-    """Telegram's documented limits: about 30 messages a second, about one a second per chat."""
-
-    per_second: float = 30.0
-    chat_interval: float = 1.0
 
 
 @dataclass
@@ -144,6 +136,8 @@ class TelegramApp:
     held_stale: dt.timedelta = HELD_STALE  # an album part held this long was left by a dead process
     held_every: float = 10.0  # seconds between looks for such parts
     db_process: bool = False  # batches in a process of their own (bot/db_process.py)
+    # a service made (and its database process started) before aiogram was imported: `dtibot run`
+    given_service: InitVar[Service | None] = None
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
@@ -153,8 +147,10 @@ class TelegramApp:
     _poller: Poller | None = None
     _polling: asyncio.Task[None] | None = None
 
-    def __post_init__(self) -> None:
-        self.service = Service(self.db, escapes={"telegram": escape}, db_process=self.db_process)
+    def __post_init__(self, given_service: Service | None) -> None:
+        self.service = given_service or Service(
+            self.db, escapes={"telegram": escape}, db_process=self.db_process
+        )
         transport = TelegramTransport(self.bot, self.service, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)
         self.sender = OutboxSender(
@@ -165,7 +161,7 @@ class TelegramApp:
         )
 
     async def start_sender(self) -> None:
-        if self.db_process:
+        if self.service.db_process:
             self.service.database_process().start()  # its imports overlap with the calls below
         await self.channel.set_commands()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import httpx
 from aiohttp import web
@@ -38,6 +38,8 @@ class ZaloApp:
     held_stale: dt.timedelta = HELD_STALE  # an event held this long was left by a dead process
     held_every: float = 10.0  # seconds between looks for such events
     db_process: bool = False  # batches in a process of their own (bot/db_process.py)
+    # a service made (and its database process started) before the channel's imports: `dtibot run`
+    given_service: InitVar[Service | None] = None
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
     service: Service = field(init=False)
     tokens: TokenManager = field(init=False)
@@ -48,8 +50,8 @@ class ZaloApp:
     _aps: AsyncIOScheduler | None = None
     _runner: web.AppRunner | None = None
 
-    def __post_init__(self) -> None:
-        self.service = Service(self.db, db_process=self.db_process)
+    def __post_init__(self, given_service: Service | None) -> None:
+        self.service = given_service or Service(self.db, db_process=self.db_process)
         self.tokens = TokenManager(self.db, self.config, clock=self.service.clock)
         client = ZaloClient(self.http, self.tokens.access_token, api_base=self.config.api_base)
         transport = ZaloTransport(client, self.tokens, self.service, self.store, self.config)
@@ -60,7 +62,7 @@ class ZaloApp:
     async def start(self, host: str, port: int, path: str, *, background: bool = True) -> int:
         """Serve the webhook; returns the port (0 picks a free one). Without `background` the sender
         loop and reminders are left to the caller (tests drive them step by step)."""
-        if self.db_process:
+        if self.service.db_process:
             self.service.database_process().start()  # its imports overlap with the server's start
         self._runner = web.AppRunner(self.channel.app(path))
         await self._runner.setup()
