@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -49,16 +50,20 @@ def _watch_parent(parent: int) -> None:
         time.sleep(PARENT_CHECK_SECONDS)
 
 
-def _start(
-    url: str,
-    escapes: dict[str, Callable[[str], str]],
-    clock: Callable[[], dt.datetime],
-    attempts: int,
-    backoff: tuple[float, ...],
-    max_batch: int,
-    parent: int,
-    log_level: int,
-) -> None:
+@dataclass(frozen=True)
+class Settings:
+    """What the child's service is made with; pickled, so the clock and escapes must be module-level
+    functions."""
+
+    url: str
+    escapes: dict[str, Callable[[str], str]]
+    clock: Callable[[], dt.datetime]
+    attempts: int
+    backoff: tuple[float, ...]
+    max_batch: int
+
+
+def _start(settings: Settings, parent: int, log_level: int) -> None:
     global _service
     threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -67,12 +72,12 @@ def _start(
     from storage.db import Database
 
     _service = Service(
-        Database(url),
-        clock=clock,
-        escapes=escapes,
-        attempts=attempts,
-        backoff=backoff,
-        max_batch=max_batch,
+        Database(settings.url),
+        clock=settings.clock,
+        escapes=settings.escapes,
+        attempts=settings.attempts,
+        backoff=settings.backoff,
+        max_batch=settings.max_batch,
         db_process=False,
     )
     heap.settle()
@@ -100,27 +105,25 @@ def _ready() -> int:
 
 
 class DatabaseProcess:
-    """One child process running `Service.handle_batch` with a service's settings (its clock and
-    escapes are pickled: module-level functions)."""
+    """One child process running `Service.handle_batch` for a service made with `settings`."""
 
-    def __init__(
-        self,
-        url: str,
-        escapes: dict[str, Callable[[str], str]],
-        clock: Callable[[], dt.datetime],
-        attempts: int,
-        backoff: tuple[float, ...],
-        max_batch: int,
-    ) -> None:
-        level = logging.getLogger().getEffectiveLevel()
-        self._init = (url, dict(escapes), clock, attempts, backoff, max_batch, os.getpid(), level)
+    def __init__(self, settings: Settings) -> None:
+        self._init = (settings, os.getpid(), logging.getLogger().getEffectiveLevel())
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def of(cls, service: Service) -> DatabaseProcess:
-        settings = (service.escapes, service.clock, service.attempts, service.backoff, service.max_batch)
-        return cls(service.db.url, *settings)
+        return cls(
+            Settings(
+                service.db.url,
+                dict(service.escapes),
+                service.clock,
+                service.attempts,
+                service.backoff,
+                service.max_batch,
+            )
+        )
 
     def pool(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:

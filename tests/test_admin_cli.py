@@ -135,18 +135,21 @@ def test_run_telegram_refuses_a_pace_that_is_not_a_pace(
     assert f"đang đặt {rate} và {interval or '-'}" in err
 
 
+# enough for `dtibot run telegram` and `run zalo` to get as far as their other settings
+CHANNEL_SETTINGS = {
+    "TELEGRAM_BOT_TOKEN": "123456:TEST",
+    "ZALO_APP_ID": "1",
+    "ZALO_APP_SECRET": "s",
+    "ZALO_SIGNATURE_SECRET": "k",
+}
+
+
 @pytest.mark.parametrize("command", ["telegram", "zalo"])
 @pytest.mark.parametrize("lease", ["lâu", "0", "-5", "1e9"])
 def test_run_refuses_an_outbox_lease_that_is_not_a_duration(
     url: str, monkeypatch: pytest.MonkeyPatch, command: str, lease: str
 ) -> None:
-    for key, value in {
-        "TELEGRAM_BOT_TOKEN": "123456:TEST",
-        "ZALO_APP_ID": "1",
-        "ZALO_APP_SECRET": "s",
-        "ZALO_SIGNATURE_SECRET": "k",
-        "DTI_OUTBOX_LEASE": lease,
-    }.items():
+    for key, value in {**CHANNEL_SETTINGS, "DTI_OUTBOX_LEASE": lease}.items():
         monkeypatch.setenv(key, value)
     code, _, err = run("run", command)
     assert code == 2
@@ -187,13 +190,7 @@ def test_the_telegram_pace_comes_from_the_environment(monkeypatch: pytest.Monkey
 def test_run_refuses_a_database_process_setting_it_does_not_know(
     url: str, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
-    for key, value in {
-        "TELEGRAM_BOT_TOKEN": "123456:TEST",
-        "ZALO_APP_ID": "1",
-        "ZALO_APP_SECRET": "s",
-        "ZALO_SIGNATURE_SECRET": "k",
-        "DTI_DB_PROCESS": "có lẽ",
-    }.items():
+    for key, value in {**CHANNEL_SETTINGS, "DTI_DB_PROCESS": "có lẽ"}.items():
         monkeypatch.setenv(key, value)
     code, _, err = run("run", command)
     assert code == 2

@@ -106,7 +106,8 @@ def test_a_database_process_that_cannot_start_makes_the_messages_unavailable(tmp
     url = f"sqlite:///{tmp_path / 'dti.db'}"
     migrate.upgrade(url)
     svc = Service(Database(url), clock=at_now, db_process=True, attempts=2)
-    svc._process = db_process.DatabaseProcess("nosuchdriver://x", {}, at_now, 2, (0.0,), 32)
+    broken = db_process.Settings("nosuchdriver://x", {}, at_now, 2, (0.0,), 32)
+    svc._process = db_process.DatabaseProcess(broken)
     try:
         with pytest.raises(Unavailable, match="kept dying"):
             asyncio.run(svc.handle_async("telegram", "1", "in-1", Inbound(InboundKind.TEXT, text="xin chào")))
