@@ -11,8 +11,10 @@ batch. Only the batch's messages go to the child and their outbox row ids come b
 Nothing about exactly-once changes: the child runs the same `Service.handle_batch`, and the service
 already is safe for several processes (row locks, the optimistic session version, processed inbound
 ids). If the child dies, the batch is sent again to a new one; what the dead one committed is
-recognised by its inbound ids and not applied twice. The child ends when its parent does (it watches
-its parent's id), so a killed bot leaves no worker behind to write after it.
+recognised by its inbound ids and not applied twice. The child ends when its parent closes it or dies
+(it watches its parent's id), so a killed bot leaves no worker behind to write after it; the signals
+that stop a bot (Ctrl-C, a service manager's SIGTERM to the whole group) are left to the parent, which
+finishes what it is handling first.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +68,10 @@ class Settings:
 
 def _start(settings: Settings, parent: int, log_level: int) -> None:
     global _service
+    # Ctrl-C in a terminal and a service manager's stop reach every process of the bot: the parent
+    # finishes what it is handling, which needs this process until it closes it (or dies).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot import heap

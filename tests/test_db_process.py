@@ -158,6 +158,29 @@ def test_the_database_process_ends_when_the_bot_process_is_killed(tmp_path: Path
                 bot.kill()
 
 
+def test_the_signals_that_stop_a_bot_are_left_to_the_bot(tmp_path: Path) -> None:
+    """Ctrl-C or a service manager's SIGTERM reach the whole process group: the database process lives
+    on until the bot, finishing what it handles, closes it."""
+    url = f"sqlite:///{tmp_path / 'dti.db'}"
+    migrate.upgrade(url)
+    svc = Service(Database(url), clock=at_now, db_process=True)
+
+    async def go() -> None:
+        child = await svc.database_process().ready()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(child, sig)
+        await asyncio.sleep(0.3)
+        assert not gone(child)
+        ids = await svc.handle_async("telegram", "1", "in-1", Inbound(InboundKind.TEXT, text="xin chào"))
+        assert ids  # the stranger is told how to join
+        assert await svc.database_process().ready() == child
+
+    try:
+        asyncio.run(go())
+    finally:
+        svc.close()
+
+
 def test_items_cross_to_the_database_process_unchanged() -> None:
     """What a channel hands over (inbound message, files, rejected files, rows to queue first)."""
     from flows.model import FileInfo, Rejected
