@@ -7,8 +7,9 @@ decision, the rendered replies (into the outbox) and the inbound id in ONE trans
 with another process retries the whole step on fresh data. Nothing is sent from here: channels
 deliver the outbox, so a crash after the commit loses nothing and a crash before it changes nothing.
 
-Async channels hand messages to a few worker threads. When messages of different chats queue up
-behind busy workers (the deadline-day rush), the next worker takes them all as one batch: the common
+Async channels hand messages to a worker thread, or under `dtibot run` to a database process of its
+own (`db_process`, bot/db_process.py: the same work on another core). When messages of different
+chats queue up behind a busy worker (the deadline-day rush), the next batch takes them all: the common
 ones (answers, evidence, joining by invite) are read, decided and written in one transaction (group
 commit, see storage/group_commit.py), the others one by one right after it. A batch that conflicts
 with another process is rolled back and every message in it handled alone, so the guarantees above
