@@ -148,8 +148,10 @@ class TelegramApp:
     _polling: asyncio.Task[None] | None = None
 
     def __post_init__(self, given_service: Service | None) -> None:
-        self.service = given_service or Service(
-            self.db, escapes={"telegram": escape}, db_process=self.db_process
+        self.service = (
+            given_service
+            if given_service is not None
+            else Service(self.db, escapes={"telegram": escape}, db_process=self.db_process)
         )
         transport = TelegramTransport(self.bot, self.service, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)

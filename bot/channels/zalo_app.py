@@ -51,7 +51,9 @@ class ZaloApp:
     _runner: web.AppRunner | None = None
 
     def __post_init__(self, given_service: Service | None) -> None:
-        self.service = given_service or Service(self.db, db_process=self.db_process)
+        if given_service is None:
+            given_service = Service(self.db, db_process=self.db_process)
+        self.service = given_service
         self.tokens = TokenManager(self.db, self.config, clock=self.service.clock)
         client = ZaloClient(self.http, self.tokens.access_token, api_base=self.config.api_base)
         transport = ZaloTransport(client, self.tokens, self.service, self.store, self.config)
