@@ -42,7 +42,7 @@ from flows.model import (
     Snapshot,
     msg,
 )
-from flows.parse import clean, parse_number
+from flows.parse import ascii_int, clean, example_points, folded, parse_number
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from scoring.model import Framework, Indicator
@@ -59,7 +59,33 @@ _STATUS_KEYS = {
     AssessmentStatus.RETURNED: N_("review.status.returned"),
     AssessmentStatus.APPRAISED: N_("review.status.appraised"),
 }
-_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2})[:h](\d{2}))?$")
+_DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?(?:\s+([0-9]{1,2})[:h]([0-9]{2}))?$")
+_OPEN = (AssessmentStatus.SUBMITTED, AssessmentStatus.RETURNED)  # a reviewer can still decide
+# What a reviewer may type instead of pressing the item's buttons (folded).
+_TYPED: dict[str, str] = {
+    "chap nhan": "accept",
+    "dong y": "accept",
+    "dat": "accept",
+    "ok": "accept",
+    "accept": "accept",
+    "dieu chinh": "adjust",
+    "dieu chinh diem": "adjust",
+    "sua diem": "adjust",
+    "adjust": "adjust",
+    "yeu cau bo sung": "return",
+    "bo sung": "return",
+    "tra lai": "return",
+    "return": "return",
+    "de sau": "next",
+    "tiep": "next",
+    "bo qua": "next",
+    "next": "next",
+    "ket thuc": "close",
+    "ket thuc tham dinh": "close",
+    "dong tham dinh": "close",
+    "gui yeu cau bo sung": "send",
+    "gui yeu cau": "send",
+}
 
 
 def _say(
@@ -175,10 +201,7 @@ def item(snap: Snapshot, session: SessionState, code: str, intro: tuple[Msg, ...
     files: list[Attachment] = []
     if answer is not None and answer.evidence:
         for ev in answer.evidence:
-            key = {"file": N_("review.evidence_file"), "citation": N_("review.evidence_citation")}.get(
-                ev.kind, N_("review.evidence_link")
-            )
-            lines.append(msg(key, label=ev.label, at=ev.at or msg(N_("welcome.no_deadline"))))
+            lines += p.evidence_lines(ev)
             if ev.sha256:
                 files.append(Attachment(ev.sha256, ev.label))
     elif ind.evidence.required:
@@ -252,6 +275,8 @@ def _decide(
 ) -> Decision:
     assert snap.period is not None and snap.review is not None and snap.review.unit is not None
     unit = snap.review.unit
+    if unit.status not in _OPEN:
+        return summary(snap, session, intro=(msg(N_("review.already_closed"), unit=unit.unit_name),))
     current = unit.decisions.get(code)
     if (current.revision if current else 0) != expected:
         return item(snap, session, code, intro=(msg(N_("review.conflict"), code=code),))
@@ -260,7 +285,9 @@ def _decide(
     self_points = claimed(ind, unit.answers.get(code))
     if decision == "accept":
         points = self_points if self_points is not None else ZERO
-    event = Decide(unit.assessment_id, code, decision, points, self_points, comment, due, expected)
+    event = Decide(
+        unit.assessment_id, code, decision, points, self_points, comment, due, expected, unit.status
+    )
     shown = points if points is not None else msg(N_("value.none"))
     ack = msg(N_("review.decided"), code=code, decision=msg(_DECISION_KEYS[decision]), points=shown)
     after = _with_decision(snap, code, event, now)
@@ -285,24 +312,28 @@ def _default_due(now: dt.datetime) -> dt.datetime:
 
 
 def parse_due(text: str, now: dt.datetime) -> dt.datetime | None:
+    """A supplement deadline after `now`: "25/01/2027", "25/01/2027 17:00"; without a year ("18/12"),
+    the next such date. 17:00 Vietnam time unless a time is given."""
     m = _DATE.match(clean(text))
     if m is None:
         return None
     day, month, year, hour, minute = m.groups()
-    try:
-        due = dt.datetime(
-            int(year), int(month), int(day), int(hour or 17), int(minute or 0), tzinfo=VIETNAM_TZ
-        )
-    except ValueError:
-        return None
-    return due if due > now else None
+    today = now.astimezone(VIETNAM_TZ).year
+    for y in [int(year)] if year else [today, today + 1]:
+        try:
+            due = dt.datetime(y, int(month), int(day), int(hour or 17), int(minute or 0), tzinfo=VIETNAM_TZ)
+        except ValueError:
+            continue
+        if due > now:
+            return due
+    return None
 
 
 def _send_returns(snap: Snapshot, session: SessionState) -> Decision:
     assert snap.review is not None and snap.review.unit is not None and snap.period is not None
     unit = snap.review.unit
     returned = [(c, d) for c, d in unit.decisions.items() if d.decision == "return"]
-    if not returned:
+    if not returned or unit.status is not AssessmentStatus.SUBMITTED:
         return summary(snap, session)
     items = tuple(
         msg(
@@ -321,13 +352,16 @@ def _send_returns(snap: Snapshot, session: SessionState) -> Decision:
     result = summary(
         after, session, intro=(msg(N_("review.returns_sent"), unit=unit.unit_name, count=len(returned)),)
     )
-    return replace(result, events=(SendReturns(unit.assessment_id),), notices=notices)
+    event = SendReturns(unit.assessment_id, unit.status, unit.decided)
+    return replace(result, events=(event,), notices=notices)
 
 
 def _close(snap: Snapshot, session: SessionState) -> Decision:
     assert snap.review is not None and snap.review.unit is not None and snap.period is not None
     unit = snap.review.unit
     total = len(snap.period.framework.indicators)
+    if unit.status not in _OPEN:
+        return summary(snap, session)
     if sum(1 for d in unit.decisions.values() if d.decision in FINAL) != total:
         return summary(snap, session, intro=(msg(N_("review.cannot_close")),))
     notice_reply = Reply((msg(N_("review.closed_notice"), unit=unit.unit_name),))
@@ -335,7 +369,8 @@ def _close(snap: Snapshot, session: SessionState) -> Decision:
         Notice(role, notice_reply, unit_id=unit.unit_id) for role in (Role.RESPONDENT, Role.LEADER)
     )
     result = queue(snap, session, intro=(msg(N_("review.closed"), unit=unit.unit_name),))
-    return replace(result, events=(CloseAppraisal(unit.assessment_id),), notices=notices)
+    event = CloseAppraisal(unit.assessment_id, unit.status, unit.decided)
+    return replace(result, events=(event,), notices=notices)
 
 
 def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime) -> Decision:
@@ -346,7 +381,7 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
     if arg == "queue":
         return queue(snap, session)
     if arg.startswith("open:"):
-        unit_id = int(arg.split(":", 1)[1]) if arg.split(":", 1)[1].isdigit() else -1
+        unit_id = ascii_int(arg.split(":", 1)[1])
         if snap.review is None or not any(q.unit_id == unit_id for q in snap.review.queue):
             return stale  # not a unit of this reviewer's scope
         return Decision(replace(session, unit=unit_id, mode=Mode.REVIEW, current=None), then_resume=True)
@@ -368,9 +403,20 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
         due = _default_due(now)
         return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
     action, _, rev = arg.partition(":")
-    if not rev.isdigit():
+    expected = ascii_int(rev)
+    if expected is None:
         return stale
-    expected = int(rev)
+    return _act(snap, session, code, action, expected, now) or stale
+
+
+def _act(
+    snap: Snapshot, session: SessionState, code: str, action: str, expected: int, now: dt.datetime
+) -> Decision | None:
+    """Accept, or start an adjustment or a return of `code`, as decided on revision `expected`."""
+    assert snap.period is not None and snap.review is not None and snap.review.unit is not None
+    unit = snap.review.unit
+    if unit.status not in _OPEN:
+        return summary(snap, session, intro=(msg(N_("review.already_closed"), unit=unit.unit_name),))
     if action == "accept":
         return _decide(snap, session, code, "accept", expected, now=now)
     if action == "adjust":
@@ -381,7 +427,7 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
     if action == "return":
         state = replace(session, mode=Mode.REVIEW_RETURN, seen=expected, draft=None)
         return _say(state, _line(N_("review.ask_return"), code=code))
-    return stale
+    return None
 
 
 def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
@@ -427,7 +473,8 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         assert ind is not None
         value = parse_number(text)
         if value is None or value < ZERO or value > ind.max_points:
-            return _say(session, _line(N_("review.bad_points"), max=ind.max_points))
+            example = example_points(ind.max_points)
+            return _say(session, _line(N_("review.bad_points"), max=ind.max_points, example=example))
         state = replace(session, mode=Mode.REVIEW_COMMENT, draft=str(value))
         return _say(state, _line(N_("review.ask_comment"), code=code))
     if session.mode is Mode.REVIEW_COMMENT and code is not None and session.draft is not None:
@@ -451,4 +498,15 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         if due is None:
             return _say(session, _line(N_("review.bad_due")))
         return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
+    typed = _TYPED.get(folded(text)) if session.mode is Mode.REVIEW else None
+    if typed == "send":
+        return _send_returns(snap, session)
+    if typed == "close":
+        return _close(snap, session)
+    if typed is not None and code is not None:
+        if typed == "next":
+            return _continue(snap, session, code)
+        acted = _act(snap, session, code, typed, session.seen, now)
+        if acted is not None:
+            return acted
     return item(snap, session, code) if code else _continue(snap, session, None)

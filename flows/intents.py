@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from flows.parse import folded
+from flows.parse import ascii_int, folded
 
 
 class Intent(StrEnum):
@@ -62,7 +62,21 @@ _PHRASES: dict[Intent, frozenset[str]] = {
     Intent.NEXT: frozenset({"tiep", "tiep theo", "cau tiep", "next", "/next"}),
     Intent.BACK: frozenset({"quay lai", "lui", "lui lai", "cau truoc", "truoc", "back", "/back", "/quaylai"}),
     Intent.NOT_APPLICABLE: frozenset({"khong ap dung", "kad", "n/a", "na", "not applicable", "/khongapdung"}),
-    Intent.DONE: frozenset({"xong", "done", "du roi", "het roi", "hoan thanh", "/xong"}),
+    Intent.DONE: frozenset(
+        {
+            "xong",
+            "xong roi",
+            "xong r",
+            "da xong",
+            "done",
+            "du roi",
+            "het roi",
+            "hoan thanh",
+            "/xong",
+            "ok",
+            "oke",
+        }
+    ),
     Intent.CANCEL: frozenset({"huy", "cancel", "thoi", "/huy", "/cancel"}),
     Intent.CONFIRM: frozenset({"xac nhan", "dong y nop", "confirm", "/xacnhan"}),
     Intent.RESUME: frozenset({"tiep tuc", "continue", "/continue", "/tieptuc", "bat dau", "/batdau"}),
@@ -75,11 +89,16 @@ _LANG_WORDS = {
     "vietnamese": "vi",
     "/tiengviet": "vi",
 }
-_CODE = re.compile(r"^\d+(?:\.\d+)+$")
-_JUMP = re.compile(r"^(?:cau|chi tieu|chi so|sua|di|den|toi|xem|go|edit|/)\s*(\d+(?:\.\d+)+)$")
+_CODE = re.compile(r"^[0-9]+(?:\.[0-9]+)+$")
+_JUMP = re.compile(r"^(?:cau|chi tieu|chi so|sua|di|den|toi|xem|go|edit|/)\s*([0-9]+(?:\.[0-9]+)+)$")
 _GROUP = re.compile(r"^(?:nhom|group|nhom chi so)\s+(\w+)$")
 _LANG = re.compile(r"^(?:/lang|/ngonngu|ngon ngu|language)(?:\s+(\w+))?$")
 _START = re.compile(r"^/start(?:@\w+)?(?:\s+(\S+))?$", re.IGNORECASE)
+
+
+def is_code(text: str) -> bool:
+    """Shaped like an indicator code: "1.1", "4.22.3" (ASCII digits only)."""
+    return _CODE.match(text) is not None
 
 
 def detect(text: str, *, codes: frozenset[str], expects_number: bool) -> Parsed | None:
@@ -126,6 +145,7 @@ def payload(action: str, period_id: int, code: str | None, arg: str = "") -> str
 
 def read_payload(data: str) -> Press | None:
     parts = data.split("|")
-    if len(parts) != 4 or len(data) > 64 or not parts[1].isdigit():
+    period_id = ascii_int(parts[1]) if len(parts) == 4 and len(data) <= 64 else None
+    if period_id is None:
         return None
-    return Press(parts[0], int(parts[1]), "" if parts[2] == "-" else parts[2], parts[3])
+    return Press(parts[0], period_id, "" if parts[2] == "-" else parts[2], parts[3])

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from scoring.model import AnswerValue, Framework
 
@@ -53,6 +53,10 @@ class Inbound:
     files: tuple[FileInfo, ...] = ()
     rejected: tuple[Rejected, ...] = ()
     caption: str = ""
+    # The channel's order of the chat's messages (Telegram's update id, Zalo's event time in ms), None
+    # where the channel has none. A message older than one already applied to the chat came late (a
+    # held update replayed after newer ones) and is never applied to whatever question is current now.
+    seq: int | None = None
 
 
 class Role(StrEnum):
@@ -79,6 +83,7 @@ class PeriodView:
     framework: Framework
     self_assessment_due: dt.datetime | None = None
     supplement_due: dt.datetime | None = None
+    published_at: dt.datetime | None = None  # the period's results were published
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ class EvidenceView:
     at: dt.datetime | None = None
     late: bool = False
     sha256: str | None = None  # a stored file, so a reviewer can be sent it again
+    citation: Citation | None = None  # the document cited, or the one a file is (from its caption)
+    note: str | None = None  # a file's caption that is not a citation
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,29 @@ class AssessmentStatus(StrEnum):
     APPRAISED = "appraised"  # the reviewer closed the appraisal
 
 
+# The legal moves of an assessment. The engine decides a move from the state it was shown; storage
+# writes it only over that very state (compare-and-set), so a stale confirmation changes nothing.
+TRANSITIONS: Mapping[AssessmentStatus, frozenset[AssessmentStatus]] = {
+    AssessmentStatus.DRAFT: frozenset({AssessmentStatus.AWAITING_LEADER, AssessmentStatus.SUBMITTED}),
+    AssessmentStatus.AWAITING_LEADER: frozenset({AssessmentStatus.SUBMITTED}),
+    AssessmentStatus.SUBMITTED: frozenset({AssessmentStatus.RETURNED, AssessmentStatus.APPRAISED}),
+    AssessmentStatus.RETURNED: frozenset({AssessmentStatus.SUBMITTED, AssessmentStatus.APPRAISED}),
+    AssessmentStatus.APPRAISED: frozenset(),
+}
+
+
+def can_move(old: AssessmentStatus, new: AssessmentStatus) -> bool:
+    return new in TRANSITIONS[old]
+
+
+class IllegalTransition(ValueError):
+    """A move the table above does not allow: a bug in whoever asked for it, never user input."""
+
+    def __init__(self, old: AssessmentStatus, new: AssessmentStatus) -> None:
+        super().__init__(f"assessment cannot move from {old.value} to {new.value}")
+        self.old, self.new = old, new
+
+
 @dataclass(frozen=True, slots=True)
 class QueueItem:
     unit_id: int
@@ -156,6 +186,11 @@ class ReviewedUnit:
     answers: Mapping[str, AnswerView]
     decisions: Mapping[str, DecisionView]
     submitted_at: dt.datetime | None = None  # the latest (re)submission
+
+    @property
+    def decided(self) -> int:
+        """How many decisions were recorded on the unit (revisions count from 1 per indicator)."""
+        return sum(d.revision for d in self.decisions.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +224,10 @@ class SessionState:
     evidence_added: int = 0  # files/citations received for `current` in this evidence step
     unit: int | None = None  # the unit a reviewer is appraising
     draft: str | None = None  # a reviewer's decision being composed: points, then comment
-    seen: int = 0  # the decision revision the reviewer saw when the item was shown
+    # what the member was shown and confirms: the decision revision of the reviewer's item, or the
+    # assessment's revision in the submission summary
+    seen: int = 0
+    seq: int = 0  # the newest `Inbound.seq` applied to this chat
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -202,6 +240,7 @@ class SessionState:
             "unit": self.unit,
             "draft": self.draft,
             "seen": self.seen,
+            "seq": self.seq,
         }
 
     @classmethod
@@ -219,6 +258,7 @@ class SessionState:
                 unit=int(data["unit"]) if data.get("unit") is not None else None,
                 draft=str(data["draft"]) if data.get("draft") is not None else None,
                 seen=int(data.get("seen", 0)),
+                seq=int(data.get("seq", 0)),
             )
         except (ValueError, TypeError):
             return cls()
@@ -241,6 +281,9 @@ class Snapshot:
     submitted_at: dt.datetime | None = None
     decisions: Mapping[str, DecisionView] = field(default_factory=dict)  # the reviewer's, on this assessment
     review: Review | None = None  # reviewers only
+    # The assessment's revision: how many answer revisions and evidence items it holds. It grows with
+    # every change, so a confirmation bound to it is refused once the assessment has moved on.
+    revision: int = 0
 
 
 # -- what to record ------------------------------------------------------------------------------
@@ -266,20 +309,33 @@ class SaveAnswer:
 
 @dataclass(frozen=True, slots=True)
 class AddEvidence:
+    """A file (with the document it is, or a note, from its caption), a cited document or a link;
+    `late`: sent after its deadline, kept but scoring 0 (decided by the engine, recorded as told)."""
+
     code: str
     file: FileInfo | None = None
     citation: Citation | None = None
     url: str | None = None
+    note: str | None = None
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RequestSubmission:
-    pass
+    """A respondent asks the leader to confirm the assessment as shown (`revision`) in `expected`."""
+
+    expected: AssessmentStatus
+    revision: int
+    to: ClassVar[AssessmentStatus] = AssessmentStatus.AWAITING_LEADER
 
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    pass
+    """The leader submits the assessment as shown (`revision`) in `expected`."""
+
+    expected: AssessmentStatus
+    revision: int
+    to: ClassVar[AssessmentStatus] = AssessmentStatus.SUBMITTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +350,8 @@ class SetReminders:
 
 @dataclass(frozen=True, slots=True)
 class Decide:
-    """A reviewer's decision on one indicator, made against the revision they were shown."""
+    """A reviewer's decision on one indicator, made against the revision they were shown, while the
+    assessment was in `expected`."""
 
     assessment_id: int
     code: str
@@ -304,21 +361,40 @@ class Decide:
     comment: str | None
     supplement_due: dt.datetime | None
     expected_revision: int
+    expected: AssessmentStatus = AssessmentStatus.SUBMITTED
 
 
 @dataclass(frozen=True, slots=True)
 class SendReturns:
+    """The reviewer sends the returned indicators to the unit, as shown: `decisions` is the sum of the
+    decision revisions they saw (`ReviewedUnit.decided`)."""
+
     assessment_id: int
+    expected: AssessmentStatus
+    decisions: int
+    to: ClassVar[AssessmentStatus] = AssessmentStatus.RETURNED
 
 
 @dataclass(frozen=True, slots=True)
 class CloseAppraisal:
+    """The reviewer closes the appraisal on the decisions they saw (`decisions`, as for SendReturns)."""
+
     assessment_id: int
+    expected: AssessmentStatus
+    decisions: int
+    to: ClassVar[AssessmentStatus] = AssessmentStatus.APPRAISED
 
 
 @dataclass(frozen=True, slots=True)
 class Resubmit:
-    """The unit has supplemented what the reviewer returned."""
+    """The unit has supplemented what the reviewer returned and sends it back."""
+
+    expected: AssessmentStatus
+    revision: int
+    to: ClassVar[AssessmentStatus] = AssessmentStatus.SUBMITTED
+
+
+StatusChange = RequestSubmission | Submit | SendReturns | CloseAppraisal | Resubmit
 
 
 Event = (

@@ -14,7 +14,7 @@ import unicodedata
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 from flows.model import Citation, Param
 from scoring.messages import N_
@@ -24,6 +24,20 @@ from scoring.textfold import fold
 
 MAX_ANSWER_CHARS = 300  # an answer is short; anything longer is not an answer
 MAX_TEXT_CHARS = 4000  # what the engine looks at of any message
+MAX_NOTE_CHARS = 500  # a file's caption kept as a note for the reviewer
+MAX_DIGITS = 24  # digits of any number typed; more is not a number anyone means
+# The largest value each kind of number can take: a count of things a commune has or did, an amount
+# in đồng (a million billion is far beyond any commune budget), the terms of a ratio.
+MAX_COUNT = Decimal(10) ** 9
+MAX_AMOUNT = Decimal(10) ** 15
+MAX_RATIO_TERM = Decimal(10) ** 9
+
+
+def ascii_int(text: str) -> int | None:
+    """A non-negative number written in ASCII digits; None for anything else ("²", "①", "-1", "")."""
+    if not text or len(text) > 18 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,9 @@ _YES = frozenset(
         "👍",
         "✅",
         "co a",
+        "ok a",
+        "da dung",
+        "co nhe",
     }
 )
 _NO = frozenset(
@@ -83,22 +100,39 @@ _NO = frozenset(
         "❌",
         "khong a",
         "chua a",
+        "khog",
+        "khg",
+        "khng",
+        "kh",
+        "hok",
+        "hem",
+        "ko co",
+        "k co",
+        "chua lam",
+        "khong lam",
     }
 )
+# Politeness around a short answer: "dạ không ạ", "có nhé", "ko a".
+_LEADING = ("da ", "vang ")
+_TRAILING = (" a", " nhe", " nha", " nhen", " day", " roi a", " a nhe")
 
 
 def parse_yes_no(text: str) -> bool | None:
     f = folded(text)
-    if f in _YES:
-        return True
-    if f in _NO:
-        return False
+    for _ in range(2):
+        if f in _YES:
+            return True
+        if f in _NO:
+            return False
+        f = next((f[len(w) :] for w in _LEADING if f.startswith(w)), f)
+        f = next((f[: -len(w)] for w in _TRAILING if f.endswith(w) and len(f) > len(w)), f)
     return None
 
 
-_SEPARATED = re.compile(r"^\d{1,3}(?:([.,  ])\d{3})+$")
-_PLAIN = re.compile(r"^\d+(?:[.,]\d+)?$")
-_NUMBER_TOKEN = re.compile(r"^([+-]?)\s*([\d.,  ]*\d)(.*)$")
+# Only ASCII digits are numbers ("²" and "①" are not).
+_SEPARATED = re.compile(r"^[0-9]{1,3}(?:([.,  ])[0-9]{3})+$")
+_PLAIN = re.compile(r"^[0-9]+(?:[.,][0-9]+)?$")
+_NUMBER_TOKEN = re.compile(r"^([+-]?)\s*([0-9.,  ]*[0-9])(.*)$")
 _MULTIPLIERS: dict[str, Decimal] = {
     "ty": Decimal(10) ** 9,
     "trieu": Decimal(10) ** 6,
@@ -127,7 +161,7 @@ def _digits(body: str, *, thousands_dot: bool) -> Decimal | None:
         body = body.replace(thousands, "").replace(decimal_sep, ".")
     else:
         body = body.replace(",", ".")
-    if not _PLAIN.match(body):
+    if not _PLAIN.match(body) or sum(ch.isdigit() for ch in body) > MAX_DIGITS:
         return None
     try:
         return Decimal(body)
@@ -157,7 +191,7 @@ def parse_number(text: str, *, thousands_dot: bool = False, units: bool = False)
     return -value if sign == "-" else value
 
 
-_RATIO = re.compile(r"^\s*([+-]?[\d.,  ]*\d)\s*(?:/|tren|:|of|per)\s*([+-]?[\d.,  ]*\d)\s*$")
+_RATIO = re.compile(r"^\s*([+-]?[0-9.,  ]*[0-9])\s*(?:/|tren|:|of|per)\s*([+-]?[0-9.,  ]*[0-9])\s*$")
 
 
 def parse_ratio(text: str) -> tuple[Decimal, Decimal] | None:
@@ -181,6 +215,8 @@ def _percent_or_ratio(spec: AnswerSpec, text: str) -> AnswerValue | Problem:
             return Problem(N_("ask.bad.denominator_zero"))
         if num > den:
             return Problem(N_("ask.bad.numerator_exceeds"), {"numerator": num, "denominator": den})
+        if den > MAX_RATIO_TERM:
+            return Problem(N_("ask.bad.too_large"), {"max": MAX_RATIO_TERM})
         return Ratio(num, den)
     value = parse_number(text)
     if value is None:
@@ -194,8 +230,9 @@ def _percent_or_ratio(spec: AnswerSpec, text: str) -> AnswerValue | Problem:
 
 def _option_index(spec: AnswerSpec, text: str) -> str | None:
     f = folded(text)
-    if f.isdigit() and len(f) <= 3 and 1 <= int(f) <= len(spec.options):
-        return spec.options[int(f) - 1].key
+    index = ascii_int(f)
+    if index is not None and 1 <= index <= len(spec.options):
+        return spec.options[index - 1].key
     for opt in spec.options:
         if f == fold(opt.key) or f == folded(opt.label):
             return opt.key
@@ -228,11 +265,28 @@ def _options_list(spec: AnswerSpec) -> str:
     return "; ".join(f"{i}. {o.label}" for i, o in enumerate(spec.options, 1))
 
 
+def example_points(max_points: Decimal) -> Decimal:
+    """A plausible self-assessed score for an indicator worth `max_points`, for the prompts: three
+    quarters of the max, to the half point below (7,5 of 10; 15 of 20; 0,5 of 1)."""
+    example = (max_points * 3 / 4 * 2).to_integral_value(rounding=ROUND_FLOOR) / 2
+    return example if example > ZERO else max_points
+
+
+def _largest(indicator: Indicator) -> Decimal:
+    """The largest number an answer to `indicator` may be (for the message when one is larger)."""
+    kind = indicator.answer.type
+    if kind in (AnswerType.PERCENTAGE, AnswerType.RATIO):
+        return HUNDRED
+    return {AnswerType.COUNT: MAX_COUNT, AnswerType.AMOUNT: MAX_AMOUNT}.get(kind, indicator.max_points)
+
+
 def parse_answer(indicator: Indicator, text: str) -> AnswerValue | Problem:
     """The answer `text` gives to `indicator`, or what was wrong with it."""
     spec = indicator.answer
     if len(text) > MAX_ANSWER_CHARS:
         return Problem(N_("ask.bad.too_long"), {"max": MAX_ANSWER_CHARS})
+    if sum(ch in "0123456789" for ch in text) > MAX_DIGITS:
+        return Problem(N_("ask.bad.too_large"), {"max": _largest(indicator)})
     kind = spec.type
     if kind is AnswerType.YES_NO:
         yn = parse_yes_no(text)
@@ -253,33 +307,68 @@ def parse_answer(indicator: Indicator, text: str) -> AnswerValue | Problem:
             {AnswerType.COUNT: N_("ask.bad.count"), AnswerType.AMOUNT: N_("ask.bad.amount")}.get(
                 kind, N_("ask.bad.points")
             ),
-            {"max": indicator.max_points},
+            {"max": indicator.max_points, "example": example_points(indicator.max_points)},
         )
     if value < ZERO:
         return Problem(N_("ask.bad.negative"), {"value": plain(value)})
     if kind is AnswerType.COUNT and value != value.to_integral_value():
         return Problem(N_("ask.bad.count"), {"max": indicator.max_points})
+    limit = {AnswerType.COUNT: MAX_COUNT, AnswerType.AMOUNT: MAX_AMOUNT}.get(kind)
+    if limit is not None and value > limit:
+        return Problem(N_("ask.bad.too_large"), {"max": limit})
     if kind is AnswerType.POINTS and value > indicator.max_points:
         return Problem(N_("ask.bad.points_range"), {"value": value, "max": indicator.max_points})
     return value
 
 
-_CITATION = re.compile(r"^(.+?)\s+[-–—]\s+(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{4})\s+[-–—]\s+(.+)$")
+_CITATION = re.compile(
+    r"^(.+?)\s+[-–—]\s+([0-9]{1,2})\s*[/.-]\s*([0-9]{1,2})\s*[/.-]\s*([0-9]{4})\s+[-–—]\s+(.+)$"
+)
+# A document number as Vietnamese documents write it: "15/BC-VNPT", "45/QĐ-UBND", "123/2025/NĐ-CP";
+# a letter after the first slash tells it from a date.
+_DOC_NUMBER = re.compile(
+    r"(?:\b[Ss][ốốoỐO]\s*:?\s*)?(?<![\w/])([0-9]{1,6}(?:/[0-9]{4})?/[^\W\d_][\w.]*(?:[-–][\w.]+)*)"
+)
+# A date: "10/10/2025", "10-10-2025", "ngày 12/3/2025", "ngày 12 tháng 3 năm 2025".
+_DOC_DATE = re.compile(
+    r"(?:\b[Nn]g[àa]y\s*)?(?<![0-9/])([0-9]{1,2})\s*[/.-]\s*([0-9]{1,2})\s*[/.-]\s*([0-9]{4})(?![0-9/])"
+    r"|\b[Nn]g[àa]y\s+([0-9]{1,2})\s+th[áa]ng\s+([0-9]{1,2})\s+n[ăa]m\s+([0-9]{4})\b"
+)
+_EDGES = " -–—,;:.()"
 
 
-def parse_citation(text: str) -> Citation | None:
-    """ "123/QĐ-UBND - 15/03/2025 - Về việc ban hành kế hoạch" → Citation; None if not that shape."""
-    m = _CITATION.match(clean(text)[:1000])
-    if m is None:
-        return None
-    number, day, month, year, summary = m.groups()
+def _date(day: str, month: str, year: str) -> dt.date | None:
     try:
         date = dt.date(int(year), int(month), int(day))
     except ValueError:
         return None
-    if not (1990 <= date.year <= 2100):
+    return date if 1990 <= date.year <= 2100 else None
+
+
+def parse_citation(text: str) -> Citation | None:
+    """A cited document: "123/QĐ-UBND - 15/03/2025 - Về việc ban hành kế hoạch", or written naturally
+    with a number and a date anywhere: "Báo cáo số 15/BC-VNPT ngày 10/10/2025 về hạ tầng băng rộng",
+    "QĐ 45/QĐ-UBND ngày 12/3/2025". None without both a document number and a date."""
+    t = clean(text)[:1000]
+    m = _CITATION.match(t)
+    if m is not None:
+        number, day, month, year, summary = m.groups()
+        date = _date(day, month, year)
+        if date is not None and _DOC_NUMBER.search(number) is not None:
+            return Citation(number.strip(), date, summary.strip())
+    number_match = _DOC_NUMBER.search(t)
+    date_match = _DOC_DATE.search(t)
+    if number_match is None or date_match is None:
         return None
-    return Citation(number.strip(), date, summary.strip())
+    groups = date_match.groups()
+    parts = groups[:3] if groups[0] is not None else groups[3:]
+    date = _date(parts[0] or "", parts[1] or "", parts[2] or "")
+    if date is None:
+        return None
+    spans = sorted([number_match.span(), date_match.span()])
+    pieces = (t[: spans[0][0]], t[spans[0][1] : spans[1][0]], t[spans[1][1] :])
+    summary = " ".join(" ".join(p.split()).strip(_EDGES) for p in pieces if p.strip(_EDGES))
+    return Citation(number_match.group(1).rstrip("."), date, summary)
 
 
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)

@@ -16,6 +16,8 @@ from flows.model import (
     Button,
     Chart,
     ChartBar,
+    Citation,
+    EvidenceView,
     Fixed,
     Msg,
     Param,
@@ -24,6 +26,7 @@ from flows.model import (
     Snapshot,
     msg,
 )
+from flows.parse import example_points
 from scoring.answers import Answer, Evidence
 from scoring.engine import Report, Rules, Status, score
 from scoring.messages import N_
@@ -115,6 +118,7 @@ def how_to_answer(ind: Indicator) -> Msg:
     return msg(
         _HOW[spec.type],
         max=ind.max_points,
+        example=example_points(ind.max_points),
         unit=spec.unit or "",
         numerator=spec.numerator_label or "",
         denominator=spec.denominator_label or "",
@@ -122,14 +126,22 @@ def how_to_answer(ind: Indicator) -> Msg:
     )
 
 
-def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply:
+def question(
+    snap: Snapshot,
+    code: str,
+    *,
+    intro: tuple[Msg, ...] = (),
+    lock: tuple[Msg, ...] = (),
+    evidence_open: bool = True,
+) -> Reply:
+    """The indicator and how to answer it; with `lock` (why its answer cannot change now) it is shown
+    read-only, saying whether evidence can still be added."""
     assert snap.period is not None
     fw = snap.period.framework
     ind = fw.indicator(code)
     assert ind is not None
     group = fw.group(ind.group_id)
     assert group is not None
-    pid = snap.period.id
     lines = [
         *intro,
         msg(
@@ -140,9 +152,19 @@ def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply
             group_name=group.name,
         ),
         msg(N_("ask.question"), code=code, text=ind.text),
-        how_to_answer(ind),
     ]
     answer = snap.answers.get(code)
+    pid = snap.period.id
+    buttons: list[Button] = []
+    if lock:
+        value = value_msg(ind, answer.value, answer) if answer is not None else msg(N_("value.none"))
+        lines += [msg(N_("ask.answer_locked"), value=value), *lock]
+        if answer is not None and evidence_open:
+            lines.append(msg(N_("ask.evidence_open")))
+        if ind.guidance or ind.method_text or ind.evidence.description:
+            buttons.append(button(N_("button.guidance"), payload("nav", pid, code, "guidance")))
+        return Reply(tuple(lines), tuple(buttons))
+    lines.append(how_to_answer(ind))
     if answer is not None:
         lines.append(msg(N_("ask.current_answer"), value=value_msg(ind, answer.value, answer)))
     decision = snap.decisions.get(code)
@@ -151,7 +173,6 @@ def question(snap: Snapshot, code: str, *, intro: tuple[Msg, ...] = ()) -> Reply
         lines.append(msg(N_("review.returned_line"), comment=decision.comment or "", due=due))
     if ind.evidence.required:
         lines.append(msg(N_("ask.evidence_needed")))
-    buttons: list[Button] = []
     if ind.answer.type is AnswerType.YES_NO:
         buttons += [
             button(N_("button.yes"), payload("ans", pid, code, "yes")),
@@ -208,9 +229,11 @@ def problem_reply(snap: Snapshot, code: str, problem: Msg, misses: int) -> Reply
     return Reply(tuple(lines), tuple(buttons))
 
 
-def ack(snap: Snapshot, code: str, report: Report) -> Msg:
-    """The line after an answer is recorded: "Câu 12/62 · 7,04/10 điểm · Tổng 412,5/960 (43%)"."""
+def ack(snap: Snapshot, code: str) -> Msg:
+    """The line after an answer is recorded: "Câu 12/62 · 7,04/10 điểm · Tổng 412,5/960 (43%)". The
+    total is the one `xem điểm` shows (missing evidence scores 0), with what that holds back."""
     fw = framework_of(snap)
+    report = strict(snap)
     r = report.indicator(code)
     common: dict[str, Param] = {
         "position": fw.position(code),
@@ -222,10 +245,45 @@ def ack(snap: Snapshot, code: str, report: Report) -> Msg:
     if r.status is Status.NOT_APPLICABLE:
         line = msg(N_("ack.not_applicable"), **common)
     else:
-        line = msg(N_("ack.answer"), points=r.score, indicator_max=r.full_max, **common)
+        claimed = r.claimed if r.claimed is not None else r.score
+        line = msg(N_("ack.answer"), points=claimed, indicator_max=r.full_max, **common)
     if report.band is not None:
-        return msg(N_("ack.with_band"), line=line, band=report.band.label)
+        line = msg(N_("ack.with_band"), line=line, band=report.band.label)
+    held = total(i.claimed or ZERO for i in report.indicators if i.status in _HELD)
+    if held > ZERO:
+        return msg(N_("ack.with_held"), line=line, points=held)
     return line
+
+
+_HELD = (Status.EVIDENCE_MISSING, Status.EVIDENCE_LATE)
+
+
+def evidence_lines(ev: EvidenceView) -> tuple[Msg, ...]:
+    """One evidence item as the reviewer sees it: the file, document or link, when it came, and the
+    document a file is or the note it came with."""
+    at: Param = ev.at or msg(N_("welcome.no_deadline"))
+    if ev.kind == "citation" and ev.citation is not None:
+        return (msg(N_("review.evidence_citation"), label=citation_msg(ev.citation), at=at),)
+    if ev.kind != "file":
+        return (msg(N_("review.evidence_link"), label=ev.label, at=at),)
+    lines = [msg(N_("review.evidence_file"), label=ev.label, at=at)]
+    if ev.citation is not None:
+        lines.append(msg(N_("review.evidence_file_citation"), citation=citation_msg(ev.citation)))
+    if ev.note:
+        lines.append(msg(N_("review.evidence_note"), note=ev.note))
+    return tuple(lines)
+
+
+def citation_msg(citation: Citation) -> Msg:
+    """A cited document as the member and the reviewer read it: number, date and summary."""
+    if citation.summary:
+        return msg(
+            N_("evidence.what.citation_summary"),
+            number=citation.number,
+            date=citation.date,
+            summary=citation.summary,
+        )
+    return msg(N_("evidence.what.citation"), number=citation.number, date=citation.date)
 
 
 # -- evidence ------------------------------------------------------------------------------------
@@ -262,7 +320,7 @@ def evidence_received(snap: Snapshot, code: str, what: Msg, count: int) -> Reply
 def at_risk(snap: Snapshot) -> tuple[Decimal, list[str]]:
     """Points claimed but scoring 0 for lack of evidence, and the indicators concerned."""
     report = strict(snap)
-    codes = [r.code for r in report.indicators if r.status in (Status.EVIDENCE_MISSING, Status.EVIDENCE_LATE)]
+    codes = [r.code for r in report.indicators if r.status in _HELD]
     return total(r.claimed or ZERO for r in report.indicators if r.code in codes), codes
 
 
@@ -395,8 +453,6 @@ def greeting(snap: Snapshot) -> tuple[Msg, ...]:
         lines.append(msg(N_("review.returned_notice"), count=len(items), items=items))
     elif snap.status is AssessmentStatus.AWAITING_LEADER and snap.member.role is Role.LEADER:
         lines.append(msg(N_("submit.pending_for_leader")))
-    elif snap.status is AssessmentStatus.SUBMITTED:
-        lines.append(msg(N_("submit.already"), at=snap.submitted_at or msg(N_("welcome.no_deadline"))))
     return tuple(lines)
 
 

@@ -53,7 +53,7 @@ def reviewers_of(s: Session, unit_id: int) -> list[Member]:
     )
 
 
-_DECISION = table_of(AppraisalDecision)
+DECISION = table_of(AppraisalDecision)
 
 
 def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
@@ -61,16 +61,16 @@ def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
     latest: dict[str, DecisionView] = {}
     for code, decision, points, comment, revision, due, created_at in s.connection().execute(
         sa.select(
-            _DECISION.c.indicator_code,
-            _DECISION.c.decision,
-            _DECISION.c.appraised_points,
-            _DECISION.c.comment,
-            _DECISION.c.revision,
-            _DECISION.c.supplement_due,
-            _DECISION.c.created_at,
+            DECISION.c.indicator_code,
+            DECISION.c.decision,
+            DECISION.c.appraised_points,
+            DECISION.c.comment,
+            DECISION.c.revision,
+            DECISION.c.supplement_due,
+            DECISION.c.created_at,
         )
-        .where(_DECISION.c.assessment_id == assessment_id)
-        .order_by(_DECISION.c.revision)
+        .where(DECISION.c.assessment_id == assessment_id)
+        .order_by(DECISION.c.revision)
     ):
         latest[code] = DecisionView(
             decision, Decimal(points) if points is not None else None, comment, revision, due, created_at

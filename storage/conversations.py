@@ -22,11 +22,13 @@ from flows.model import (
     AddEvidence,
     AnswerView,
     AssessmentStatus,
+    Citation,
     CloseAppraisal,
     Decide,
     Decision,
     DecisionView,
     EvidenceView,
+    IllegalTransition,
     InviteView,
     JoinFailed,
     JoinUnit,
@@ -43,7 +45,9 @@ from flows.model import (
     SetLanguage,
     SetReminders,
     Snapshot,
+    StatusChange,
     Submit,
+    can_move,
 )
 from scoring.answers import decode_value, encode_value
 from scoring.model import AnswerValue, Framework, Indicator
@@ -61,6 +65,7 @@ from storage.models import (
     Outbox,
     Period,
     ProcessedInbound,
+    Publication,
     Unit,
     table_of,
 )
@@ -85,6 +90,7 @@ _OUTBOX = table_of(Outbox)
 _PROCESSED = table_of(ProcessedInbound)
 _INVITE = table_of(Invite)
 _JOIN_ATTEMPT = table_of(JoinAttempt)
+_PUBLICATION = table_of(Publication)
 
 # the latest answer revision per indicator: code -> (row id, revision, value_json, not_applicable)
 Latest = dict[str, tuple[int, int, str | None, bool]]
@@ -148,6 +154,10 @@ _OPEN_PERIODS = (
         _PERIOD.c.framework_version,
         _PERIOD.c.self_assessment_due,
         _PERIOD.c.supplement_due,
+        sa.select(sa.func.max(_PUBLICATION.c.published_at))
+        .where(_PUBLICATION.c.period_id == _PERIOD.c.id)
+        .scalar_subquery()
+        .label("published_at"),
     )
     .where(_PERIOD.c.status == "open")
     .order_by(_PERIOD.c.opened_at.desc(), _PERIOD.c.id.desc())
@@ -193,6 +203,9 @@ _EVIDENCE_VIEWS = (
         _EVIDENCE.c.created_at,
         _EVIDENCE.c.late,
         _EVIDENCE.c.sha256,
+        _EVIDENCE.c.citation_date,
+        _EVIDENCE.c.citation_summary,
+        _EVIDENCE.c.note,
     )
     .where(_EVIDENCE.c.assessment_id == _B("assessment_id"))
     .order_by(_EVIDENCE.c.id)
@@ -241,6 +254,7 @@ class OpenPeriod:
     framework: Framework
     self_assessment_due: dt.datetime | None
     supplement_due: dt.datetime | None
+    published_at: dt.datetime | None = None
 
 
 def open_periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
@@ -251,8 +265,8 @@ def open_periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
 def periods_from(rows: Iterable[Sequence[Any]], resolve: FrameworkResolver) -> list[OpenPeriod]:
     """The open periods of `_OPEN_PERIODS` rows."""
     return [
-        OpenPeriod(pid, name, resolve(fid, version), self_due, supplement_due)
-        for pid, name, fid, version, self_due, supplement_due in rows
+        OpenPeriod(pid, name, resolve(fid, version), self_due, supplement_due, published)
+        for pid, name, fid, version, self_due, supplement_due, published in rows
     ]
 
 
@@ -266,9 +280,20 @@ def open_period(s: Session, level: str, resolve: FrameworkResolver) -> OpenPerio
     return period_for(open_periods(s, resolve), level)
 
 
-def _answers_and_latest(
-    s: Session, assessment_id: int, framework: Framework
-) -> tuple[dict[str, AnswerView], Latest]:
+@dataclass(frozen=True)
+class StoredAnswers:
+    """An assessment's answers as the engine sees them, the latest revision rows behind them, and the
+    assessment's revision (`Snapshot.revision`)."""
+
+    views: dict[str, AnswerView]
+    latest: Latest
+    revision: int
+
+
+NO_ANSWERS = StoredAnswers({}, {}, 0)
+
+
+def _answers_and_latest(s: Session, assessment_id: int, framework: Framework) -> StoredAnswers:
     conn = s.connection()
     revisions = conn.execute(_REVISIONS, {"assessment_id": assessment_id}).all()
     evidence = conn.execute(_EVIDENCE_VIEWS, {"assessment_id": assessment_id}).all()
@@ -299,19 +324,23 @@ def _decoded(indicator: Indicator, value_json: str) -> AnswerValue | None:
 
 def answer_views(
     framework: Framework, revisions: Iterable[Sequence[Any]], evidence: Iterable[Sequence[Any]]
-) -> tuple[dict[str, AnswerView], Latest]:
+) -> StoredAnswers:
     """The engine's view of an assessment's answers from its revision rows (oldest first, as
-    `_REVISIONS` selects them) and evidence rows (as `_EVIDENCE_VIEWS`), plus the latest revisions."""
+    `_REVISIONS` selects them) and evidence rows (as `_EVIDENCE_VIEWS`), plus the latest revisions
+    and the assessment's revision (`Snapshot.revision`: every row counts, as `_REVISION` counts)."""
     latest: Latest = {}
     reasons: dict[str, str | None] = {}
+    rows = 0
     for code, rid, revision, value_json, not_applicable, reason in revisions:
         latest[code] = (rid, revision, value_json, bool(not_applicable))
         reasons[code] = reason
+        rows += 1
     by_code: dict[str, list[EvidenceView]] = {}
-    for code, kind, name, citation, url, created_at, late, sha256 in evidence:
-        by_code.setdefault(code, []).append(
-            EvidenceView(kind, name or citation or url or "", created_at, bool(late), sha256)
-        )
+    for code, kind, name, number, url, created_at, late, sha256, date, summary, note in evidence:
+        cited = Citation(number, date, summary or "") if number is not None and date is not None else None
+        view = EvidenceView(kind, name or number or url or "", created_at, bool(late), sha256, cited, note)
+        by_code.setdefault(code, []).append(view)
+        rows += 1
     views: dict[str, AnswerView] = {}
     for code, (_, revision, value_json, not_applicable) in latest.items():
         indicator = framework.indicator(code)
@@ -321,7 +350,7 @@ def answer_views(
         if value is None and not not_applicable:
             continue
         views[code] = AnswerView(value, not_applicable, reasons[code], revision, tuple(by_code.get(code, ())))
-    return views, latest
+    return StoredAnswers(views, latest, rows)
 
 
 def load_snapshot(
@@ -364,19 +393,16 @@ def load_snapshot(
             Snapshot(channel, chat_id, session, view), version, member_id, member.unit_id, None, None
         )
     own = conn.execute(_UNIT_PERIOD, {"period_id": period.id, "unit_id": member.unit_id}).one()
-    answers: dict[str, AnswerView] = {}
-    latest: Latest = {}
+    stored = NO_ANSWERS
     decisions = {}
     if own.assessment_id is not None:
-        answers, latest = _answers_and_latest(s, own.assessment_id, period.framework)
+        stored = _answers_and_latest(s, own.assessment_id, period.framework)
         if own.submitted_at is not None:  # reviewers decide only on submitted assessments
             decisions = appraisal.decisions(s, own.assessment_id)
     own_view = UnitInPeriod(
         own.assessment_id, own.status, own.submitted_at, own.self_assessment_due, own.supplement_due
     )
-    return member_loaded(
-        channel, chat_id, session, version, view, period, own_view, answers, latest, decisions
-    )
+    return member_loaded(channel, chat_id, session, version, view, period, own_view, stored, decisions)
 
 
 @dataclass(frozen=True)
@@ -398,8 +424,7 @@ def member_loaded(
     member: MemberView,
     period: OpenPeriod | None,
     own: UnitInPeriod,
-    answers: dict[str, AnswerView],
-    latest: Latest,
+    stored: StoredAnswers,
     decisions: Mapping[str, DecisionView],
 ) -> Loaded:
     """A unit member's snapshot in an open period, from what was read for it; with no open period
@@ -414,6 +439,7 @@ def member_loaded(
         period.framework,
         own.self_assessment_due or period.self_assessment_due,  # a unit's extension wins
         own.supplement_due or period.supplement_due,
+        period.published_at,
     )
     snap = Snapshot(
         channel,
@@ -422,11 +448,12 @@ def member_loaded(
         member,
         period_view,
         AssessmentStatus(own.status) if own.status else AssessmentStatus.DRAFT,
-        answers,
+        stored.views,
         submitted_at=own.submitted_at,
         decisions=decisions,
+        revision=stored.revision,
     )
-    return Loaded(snap, version, member.id, member.unit_id, period.id, own.assessment_id, latest)
+    return Loaded(snap, version, member.id, member.unit_id, period.id, own.assessment_id, stored.latest)
 
 
 @dataclass(frozen=True)
@@ -441,8 +468,7 @@ class Joining:
     unit_name: str
     period: OpenPeriod | None
     own: UnitInPeriod
-    answers: dict[str, AnswerView]
-    latest: Latest
+    stored: StoredAnswers
     member_id: int | None = None  # the new member's id, reserved by group commit on PostgreSQL
 
     def member(self, member_id: int) -> MemberView:
@@ -456,9 +482,7 @@ class Joining:
         dialogue state the join left, as stored and read back)."""
         session = SessionState.from_json(json.loads(json.dumps(session.to_json())))
         view = self.member(member_id)
-        return member_loaded(
-            channel, chat_id, session, version, view, self.period, self.own, self.answers, self.latest, {}
-        )
+        return member_loaded(channel, chat_id, session, version, view, self.period, self.own, self.stored, {})
 
 
 def _reviewer_snapshot(
@@ -506,7 +530,7 @@ def _reviewer_snapshot(
             unit.name,
             assessment.id,
             AssessmentStatus(assessment.status),
-            _answers_and_latest(s, assessment.id, framework)[0],
+            _answers_and_latest(s, assessment.id, framework).views,
             appraisal.decisions(s, assessment.id),
             assessment.submitted_at,
         )
@@ -570,20 +594,6 @@ def _assessment_id(s: Session, loaded: Loaded, writing: _Writing) -> int:
 
 # New assessments (draft) of units answering for the first time in a period, their ids in order.
 NEW_ASSESSMENTS = _ASSESS.insert().returning(_ASSESS.c.id, sort_by_parameter_order=True)
-
-
-def _assessment(s: Session, loaded: Loaded) -> Assessment:
-    assert loaded.period_id is not None and loaded.unit_id is not None
-    row = s.exec(
-        select(Assessment).where(
-            Assessment.period_id == loaded.period_id, Assessment.unit_id == loaded.unit_id
-        )
-    ).first()
-    if row is None:
-        row = Assessment(period_id=loaded.period_id, unit_id=loaded.unit_id)
-        s.add(row)
-        s.flush()
-    return row
 
 
 def _answer_json(event: SaveAnswer) -> dict[str, object]:
@@ -672,7 +682,7 @@ def _save_answer(s: Session, loaded: Loaded, event: SaveAnswer, now: dt.datetime
 
 
 def evidence_rows(
-    loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, assessment_id: int
+    loaded: Loaded, event: AddEvidence, now: dt.datetime, assessment_id: int
 ) -> tuple[dict[str, object], dict[str, object]]:
     """The evidence row for `event` (a file, a citation or a link) and its audit row."""
     file, citation = event.file, event.citation
@@ -684,7 +694,7 @@ def evidence_rows(
         uploader_member_id=loaded.member_id,
         channel=loaded.snapshot.channel,
         created_at=now,
-        late=late,
+        late=event.late,
         sha256=file.sha256 if file else None,
         size=file.size if file else None,
         mime=file.mime if file else None,
@@ -693,6 +703,7 @@ def evidence_rows(
         citation_date=citation.date if citation else None,
         citation_summary=citation.summary if citation else None,
         url=event.url,
+        note=event.note,
     )
     audit = audit_row(
         now,
@@ -707,7 +718,8 @@ def evidence_rows(
             "name": file.name if file else None,
             "citation": citation.number if citation else None,
             "url": event.url,
-            "late": late,
+            "note": event.note,
+            "late": event.late,
         },
         assessment_id=assessment_id,
     )
@@ -715,9 +727,9 @@ def evidence_rows(
 
 
 def _add_evidence(
-    s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, late: bool, writing: _Writing
+    s: Session, loaded: Loaded, event: AddEvidence, now: dt.datetime, writing: _Writing
 ) -> None:
-    evidence, audit = evidence_rows(loaded, event, now, late, _assessment_id(s, loaded, writing))
+    evidence, audit = evidence_rows(loaded, event, now, _assessment_id(s, loaded, writing))
     s.connection().execute(_EVIDENCE.insert(), evidence)
     _audit(s, audit)
 
@@ -786,59 +798,94 @@ def join_audit_row(
     )
 
 
-def _set_status(s: Session, loaded: Loaded, status: AssessmentStatus, now: dt.datetime) -> None:
-    assessment = _assessment(s, loaded)
-    old = assessment.status
-    assessment.status = status.value
-    if status is AssessmentStatus.SUBMITTED:
-        assessment.submitted_at, assessment.submitted_by_member_id = now, loaded.member_id
+# An assessment moved to another state, only from the state the move was decided on (compare-and-set);
+# the timestamps of the move are added per event.
+_MOVE = _ASSESS.update().where(_ASSESS.c.id == _B("w_id"), _ASSESS.c.status == _B("w_status"))
+# The same check without a move, for what is written on an assessment in a given state (answers,
+# evidence, decisions): on PostgreSQL the row lock orders it against any move of the assessment, so an
+# answer never lands on an assessment submitted meanwhile, nor a decision on a closed appraisal.
+HOLD = _MOVE.values(status=_ASSESS.c.status)
+# The assessment's revision, as `answer_views` counts it for `Snapshot.revision`.
+_REVISION = sa.select(
+    sa.select(sa.func.count())
+    .select_from(_ANSWER)
+    .where(_ANSWER.c.assessment_id == _B("id"))
+    .scalar_subquery()
+    + sa.select(sa.func.count())
+    .select_from(_EVIDENCE)
+    .where(_EVIDENCE.c.assessment_id == _B("id"))
+    .scalar_subquery()
+)
+# How many decisions were recorded on the assessment (`ReviewedUnit.decided`).
+_DECIDED = (
+    sa.select(sa.func.count())
+    .select_from(appraisal.DECISION)
+    .where(appraisal.DECISION.c.assessment_id == _B("id"))
+)
+
+
+def hold_params(assessment_id: int, status: AssessmentStatus) -> dict[str, object]:
+    """Parameters of `HOLD`: the assessment must still be in `status`."""
+    return {"w_id": assessment_id, "w_status": status.value}
+
+
+def _hold(s: Session, assessment_id: int, status: AssessmentStatus) -> None:
+    if s.connection().execute(HOLD, hold_params(assessment_id, status)).rowcount != 1:
+        raise ConcurrentUpdate(f"assessment {assessment_id} is no longer {status.value}")
+
+
+def _move(s: Session, loaded: Loaded, event: StatusChange, now: dt.datetime, writing: _Writing) -> None:
+    """Record a move of the assessment over the state, and the revision or decisions, it was decided on."""
+    if not can_move(event.expected, event.to):
+        raise IllegalTransition(event.expected, event.to)
+    by = loaded.member_id
+    values: dict[str, object] = {"status": event.to.value}
+    if isinstance(event, SendReturns | CloseAppraisal):
+        assessment_id, unit_id = event.assessment_id, _reviewed_unit(loaded, event.assessment_id)
+        if isinstance(event, CloseAppraisal):
+            values |= {"appraised_at": now, "appraised_by_member_id": by}
     else:
-        assessment.requested_at, assessment.requested_by_member_id = now, loaded.member_id
-    s.add(assessment)
-    _audit_status(s, now, loaded, assessment, old)
-
-
-def _audit_status(s: Session, now: dt.datetime, loaded: Loaded, assessment: Assessment, old: str) -> None:
+        assessment_id, unit_id = _assessment_id(s, loaded, writing), loaded.unit_id or 0
+        if isinstance(event, RequestSubmission):
+            values |= {"requested_at": now, "requested_by_member_id": by}
+        elif isinstance(event, Submit):
+            values |= {"submitted_at": now, "submitted_by_member_id": by}
+        else:
+            values |= {"submitted_at": now}
+    conn = s.connection()
+    if conn.execute(_MOVE.values(**values), hold_params(assessment_id, event.expected)).rowcount != 1:
+        raise ConcurrentUpdate(f"assessment {assessment_id} is no longer {event.expected.value}")
+    if isinstance(event, SendReturns | CloseAppraisal):
+        if conn.execute(_DECIDED, {"id": assessment_id}).scalar_one() != event.decisions:
+            raise ConcurrentUpdate(f"assessment {assessment_id}: decisions changed since shown")
+    elif conn.execute(_REVISION, {"id": assessment_id}).scalar_one() != event.revision:
+        raise ConcurrentUpdate(f"assessment {assessment_id} changed since its summary was shown")
     row = audit_row(
         now,
         loaded,
         "assessment.status",
         "assessment",
-        str(assessment.id),
-        old,
-        assessment.status,
-        unit_id=assessment.unit_id,
-        assessment_id=assessment.id,
+        str(assessment_id),
+        event.expected.value,
+        event.to.value,
+        unit_id=unit_id,
+        assessment_id=assessment_id,
     )
     _audit(s, row)
 
 
-def evidence_is_late(loaded: Loaded, now: dt.datetime, code: str) -> bool:
-    """After the supplement deadline — the reviewer's own one, for an indicator they returned."""
-    decision = loaded.snapshot.decisions.get(code)
-    due = decision.supplement_due if decision is not None and decision.decision == "return" else None
-    period = loaded.snapshot.period
-    if due is None and period is not None:
-        due = period.supplement_due
-    return due is not None and now > due
-
-
-def _reviewed_assessment(s: Session, loaded: Loaded, assessment_id: int) -> Assessment:
-    """An assessment the acting reviewer may decide on: the one open in their own scope, nothing else."""
+def _reviewed_unit(loaded: Loaded, assessment_id: int) -> int:
+    """The unit of an assessment the acting reviewer may decide on: the one open in their own scope,
+    nothing else."""
     review = loaded.snapshot.review
-    assessment = s.get(Assessment, assessment_id)
-    if (
-        assessment is None
-        or review is None
-        or review.unit is None
-        or review.unit.assessment_id != assessment_id
-    ):
+    if review is None or review.unit is None or review.unit.assessment_id != assessment_id:
         raise PermissionError(f"assessment {assessment_id} is not under this reviewer's review")
-    return assessment
+    return review.unit.unit_id
 
 
 def _decide(s: Session, loaded: Loaded, event: Decide, now: dt.datetime) -> None:
-    assessment = _reviewed_assessment(s, loaded, event.assessment_id)
+    unit_id = _reviewed_unit(loaded, event.assessment_id)
+    _hold(s, event.assessment_id, event.expected)
     row = appraisal.decide(
         s,
         event.assessment_id,
@@ -862,29 +909,10 @@ def _decide(s: Session, loaded: Loaded, event: Decide, now: dt.datetime) -> None
             event.code,
             None,
             json.loads(appraisal.decision_json(row)),
-            unit_id=assessment.unit_id,
-            assessment_id=assessment.id,
+            unit_id=unit_id,
+            assessment_id=event.assessment_id,
         ),
     )
-
-
-def _set_assessment(
-    s: Session, loaded: Loaded, assessment_id: int, status: AssessmentStatus, now: dt.datetime
-) -> None:
-    if loaded.snapshot.review is not None:
-        assessment = _reviewed_assessment(s, loaded, assessment_id)
-    else:
-        own = s.get(Assessment, assessment_id)
-        assert own is not None and own.id == loaded.assessment_id  # a member's own assessment only
-        assessment = own
-    old = assessment.status
-    assessment.status = status.value
-    if status is AssessmentStatus.APPRAISED:
-        assessment.appraised_at, assessment.appraised_by_member_id = now, loaded.member_id
-    if status is AssessmentStatus.SUBMITTED:
-        assessment.submitted_at = now
-    s.add(assessment)
-    _audit_status(s, now, loaded, assessment, old)
 
 
 def apply(
@@ -894,11 +922,15 @@ def apply(
     snap = loaded.snapshot
     member_id = loaded.member_id
     writing = _Writing(loaded.assessment_id, dict(loaded.latest) if loaded.latest is not None else None)
+    if loaded.assessment_id is not None and any(
+        isinstance(e, SaveAnswer | AddEvidence) for e in decision.events
+    ):
+        _hold(s, loaded.assessment_id, snap.status)  # answered, and still answerable, in this state
     for event in decision.events:
         if isinstance(event, SaveAnswer):
             _save_answer(s, loaded, event, now, writing)
         elif isinstance(event, AddEvidence):
-            _add_evidence(s, loaded, event, now, evidence_is_late(loaded, now, event.code), writing)
+            _add_evidence(s, loaded, event, now, writing)
         elif isinstance(event, JoinUnit):
             member_id = _join(s, loaded, event, now)
         elif isinstance(event, JoinFailed):
@@ -918,19 +950,10 @@ def apply(
                     {"reason": event.reason},
                 ),
             )
-        elif isinstance(event, RequestSubmission):
-            _set_status(s, loaded, AssessmentStatus.AWAITING_LEADER, now)
-        elif isinstance(event, Submit):
-            _set_status(s, loaded, AssessmentStatus.SUBMITTED, now)
+        elif isinstance(event, RequestSubmission | Submit | SendReturns | CloseAppraisal | Resubmit):
+            _move(s, loaded, event, now, writing)
         elif isinstance(event, Decide):
             _decide(s, loaded, event, now)
-        elif isinstance(event, SendReturns):
-            _set_assessment(s, loaded, event.assessment_id, AssessmentStatus.RETURNED, now)
-        elif isinstance(event, CloseAppraisal):
-            _set_assessment(s, loaded, event.assessment_id, AssessmentStatus.APPRAISED, now)
-        elif isinstance(event, Resubmit):
-            assert loaded.assessment_id is not None
-            _set_assessment(s, loaded, loaded.assessment_id, AssessmentStatus.SUBMITTED, now)
         elif isinstance(event, SetReminders):
             assert member_id is not None
             member_row = s.get(Member, member_id)

@@ -37,7 +37,6 @@ from sqlmodel import Session
 
 from flows.model import (
     AddEvidence,
-    AnswerView,
     Decision,
     InviteView,
     JoinUnit,
@@ -66,20 +65,22 @@ from storage.conversations import (
     _REVISIONS,
     _SAVE_SESSION,
     _UNIT,
+    HOLD,
     JOIN_HISTORY,
     NEW_ASSESSMENTS,
+    NO_ANSWERS,
     ConcurrentUpdate,
     FrameworkResolver,
     InviteTaken,
     Joining,
-    Latest,
     Loaded,
     OpenPeriod,
+    StoredAnswers,
     UnitInPeriod,
     answer_rows,
     answer_views,
-    evidence_is_late,
     evidence_rows,
+    hold_params,
     invite_claim,
     join_attempt_row,
     join_audit_row,
@@ -297,7 +298,7 @@ def load_many(
         period = period_for(periods, p.level)
         if period is None:
             found[p.index] = _loaded(
-                messages[p.index], p, None, UnitInPeriod(None, None, None, None, None), {}, {}
+                messages[p.index], p, None, UnitInPeriod(None, None, None, None, None), NO_ANSWERS
             )
             continue
         by_period[period.id].append(p)
@@ -340,10 +341,9 @@ def load_many(
             assessment = assessments.get(unit_id)
             if assessment is not None and assessment.submitted_at is not None:
                 continue  # a submitted assessment carries the reviewers' decisions: one by one
-            answers: dict[str, AnswerView] = {}
-            latest: Latest = {}
+            stored = NO_ANSWERS
             if assessment is not None:
-                answers, latest = answer_views(
+                stored = answer_views(
                     period.framework,
                     (row[:-1] for row in revisions[assessment.id]),
                     (row[:-1] for row in evidence[assessment.id]),
@@ -355,7 +355,7 @@ def load_many(
                 extensions.get((unit_id, "self_assessment_due")),
                 extensions.get((unit_id, "supplement_due")),
             )
-            loaded = _loaded(messages[p.index], p, period, own, answers, latest)
+            loaded = _loaded(messages[p.index], p, period, own, stored)
             if assessment is None and p.member is not None:
                 loaded = replace(loaded, new_assessment_id=new_ids.get(unit_id))
             found[p.index] = loaded
@@ -417,13 +417,10 @@ def _loaded(
     p: _Pending,
     period: OpenPeriod | None,
     own: UnitInPeriod,
-    answers: dict[str, AnswerView],
-    latest: Latest,
+    stored: StoredAnswers,
 ) -> Loaded:
     if p.member is not None:
-        return member_loaded(
-            m.channel, m.chat_id, p.session, p.version, p.member, period, own, answers, latest, {}
-        )
+        return member_loaded(m.channel, m.chat_id, p.session, p.version, p.member, period, own, stored, {})
     row = p.invite
     invite = InviteView(row.code, row.name, Role(row.role), row.expires_at, False)
     snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
@@ -435,8 +432,7 @@ def _loaded(
         row.name,
         period,
         own,
-        answers,
-        latest,
+        stored,
         p.member_id,
     )
     return Loaded(snapshot, p.version, None, None, None, None, joining=joining)
@@ -523,6 +519,7 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
     claims: list[dict[str, object]] = []
     attempts: list[dict[str, object]] = []
     members: list[dict[str, object]] = []
+    holds: list[dict[str, object]] = []
     conn = s.connection()
     assessments, new_assessments = _assessments_for(conn, writes)
     for w, assessment_id in zip(writes, assessments, strict=True):
@@ -542,6 +539,8 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
             audits.append(
                 join_audit_row(now, before, member_id, join.unit_id, join.role.value, join.invite_code)
             )
+        if w.decision.events and loaded.assessment_id is not None:
+            holds.append(hold_params(loaded.assessment_id, snap.status))
         for event in w.decision.events:
             assert assessment_id is not None and loaded.latest is not None
             if isinstance(event, SaveAnswer):
@@ -550,8 +549,7 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                 answers.append(answer)
             else:
                 assert isinstance(event, AddEvidence)
-                late = evidence_is_late(loaded, now, event.code)
-                row, audit = evidence_rows(loaded, event, now, late, assessment_id)
+                row, audit = evidence_rows(loaded, event, now, assessment_id)
                 evidence.append(row)
             audits.append(audit)
         session = session_update(loaded, w.decision.session, loaded.member_id, now)
@@ -576,8 +574,9 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                     dedupe_key=None,
                 )
             )
-    claiming, saving, queueing = (
+    claiming, holding, saving, queueing = (
         Rows(_CLAIM_INVITE, claims),
+        Rows(HOLD, holds),
         Rows(_SAVE_SESSION, sessions),
         Rows(_QUEUE, outbox),
     )
@@ -586,6 +585,7 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
         Rows(_NEW_ASSESSMENTS_WITH_IDS, new_assessments),
         Rows(_NEW_CHATS, new_chats),
         claiming,
+        holding,
         Rows(_NEW_JOIN_ATTEMPTS, attempts),
         Rows(_NEW_ANSWER, answers),
         Rows(_NEW_EVIDENCE, evidence),
@@ -598,6 +598,8 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
     claimed = written[id(claiming)].rowcount
     if claimed != len(claims):
         raise InviteTaken(f"{len(claims) - claimed} of {len(claims)} invites used meanwhile")
+    if written[id(holding)].rowcount != len(holds):
+        raise ConcurrentUpdate("an assessment of the batch was submitted meanwhile")
     updated = written[id(saving)].rowcount
     if updated != len(sessions):
         raise ConcurrentUpdate(f"{len(sessions) - updated} of {len(sessions)} conversations changed")

@@ -168,6 +168,7 @@ class Evidence(SQLModel, table=True):
     citation_date: date | None = None
     citation_summary: str | None = Field(default=None, sa_type=sa.Text)
     url: str | None = Field(default=None, sa_type=sa.Text)
+    note: str | None = Field(default=None, sa_type=sa.Text)  # a file's caption that is not a citation
     uploader_member_id: int | None = Field(default=None, foreign_key="member.id")
     channel: str
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -97,6 +97,8 @@ class Chat:
         snap = replace(self.snap, session=d.session)
         answers = dict(snap.answers)
         for e in d.events:
+            if isinstance(e, SaveAnswer | AddEvidence):
+                snap = replace(snap, revision=snap.revision + 1)
             if isinstance(e, SaveAnswer):
                 old = answers.get(e.code)
                 answers[e.code] = AnswerView(
@@ -110,7 +112,9 @@ class Chat:
                 old = answers[e.code]
                 label = e.file.name if e.file else e.citation.number if e.citation else e.url or ""
                 kind = "file" if e.file else "citation" if e.citation else "link"
-                answers[e.code] = replace(old, evidence=(*old.evidence, EvidenceView(kind, label, self.now)))
+                sha = e.file.sha256 if e.file else None
+                view = EvidenceView(kind, label, self.now, e.late, sha, e.citation, e.note)
+                answers[e.code] = replace(old, evidence=(*old.evidence, view))
             elif isinstance(e, Submit):
                 snap = replace(snap, status=AssessmentStatus.SUBMITTED, submitted_at=self.now)
             elif isinstance(e, RequestSubmission):

@@ -24,7 +24,7 @@ Row = tuple[str, int, int, object, bool, str | None]  # code, id, revision, valu
 
 def _views(framework: Framework, rows: list[Row]) -> dict[str, object]:
     revisions = [(code, rid, rev, json.dumps(v), na, why) for code, rid, rev, v, na, why in rows]
-    views, _ = answer_views(framework, revisions, [])
+    views = answer_views(framework, revisions, []).views
     return {code: view.value for code, view in views.items()}
 
 

@@ -78,7 +78,7 @@ def test_answer_ack_line_and_evidence_step(tay_ninh: Framework) -> None:
     chat = Chat(tay_ninh)
     chat.send(Inbound(InboundKind.RESUME))
     out = chat.text("70,4")
-    assert "Câu 1/62 · 7,04/10 điểm · Tổng 7,04/960 (1%)" in out
+    assert "Câu 1/62 · 7,04/10 điểm · Tổng 0/960 (0%) · 7,04 điểm chờ minh chứng" in out
     assert chat.session.mode is Mode.EVIDENCE
     assert "Đã nhận tệp bao-cao.pdf" in chat.file("bao-cao.pdf", size=1_200_000)
     assert "văn bản 12/BC-UBND ngày 05/01/2026" in chat.text("12/BC-UBND - 05/01/2026 - Báo cáo hạ tầng")

@@ -248,5 +248,6 @@ def test_huge_numbers_are_refused_and_shown_without_error(tay_ninh: Framework, v
     ind = tay_ninh.indicator("1.1")
     assert ind is not None
     result = parse_answer(ind, "100000000000000000000000000")
-    assert isinstance(result, Problem) and result.key == "ask.bad.percent_range"
+    assert isinstance(result, Problem) and result.key == "ask.bad.too_large"
+    assert result.params == {"max": D(100)}
     assert vi.number(D("1e26")) == "100.000.000.000.000.000.000.000.000"

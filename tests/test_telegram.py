@@ -193,7 +193,9 @@ async def test_full_assessment_over_telegram(
                 CHAT, "bao-cao.pdf", pdf_bytes("bc"), caption="12/BC-UBND - 05/01/2026 - Báo cáo hạ tầng"
             )
         )
-        assert "bao-cao.pdf" in out and "(5 minh chứng)" in out
+        # the caption says which document the file is: one evidence item, its citation read out
+        assert "bao-cao.pdf" in out and "(4 minh chứng)" in out
+        assert "văn bản 12/BC-UBND ngày 05/01/2026 (Báo cáo hạ tầng)" in out
         await h.press("Xong")
 
         # a forged button (another period) and a duplicated update change nothing
