@@ -236,7 +236,7 @@ def test_full_assessment_through_the_console(db: Database, tmp_path: Path, tay_n
     driver.send("nộp")
     driver.send("#1")
     leader.run(["nộp", "#1"])
-    assert "đề nghị lãnh đạo xác nhận nộp" in leader_out.getvalue()  # the notice from the respondent's request
+    assert "đề nghị lãnh đạo xác nhận nộp" in leader_out.getvalue()  # the respondent's request
     assert "đang chờ bạn xác nhận" in leader_out.getvalue()  # and the leader's welcome says so too
     assert "Đã nộp bản tự đánh giá của Xã An Bình" in leader_out.getvalue()
     with db.session() as s:
