@@ -22,12 +22,15 @@ LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
 
 
-_DISPLAY = Context(prec=200)  # any number a user can type fits (Babel formats in the active context)
+def _display(value: Decimal, places: int) -> Context:
+    """A context wide enough for every digit of `value` at `places` decimals (Babel formats in the
+    active context): numbers are bounded where they are typed, but nothing shown may fail for size."""
+    return Context(prec=max(28, value.adjusted() + places + 2))
 
 
-def _half_up(value: Decimal | int, places: int) -> Decimal:
+def _half_up(value: Decimal, places: int, context: Context) -> Decimal:
     """Officials round half up (Babel would round half to even)."""
-    return Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_DISPLAY)
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=context)
 
 
 class CatalogMissing(RuntimeError):
@@ -48,8 +51,10 @@ def _catalog(lang: str) -> gettext.GNUTranslations:
 def _formatted(value: Decimal | int, pattern: str, places: int, lang: str) -> str:
     # Babel's formatting costs a fraction of a millisecond and every progress line repeats the same
     # few numbers; equal values format identically, so they share one entry.
-    with localcontext(_DISPLAY):
-        return format_decimal(_half_up(value, places), format=pattern, locale=lang)
+    number = Decimal(value)
+    context = _display(number, places)
+    with localcontext(context):
+        return format_decimal(_half_up(number, places, context), format=pattern, locale=lang)
 
 
 class Translator:

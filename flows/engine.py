@@ -206,7 +206,7 @@ def _ask_again(
     returned = _returned(snap) if snap.status is AssessmentStatus.RETURNED else []
     if returned and session.current not in returned:
         return _say(session.at(Mode.ASK, returned[0]), _question(snap, returned[0], now, intro))
-    if session.mode is Mode.DONE or session.current is None:
+    if session.mode is Mode.DONE or session.current is None or _unit_lock(snap, now) is not None:
         return _advance(snap, session, None, now, intro)
     if session.mode is Mode.EVIDENCE and _evidence_lock(snap, session.current) is None:
         return _say(session, *((Reply(intro),) if intro else ()), p.evidence_prompt(snap, session.current))
@@ -347,9 +347,14 @@ def _file_outside_evidence(
 ) -> Decision:
     """Evidence sent while a question is open goes to that question if it is answered."""
     code = session.current
-    if code is not None and code in snap.answers:
+    closed = _closed(snap)
+    if closed is not None:
+        return _say(session, closed)
+    if code is None:
+        return _say(session, _line(N_("evidence.pick_indicator")))
+    if code in snap.answers:
         return _evidence(snap, session.at(Mode.EVIDENCE, code), inbound, now)
-    return _say(session, _line(N_("evidence.answer_first")), *([_question(snap, code, now)] if code else []))
+    return _say(session, _line(N_("evidence.answer_first")), _question(snap, code, now))
 
 
 def _evidence(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datetime) -> Decision:
