@@ -373,8 +373,41 @@ def _close(snap: Snapshot, session: SessionState) -> Decision:
     return replace(result, events=(event,), notices=notices)
 
 
+def _stale(snap: Snapshot, session: SessionState, now: dt.datetime) -> Decision:
+    """A button that no longer applies: the reviewer stays where they were, told so."""
+    intro = (msg(N_("button.stale")),)
+    review = snap.review
+    if review is None or review.unit is None or session.unit != review.unit.unit_id:
+        return queue(snap, session, intro=intro)
+    code = session.current
+    if code is None or snap.period is None or snap.period.framework.indicator(code) is None:
+        return summary(snap, session, intro=intro)
+    if session.mode is Mode.REVIEW:
+        return item(snap, session, code, intro=intro)
+    prompt = _prompt(snap, code, session.mode, now)
+    return _say(session, Reply((*intro, *prompt.lines), prompt.buttons))
+
+
+def _prompt(snap: Snapshot, code: str, mode: Mode, now: dt.datetime) -> Reply:
+    """What a reviewer composing a decision on `code` is asked in `mode`."""
+    assert snap.period is not None
+    if mode is Mode.REVIEW_POINTS:
+        ind = snap.period.framework.indicator(code)
+        assert ind is not None
+        return _line(N_("review.ask_points"), code=code, max=ind.max_points)
+    if mode is Mode.REVIEW_COMMENT:
+        return _line(N_("review.ask_comment"), code=code)
+    if mode is Mode.REVIEW_RETURN:
+        return _line(N_("review.ask_return"), code=code)
+    default = _default_due(now)
+    button = Button(
+        msg(N_("button.review_default_due"), at=default), payload("rv", _pid(snap), code, "due:default")
+    )
+    return Reply((msg(N_("review.ask_due"), code=code),), (button,))
+
+
 def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime) -> Decision:
-    stale = queue(snap, session, intro=(msg(N_("button.stale")),))
+    stale = _stale(snap, session, now)
     if snap.period is None or press.period_id != snap.period.id or press.action != "rv":
         return stale
     arg = press.arg
@@ -443,7 +476,7 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     if inbound.kind is InboundKind.BUTTON:
         press = read_payload(inbound.payload)
         if press is None:
-            return queue(snap, session, intro=(msg(N_("button.stale")),))
+            return _stale(snap, session, now)
         return _press(snap, session, press, now)
     if inbound.kind is not InboundKind.TEXT or review is None or review.unit is None or session.unit is None:
         if (
@@ -488,11 +521,7 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         if not text:
             return _say(session, _line(N_("review.ask_return"), code=code))
         state = replace(session, mode=Mode.REVIEW_DUE, draft=text[:1000])
-        default = _default_due(now)
-        button = Button(
-            msg(N_("button.review_default_due"), at=default), payload("rv", _pid(snap), code, "due:default")
-        )
-        return _say(state, Reply((msg(N_("review.ask_due"), code=code),), (button,)))
+        return _say(state, _prompt(snap, code, Mode.REVIEW_DUE, now))
     if session.mode is Mode.REVIEW_DUE and code is not None:
         due = parse_due(text, now)
         if due is None:
