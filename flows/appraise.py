@@ -17,6 +17,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from flows import prompts as p
+from flows.apply import apply
 from flows.intents import Intent, Press, detect, payload, read_payload
 from flows.model import (
     AnswerView,
@@ -26,7 +27,6 @@ from flows.model import (
     CloseAppraisal,
     Decide,
     Decision,
-    DecisionView,
     Inbound,
     InboundKind,
     Mode,
@@ -34,7 +34,6 @@ from flows.model import (
     Notice,
     Param,
     Reply,
-    Review,
     ReviewedUnit,
     Role,
     SendReturns,
@@ -290,20 +289,9 @@ def _decide(
     )
     shown = points if points is not None else msg(N_("value.none"))
     ack = msg(N_("review.decided"), code=code, decision=msg(_DECISION_KEYS[decision]), points=shown)
-    after = _with_decision(snap, code, event, now)
+    after = apply(snap, (event,), now)
     result = _continue(after, session, code, intro=(ack,))
     return replace(result, events=(event,))
-
-
-def _with_decision(snap: Snapshot, code: str, event: Decide, now: dt.datetime) -> Snapshot:
-    """The snapshot as it will be once the decision is stored (to know what comes next)."""
-    assert snap.review is not None and snap.review.unit is not None
-    unit = snap.review.unit
-    old = unit.decisions.get(code)
-    revision = (old.revision if old else 0) + 1
-    view = DecisionView(event.decision, event.points, event.comment, revision, event.supplement_due, now)
-    new_unit = replace(unit, decisions={**unit.decisions, code: view})
-    return replace(snap, review=Review(snap.review.queue, new_unit))
 
 
 def _default_due(now: dt.datetime) -> dt.datetime:
@@ -329,7 +317,7 @@ def parse_due(text: str, now: dt.datetime) -> dt.datetime | None:
     return None
 
 
-def _send_returns(snap: Snapshot, session: SessionState) -> Decision:
+def _send_returns(snap: Snapshot, session: SessionState, now: dt.datetime) -> Decision:
     assert snap.review is not None and snap.review.unit is not None and snap.period is not None
     unit = snap.review.unit
     returned = [(c, d) for c, d in unit.decisions.items() if d.decision == "return"]
@@ -348,11 +336,11 @@ def _send_returns(snap: Snapshot, session: SessionState) -> Decision:
     notices = tuple(
         Notice(role, notice_reply, unit_id=unit.unit_id) for role in (Role.RESPONDENT, Role.LEADER)
     )
-    after = replace(snap, review=Review(snap.review.queue, replace(unit, status=AssessmentStatus.RETURNED)))
+    event = SendReturns(unit.assessment_id, unit.status, unit.decided)
+    after = apply(snap, (event,), now)
     result = summary(
         after, session, intro=(msg(N_("review.returns_sent"), unit=unit.unit_name, count=len(returned)),)
     )
-    event = SendReturns(unit.assessment_id, unit.status, unit.decided)
     return replace(result, events=(event,), notices=notices)
 
 
@@ -422,7 +410,7 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
     if review is None or review.unit is None or review.unit.unit_id != session.unit:
         return stale
     if arg == "send":
-        return _send_returns(snap, session)
+        return _send_returns(snap, session, now)
     if arg == "close":
         return _close(snap, session)
     code = press.code
@@ -529,7 +517,7 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
     typed = _TYPED.get(folded(text)) if session.mode is Mode.REVIEW else None
     if typed == "send":
-        return _send_returns(snap, session)
+        return _send_returns(snap, session, now)
     if typed == "close":
         return _close(snap, session)
     if typed is not None and code is not None:

@@ -13,11 +13,11 @@ import datetime as dt
 from dataclasses import replace
 
 from flows import prompts as p
+from flows.apply import apply
 from flows.appraise import FINAL, review_step
 from flows.intents import Intent, Parsed, Press, detect, is_code, payload, read_payload
 from flows.model import (
     AddEvidence,
-    AnswerView,
     AssessmentStatus,
     Button,
     Decision,
@@ -310,7 +310,7 @@ def _record(
     ind = _fw(snap).indicator(code)
     assert ind is not None
     event = SaveAnswer(code, value)
-    after = _with_answer(snap, code, value, False, None)
+    after = apply(snap, (event,), now)
     line = p.ack(after, code)
     if _needs_evidence(ind, value) and not (snap.answers.get(code) and snap.answers[code].evidence):
         return _say(
@@ -318,15 +318,6 @@ def _record(
         )
     decision = _advance(after, session, code, now, intro=(line,))
     return replace(decision, events=(event,))
-
-
-def _with_answer(
-    snap: Snapshot, code: str, value: AnswerValue | None, na: bool, reason: str | None
-) -> Snapshot:
-    """The snapshot as it will be once the answer is stored, for the running total and what comes next."""
-    old = snap.answers.get(code)
-    view = AnswerView(value, na, reason, (old.revision + 1) if old else 1, old.evidence if old else ())
-    return replace(snap, answers={**snap.answers, code: view})
 
 
 def _answer_text(snap: Snapshot, session: SessionState, text: str, now: dt.datetime) -> Decision:
@@ -782,7 +773,7 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
             return _say(session.at(Mode.DONE, None), locked)
         code = session.current
         event = SaveAnswer(code, None, not_applicable=True, reason=text[:500])
-        after = _with_answer(snap, code, None, True, text[:500])
+        after = apply(snap, (event,), now)
         decision = _advance(after, session, code, now, intro=(p.ack(after, code),))
         return replace(decision, events=(event,))
     if session.mode is Mode.EVIDENCE:

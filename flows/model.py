@@ -134,6 +134,8 @@ class InviteView:
     role: Role
     expires_at: dt.datetime
     used: bool
+    unit_id: int = 0
+    unit_code: str = ""
 
 
 class AssessmentStatus(StrEnum):

@@ -137,7 +137,13 @@ _NEW_CHAT = sa.select(_SEEN.label("seen"), *_MEMBER_COLUMNS).select_from(
 )
 # An invite named in a chat's first message, and the unit it is for.
 _INVITE_VIEW = sa.select(
-    _INVITE.c.code, _UNIT.c.name, _INVITE.c.role, _INVITE.c.expires_at, _INVITE.c.used_at
+    _INVITE.c.code,
+    _UNIT.c.name,
+    _INVITE.c.role,
+    _INVITE.c.expires_at,
+    _INVITE.c.used_at,
+    _UNIT.c.id.label("unit_id"),
+    _UNIT.c.code.label("unit_code"),
 ).where(_INVITE.c.code == _B("code"), _UNIT.c.id == _INVITE.c.unit_id)
 # A chat's recent failed join attempts (the rate limit on guessing invite codes).
 _JOIN_FAILURES = sa.select(_JOIN_ATTEMPT.c.at).where(
@@ -378,7 +384,13 @@ def load_snapshot(
             row = conn.execute(_INVITE_VIEW, {"code": invite_code}).first()
             if row is not None:
                 invite = InviteView(
-                    row.code, row.name, Role(row.role), row.expires_at, row.used_at is not None
+                    row.code,
+                    row.name,
+                    Role(row.role),
+                    row.expires_at,
+                    row.used_at is not None,
+                    row.unit_id,
+                    row.unit_code,
                 )
         failures = conn.execute(_JOIN_FAILURES, {**params, "since": now - JOIN_HISTORY}).scalars().all()
         snap = Snapshot(channel, chat_id, session, invite=invite, join_failures=tuple(failures))

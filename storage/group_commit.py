@@ -422,7 +422,7 @@ def _loaded(
     if p.member is not None:
         return member_loaded(m.channel, m.chat_id, p.session, p.version, p.member, period, own, stored, {})
     row = p.invite
-    invite = InviteView(row.code, row.name, Role(row.role), row.expires_at, False)
+    invite = InviteView(row.code, row.name, Role(row.role), row.expires_at, False, row.unit_id, row.unit_code)
     snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
     joining = Joining(
         row.code,

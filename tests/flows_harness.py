@@ -9,27 +9,19 @@ from dataclasses import dataclass, field, replace
 from bot.i18n import Translator
 from bot.render.reply import Rendered, ReplyRenderer
 from flows import step
+from flows.apply import apply
 from flows.model import (
-    AddEvidence,
-    AnswerView,
-    AssessmentStatus,
     Decision,
-    EvidenceView,
     FileInfo,
     Inbound,
     InboundKind,
     InviteView,
-    JoinFailed,
     JoinUnit,
     MemberView,
     PeriodView,
-    RequestSubmission,
     Role,
-    SaveAnswer,
     SessionState,
-    SetLanguage,
     Snapshot,
-    Submit,
 )
 from scoring.answers import VIETNAM_TZ
 from scoring.model import Framework
@@ -94,39 +86,4 @@ class Chat:
         )
 
     def _apply(self, d: Decision) -> None:
-        snap = replace(self.snap, session=d.session)
-        answers = dict(snap.answers)
-        for e in d.events:
-            if isinstance(e, SaveAnswer | AddEvidence):
-                snap = replace(snap, revision=snap.revision + 1)
-            if isinstance(e, SaveAnswer):
-                old = answers.get(e.code)
-                answers[e.code] = AnswerView(
-                    e.value,
-                    e.not_applicable,
-                    e.reason,
-                    (old.revision + 1) if old else 1,
-                    old.evidence if old else (),
-                )
-            elif isinstance(e, AddEvidence):
-                old = answers[e.code]
-                label = e.file.name if e.file else e.citation.number if e.citation else e.url or ""
-                kind = "file" if e.file else "citation" if e.citation else "link"
-                sha = e.file.sha256 if e.file else None
-                view = EvidenceView(kind, label, self.now, e.late, sha, e.citation, e.note)
-                answers[e.code] = replace(old, evidence=(*old.evidence, view))
-            elif isinstance(e, Submit):
-                snap = replace(snap, status=AssessmentStatus.SUBMITTED, submitted_at=self.now)
-            elif isinstance(e, RequestSubmission):
-                snap = replace(snap, status=AssessmentStatus.AWAITING_LEADER)
-            elif isinstance(e, JoinUnit):
-                assert snap.invite is not None
-                snap = replace(
-                    snap, member=MemberView(1, snap.invite.role, 10, "25840", snap.invite.unit_name)
-                )
-            elif isinstance(e, JoinFailed):
-                snap = replace(snap, join_failures=(*snap.join_failures, self.now))
-            elif isinstance(e, SetLanguage):
-                assert snap.member is not None
-                snap = replace(snap, member=replace(snap.member, language=e.language))
-        self.snap = replace(snap, answers=answers)
+        self.snap = apply(replace(self.snap, session=d.session), d.events, self.now)
