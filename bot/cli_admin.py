@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,11 +20,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import exc as sa_exc
 from sqlmodel import select
 
 from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
-from bot.channels.zalo import REAUTHORISE, ZaloConfig
+from bot.channels.zalo import ZaloConfig
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
 from bot.results import NothingComputed, compute, publish_results
@@ -44,12 +46,13 @@ from storage.admin import (
     period_by_ref,
     period_extensions,
 )
-from storage.db import Database, NotMigrated, database_url
+from storage.db import DATABASE_URL_ENV, Database, NotMigrated, database_url, sqlite_file
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.held import held_count
 from storage.models import ROLES, Member, Period, Unit
 from storage.outbox import status_counts
 from storage.reminders import LedgerStats, ledger_stats, unit_states
+from storage.results import published_units
 from storage.zalo import save_token
 from storage.zalo import token as zalo_token
 
@@ -63,7 +66,13 @@ Command = Callable[["Context", argparse.Namespace], int]
 
 @contextmanager
 def database(ctx: Context, *, migrated: bool = True) -> Iterator[Database]:
-    db = Database(database_url())
+    url = database_url()
+    missing = sqlite_file(url)
+    if missing is not None and not missing.exists():  # opening it would create an empty one
+        given = os.environ.get(DATABASE_URL_ENV, "").strip()
+        key = N_("cli.db_missing") if given else N_("cli.db_missing_default")
+        ctx.fail(ctx.t(key, path=str(missing)))
+    db = Database(url)
     try:
         if migrated:
             try:
@@ -122,8 +131,21 @@ def cmd_db_upgrade(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# What a database that cannot be reached raises (refused, down, wrong password, not a database file).
+UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+def unreachable(t: Translator, exc: sa_exc.DBAPIError) -> str | None:
+    """The one line an operator gets when the database cannot be used, or None if `exc` is a bug."""
+    if not isinstance(exc, UNREACHABLE) and type(exc) is not sa_exc.DatabaseError:
+        return None
+    problem = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return t("cli.db_unreachable", url=_safe_url(database_url()), problem=problem)
 
 
 def cmd_units_import(ctx: Context, args: argparse.Namespace) -> int:
@@ -340,10 +362,14 @@ _COLUMNS = {
     "updated": N_("status.col.updated"),
     "reminders": N_("status.col.reminders"),
 }
+# every state an assessment can be in (storage.models.ASSESSMENT_STATUSES), and its published result
 _STATUS_KEYS = {
     "draft": N_("assessment.draft"),
     "awaiting_leader": N_("assessment.awaiting_leader"),
     "submitted": N_("assessment.submitted"),
+    "returned": N_("assessment.returned"),
+    "appraised": N_("assessment.appraised"),
+    "published": N_("assessment.published"),
 }
 
 
@@ -359,6 +385,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
         states = unit_states(s, period, framework)
         reminders = ledger_stats(s, period.id)
+        published = published_units(s, period.id)
     ctx.say(
         t(
             "cli.status_title",
@@ -372,11 +399,12 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     table = [[t(_COLUMNS[c]) for c in columns]]
     for code, st in states.items():
         r = reminders.get(st.unit.id or 0, LedgerStats())
+        state = _STATUS_KEYS["published"] if code in published else _STATUS_KEYS[st.work.status]
         table.append(
             [
                 code,
                 st.unit.name,
-                t(_STATUS_KEYS.get(st.work.status, N_("assessment.draft"))),
+                t(state),
                 f"{st.answered}/{len(framework.indicators)}",
                 str(len(st.work.evidence_missing)),
                 f"{t.number(st.report.total)}/{t.number(st.report.max)}",
@@ -450,9 +478,23 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
             ).first()
             code = None if joined else create_invite(s, demo["respondent_unit"], "respondent", now).code
             leader = create_invite(s, demo["respondent_unit"], "leader", now).code
-        print(t("cli.demo_ready", url=_safe_url(url), leader=leader), file=ctx.err)
+        print(t("cli.demo_ready", url=_safe_url(url)), file=ctx.err)
+        print("  " + _leader_command(url, leader), file=ctx.err)
         run_chat(db, args.chat_id, code, ctx.out)
     return 0
+
+
+def _leader_command(url: str, code: str) -> str:
+    """The command that joins a second terminal to the demo as its leader, runnable as printed from
+    any directory: the demo's database and evidence, and this installation's `dtibot`."""
+    installed = Path(sys.executable).parent / "dtibot"
+    program = str(installed) if installed.exists() else "dtibot"
+    # a password is not printed: the operator's own exported variable stands for it
+    shown = '"$DTI_DATABASE_URL"' if _safe_url(url) != url else shlex.quote(url)
+    return (
+        f"DTI_DATABASE_URL={shown} DTI_EVIDENCE_DIR={shlex.quote(str(evidence_dir().resolve()))} "
+        f"{shlex.quote(program)} chat --as lanhdao --join {code}"
+    )
 
 
 def _env_number(name: str) -> float | None:
@@ -683,7 +725,7 @@ def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
         return 2
     if row.failed_at is not None:
         ctx.say(t("cli.zalo_token_refused", at=_local(row.failed_at), error=row.error or ""))
-        ctx.say(REAUTHORISE)
+        ctx.say(t("cli.zalo_reauthorise"))
     else:
         ctx.say(
             t(

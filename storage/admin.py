@@ -145,8 +145,10 @@ def period_by_ref(s: Session, ref: str | None) -> Period:
         period = s.get(Period, int(ref))
     else:
         period = s.exec(select(Period).where(Period.name == ref).order_by(col(Period.id).desc())).first()
+    if period is None and ref is None:
+        raise AdminError(N_("admin.no_open_period"))
     if period is None:
-        raise AdminError(N_("admin.period_unknown"), period=ref or "-")
+        raise AdminError(N_("admin.period_unknown"), period=ref)
     return period
 
 

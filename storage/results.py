@@ -155,6 +155,14 @@ def latest_publication(s: Session, period_id: int) -> Publication | None:
     ).first()
 
 
+def published_units(s: Session, period_id: int) -> set[str]:
+    """The codes of the units whose appraised result the period's latest publication carries."""
+    pub = latest_publication(s, period_id)
+    if pub is None:
+        return set()
+    return {u["code"] for u in json.loads(pub.data_json)["units"] if u["appraised"]}
+
+
 def unit_recipients(s: Session, unit_id: int) -> list[Member]:
     return list(
         s.exec(

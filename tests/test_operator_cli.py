@@ -1,0 +1,210 @@
+"""The operator's command line as an operator meets it: every state in `status`, errors that say what to
+do (no traceback, no database created by a read), guard rails on periods, invites and results, the
+operator named in the audit trail, and the lists an operator needs (units, periods, invites, members)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.cli import main
+from storage.db import Database
+from storage.models import Assessment, Unit
+from tests.e2e_support import Province, make_province
+
+DTIBOT = str(Path(sys.executable).parent / "dtibot")
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def province(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Province:
+    """The e2e province (a province, two communes, a period) with the CLI pointed at its database."""
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    monkeypatch.setenv("DTI_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    monkeypatch.setenv("USER", "vanhanh")
+    return make_province(db, tmp_path)
+
+
+def set_status(p: Province, unit_code: str, status: str) -> None:
+    with p.db.session() as s:
+        unit = s.exec(select(Unit).where(Unit.code == unit_code)).one()
+        period_id = s.exec(select(Assessment.period_id)).first()
+        if period_id is None:
+            from storage.admin import period_by_ref
+
+            period_id = period_by_ref(s, None).id
+        assert unit.id is not None and period_id is not None
+        row = s.exec(select(Assessment).where(Assessment.unit_id == unit.id)).first()
+        row = row or Assessment(period_id=period_id, unit_id=unit.id)
+        row.status = status
+        s.add(row)
+
+
+# -- issue 21.1: every state in `dtibot status` --------------------------------------------------------
+
+
+def state_of(out: str, code: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(code))
+
+
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [
+        ("draft", "đang làm"),
+        ("awaiting_leader", "chờ lãnh đạo duyệt"),
+        ("submitted", "đã nộp"),
+        ("returned", "trả lại để bổ sung"),
+        ("appraised", "đã thẩm định"),
+    ],
+)
+def test_status_shows_every_assessment_state(province: Province, status: str, label: str) -> None:
+    set_status(province, "25840", status)
+    code, out, err = run("status")
+    assert code == 0, err
+    assert label in state_of(out, "25840")
+    assert "đang làm" in state_of(out, "25843")  # never started
+
+
+def test_status_shows_published_results(province: Province) -> None:
+    set_status(province, "25840", "appraised")
+    assert run("results", "compute")[0] == 0
+    code, _, err = run("results", "publish")
+    assert code == 0, err
+    code, out, err = run("--lang", "en", "status")
+    assert code == 0, err
+    assert "results published" in state_of(out, "25840")
+    assert "in progress" in state_of(out, "25843")  # published with 0, but its own state is still its own
+
+
+# -- issue 20.8 / 21.17: an unreachable database is one line, never a traceback -------------------------
+
+UNREACHABLE = "postgresql+psycopg://dti@127.0.0.1:1/dti"  # nothing listens on port 1
+READ_COMMANDS = [
+    ("status",),
+    ("period", "show"),
+    ("remind", "--dry-run"),
+    ("results", "compute"),
+    ("export", "audit", "--out", "{tmp}/audit.csv"),
+    ("zalo", "status"),
+    ("db", "upgrade"),
+    ("chat",),
+]
+
+
+@pytest.mark.parametrize("argv", READ_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_an_unreachable_database_is_one_line(
+    argv: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", UNREACHABLE)
+    code, out, err = run(*(a.format(tmp=tmp_path) for a in argv))
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Không kết nối được cơ sở dữ liệu postgresql+psycopg://dti@127.0.0.1:1/dti" in err
+    assert "DTI_DATABASE_URL" in err and "Traceback" not in err
+
+
+def test_the_installed_command_prints_no_traceback_when_the_database_is_down(tmp_path: Path) -> None:
+    env = {**os.environ, "DTI_DATABASE_URL": UNREACHABLE.replace("dti@", "dti:secret@"), "DTI_LANG": "vi"}
+    proc = subprocess.run([DTIBOT, "status"], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Không kết nối được" in proc.stderr and "secret" not in proc.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`dtibot … | head`: once the reader is gone the command ends without a BrokenPipeError."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line is written
+    try:
+        proc = subprocess.run(
+            [DTIBOT, "framework", "show", "tay-ninh-commune-2025"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr == ""
+
+
+# -- issue 21.17: no period says how to open one ----------------------------------------------------------
+
+
+def test_status_without_a_period_says_how_to_open_one(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    code, out, err = run("status")
+    assert code == 2 and out == ""
+    assert "dtibot period open" in err and "dtibot status" not in err
+    code, _, err = run("status", "--period", "42")
+    assert code == 2 and "dtibot period list" in err and "dtibot status" not in err
+
+
+# -- issue 21.18: a read never creates a database; the demo's leader command works as printed ------------
+
+
+@pytest.mark.parametrize("argv", [("status",), ("period", "show"), ("zalo", "status"), ("chat",)])
+def test_a_read_never_creates_a_database(
+    argv: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DTI_DATABASE_URL", raising=False)
+    code, out, err = run(*argv)
+    assert code == 2 and out == ""
+    assert str(tmp_path / "dti.db") in err and "DTI_DATABASE_URL" in err and "dtibot db upgrade" in err
+    assert not (tmp_path / "dti.db").exists()
+    missing = tmp_path / "nowhere" / "tinh.db"
+    monkeypatch.setenv("DTI_DATABASE_URL", f"sqlite:///{missing}")
+    code, _, err = run(*argv)
+    assert code == 2 and str(missing) in err
+    assert not missing.parent.exists()
+
+
+def test_the_demo_prints_a_leader_command_that_works_as_printed(tmp_path: Path) -> None:
+    home, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTI_")}
+    demo = subprocess.run(
+        [DTIBOT, "demo"], cwd=home, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert demo.returncode == 0, demo.stderr
+    command = next(line for line in demo.stderr.splitlines() if "chat --as lanhdao" in line).strip()
+    leader = subprocess.run(
+        command, shell=True, cwd=elsewhere, env=env, input="", capture_output=True, text=True, check=False
+    )
+    assert leader.returncode == 0, leader.stderr
+    assert "Đã liên kết với" in leader.stdout and "lãnh đạo" in leader.stdout
+    assert list(elsewhere.iterdir()) == []  # nothing created where it was run
+
+
+# -- issue 21.17: the Zalo re-authorisation steps in the operator's language -------------------------------
+
+
+def test_zalo_reauthorisation_steps_are_localized(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage.zalo import refresh_failed, save_token
+
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    now = dt.datetime(2026, 12, 4, 8, tzinfo=dt.UTC)
+    with db.session() as s:
+        save_token(s, "AT", "RT", now + dt.timedelta(hours=25), now)
+    with db.session() as s:
+        refresh_failed(s, "Invalid refresh token", now)
+    code, out, _ = run("zalo", "status")
+    assert code == 2
+    assert "Cấp quyền lại cho OA" in out and "developers.zalo.me" in out and "dtibot zalo token" in out
+    assert "Re-authorise" not in out
+    code, out, _ = run("--lang", "en", "zalo", "status")
+    assert code == 2 and "Re-authorise the OA" in out
