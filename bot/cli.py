@@ -51,6 +51,12 @@ class Context:
     def fail(self, *lines: str) -> NoReturn:
         raise UsageProblem("\n".join(lines))
 
+    def table(self, rows: Sequence[Sequence[str]]) -> None:
+        """Rows as aligned columns (the first row is the header)."""
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+
 
 # -- loading inputs ------------------------------------------------------------------------------
 
@@ -359,9 +365,7 @@ def cmd_rank(ctx: Context, args: argparse.Namespace) -> int:
         if has_district:
             line.insert(2, f"{r.district_rank} ({r.district})" if r.district else "—")
         table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    ctx.table(table)
     if not all(r.appraised for r in rows):
         ctx.say(t("rank.not_appraised_note"))
     return 0
@@ -388,6 +392,7 @@ def _rank_json(row: RankRow, report: Report) -> dict[str, Any]:
 def _parser(t: Translator) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtibot", description=t("cli.help.dtibot"))
     p.add_argument("--lang", choices=LANGUAGES, help=t("cli.help.lang"))
+    p.add_argument("--by", metavar="NAME", help=t("cli.help.by"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fw = sub.add_parser("framework", help=t("cli.help.framework"))

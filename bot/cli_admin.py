@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import getpass
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from bot.sheets import SheetError, read_rows
 from flows.reminders import Policy
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
+from scoring.model import UnitLevel
 from storage import migrate
 from storage.admin import (
     AdminError,
@@ -42,6 +44,8 @@ from storage.admin import (
     create_invite,
     extend_deadline,
     import_units,
+    list_periods,
+    list_units,
     open_period,
     period_by_ref,
     period_extensions,
@@ -98,6 +102,17 @@ def _safe_url(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
     return url
+
+
+def operator(args: argparse.Namespace) -> str:
+    """Who runs the command, for the audit trail: `--by NAME`, else the login name (never empty)."""
+    given = (getattr(args, "by", None) or "").strip()
+    if given:
+        return given
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (OSError, KeyError):  # no login name anywhere (a bare container)
+        return f"uid {os.getuid()}"
 
 
 def _admin_error(ctx: Context, exc: AdminError) -> None:
@@ -175,7 +190,7 @@ def cmd_units_import(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         try:
             with db.session() as s:
-                created, updated = import_units(s, units, utc_now())
+                created, updated = import_units(s, units, utc_now(), operator(args))
         except AdminError as exc:
             _admin_error(ctx, exc)
     ctx.say(t("cli.units_imported", created=created, updated=updated, total=len(units)))
@@ -207,6 +222,7 @@ def cmd_period_open(ctx: Context, args: argparse.Namespace) -> int:
             appraisal_due=deadlines["appraisal_due"],
             publication_due=deadlines["publication_due"],
             reminder_policy_json=json.dumps(policy.to_json()),
+            operator=operator(args),
         )
         ctx.say(t("cli.period_opened", id=period.id, name=period.name, key=framework.key))
     return 0
@@ -248,6 +264,49 @@ _DEADLINE_KEYS = {
 }
 
 
+def cmd_units_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        units = list_units(s, args.level)
+    table = [[t(_UNIT_COLUMNS[c]) for c in ("code", "name", "level", "parent", "members")]]
+    for u in units:
+        table.append([u.code, u.name, t(LEVEL[UnitLevel(u.level)]), u.parent_code or "—", str(u.members)])
+    ctx.table(table)
+    return 0
+
+
+_UNIT_COLUMNS = {
+    "code": N_("units.col.code"),
+    "name": N_("units.col.name"),
+    "level": N_("units.col.level"),
+    "parent": N_("units.col.parent"),
+    "members": N_("units.col.members"),
+}
+_PERIOD_STATES = {"open": N_("period.state.open"), "closed": N_("period.state.closed")}
+
+
+def cmd_period_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        periods = list_periods(s)
+    if not periods:
+        ctx.say(t("admin.no_open_period"))
+        return 0
+    header = [t("period.col.id"), t("period.col.name"), t("period.col.framework"), t("period.col.state")]
+    table = [header + [_capital(t(label)) for label in _DEADLINE_KEYS.values()]]
+    for p in periods:
+        state = t(_PERIOD_STATES[p.status]) if p.status in _PERIOD_STATES else p.status
+        key = f"{p.framework_id}@{p.framework_version}"
+        deadlines = [_local(due) if due else "—" for due in (getattr(p, name) for name in _DEADLINE_KEYS)]
+        table.append([str(p.id), p.name, key, state, *deadlines])
+    ctx.table(table)
+    return 0
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def cmd_period_show(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     with database(ctx) as db, db.session() as s:
@@ -287,7 +346,7 @@ def cmd_period_extend(ctx: Context, args: argparse.Namespace) -> int:
         try:
             with db.session() as s:
                 period = period_by_ref(s, args.period)
-                actor = os.environ.get("USER")
+                actor = operator(args)
                 old = extend_deadline(s, period, args.deadline, due, args.reason, utc_now(), args.unit, actor)
         except AdminError as exc:
             _admin_error(ctx, exc)
@@ -332,7 +391,7 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
         try:
             with db.session() as s:
                 invite = create_invite(
-                    s, args.unit, args.role, utc_now(), dt.timedelta(days=args.days), os.environ.get("USER")
+                    s, args.unit, args.role, utc_now(), dt.timedelta(days=args.days), operator(args)
                 )
                 code, expires = invite.code, invite.expires_at
         except AdminError as exc:
@@ -412,9 +471,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 f"{r.sent}/{r.pending}/{r.deferred}/{r.undeliverable}",
             ]
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for row in table:
-        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    ctx.table(table)
     return 0
 
 
@@ -460,7 +517,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         with db.session() as s:
             if s.exec(select(Unit).where(Unit.code == units[0].code)).first() is None:
-                import_units(s, units, now)
+                import_units(s, units, now, operator(args))
                 framework = catalog.framework(demo["framework"])
                 p = demo["period"]
                 open_period(
@@ -472,12 +529,19 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
                     now=now,
                     self_assessment_due=now + dt.timedelta(days=p["self_assessment_days"]),
                     supplement_due=now + dt.timedelta(days=p["supplement_days"]),
+                    operator=operator(args),
                 )
             joined = s.exec(
                 select(Member).where(Member.channel == "console", Member.chat_id == args.chat_id)
             ).first()
-            code = None if joined else create_invite(s, demo["respondent_unit"], "respondent", now).code
-            leader = create_invite(s, demo["respondent_unit"], "leader", now).code
+            by = operator(args)
+            fortnight = dt.timedelta(days=14)
+            code = (
+                None
+                if joined
+                else create_invite(s, demo["respondent_unit"], "respondent", now, fortnight, by).code
+            )
+            leader = create_invite(s, demo["respondent_unit"], "leader", now, fortnight, by).code
         print(t("cli.demo_ready", url=_safe_url(url)), file=ctx.err)
         print("  " + _leader_command(url, leader), file=ctx.err)
         run_chat(db, args.chat_id, code, ctx.out)
@@ -615,7 +679,7 @@ def _period(ctx: Context, db: Database, ref: str | None) -> Period:
 def cmd_results_compute(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     with database(ctx) as db:
-        result = compute(db, _period(ctx, db, args.period))
+        result = compute(db, _period(ctx, db, args.period), operator=operator(args))
     ctx.say(t("cli.results_computed", units=len(result.rows), key=result.framework.key))
     for r in result.rows:
         note = "" if r["appraised"] else " " + t("export.not_appraised")
@@ -630,7 +694,7 @@ def cmd_results_publish(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         period = _period(ctx, db, args.period)
         try:
-            publication, messages = publish_results(db, period, os.environ.get("USER"))
+            publication, messages = publish_results(db, period, operator(args))
         except NothingComputed:
             ctx.fail(t("cli.results_not_computed", period=period.id))
     ctx.say(t("cli.results_published", id=publication, messages=messages))
@@ -750,6 +814,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     ui = usub.add_parser("import", help=t("cli.help.units_import"))
     ui.add_argument("file", metavar="UNITS.csv")
     ui.set_defaults(func=cmd_units_import)
+    ul = usub.add_parser("list", help=t("cli.help.units_list"))
+    ul.add_argument("--level", choices=[u.value for u in UnitLevel])
+    ul.set_defaults(func=cmd_units_list)
 
     period = sub.add_parser("period", help=t("cli.help.period"))
     psub = period.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -763,6 +830,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     po.add_argument("--quiet-hours", metavar="21:00-07:00", help=t("cli.help.quiet_hours"))
     po.add_argument("--weekends", action="store_true", help=t("cli.help.weekends"))
     po.set_defaults(func=cmd_period_open)
+    psub.add_parser("list", help=t("cli.help.period_list")).set_defaults(func=cmd_period_list)
     ps = psub.add_parser("show", help=t("cli.help.period_show"))
     ps.add_argument("--period", metavar="P")
     ps.set_defaults(func=cmd_period_show)

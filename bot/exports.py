@@ -31,7 +31,7 @@ from scoring.engine import Status
 from scoring.messages import N_
 from storage.db import Database
 from storage.evidence import EvidenceStore, sanitize_name
-from storage.models import Member, Period, Unit
+from storage.models import AuditLog, Member, Period, Unit
 from storage.results import audit_rows, computed, decision_comments, evidence_index
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F2")
@@ -238,12 +238,21 @@ AUDIT_HEADER = (
 )
 
 
+def _actor(t: Translator, row: AuditLog, members: dict[int | None, str]) -> str:
+    """Who made an audited change: the member in a chat, or the operator who ran `dtibot`."""
+    if row.actor_member_id:
+        return members.get(row.actor_member_id, "-")
+    if row.operator:
+        return t("export.operator", name=row.operator)
+    return row.channel or "cli"  # recorded before operators were
+
+
 def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
     assert period.id is not None
     with db.session() as s:
         rows = audit_rows(s, period.id)
         units = {u.id: u.code for u in s.exec(select(Unit))}
-        members = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
+        members: dict[int | None, str] = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
     with out.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([t(h) for h in AUDIT_HEADER])
@@ -251,7 +260,7 @@ def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
             writer.writerow(
                 [
                     _local(row.at),
-                    members.get(row.actor_member_id, "-") if row.actor_member_id else (row.channel or "cli"),
+                    _actor(t, row, members),
                     row.action,
                     f"{row.entity}:{row.entity_id}",
                     units.get(row.unit_id, "") if row.unit_id else "",

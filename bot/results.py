@@ -98,7 +98,9 @@ def unit_row(inp: UnitInput, report: Report, claimed: Report, framework: Framewo
     }
 
 
-def compute(db: Database, period: Period, now: dt.datetime | None = None) -> Computed:
+def compute(
+    db: Database, period: Period, now: dt.datetime | None = None, operator: str | None = None
+) -> Computed:
     assert period.id is not None
     framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
     with db.session() as s:
@@ -125,7 +127,7 @@ def compute(db: Database, period: Period, now: dt.datetime | None = None) -> Com
         row["district_size"] = district_sizes.get(row["district_code"], 0) if row["district_code"] else None
         ordered.append(row)
     with db.session() as s:
-        save_results(s, period.id, ordered, now or utc_now())
+        save_results(s, period.id, ordered, now or utc_now(), operator)
     return Computed(period, framework, ordered)
 
 

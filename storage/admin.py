@@ -49,8 +49,11 @@ class UnitRow:
     parent: str | None
 
 
-def import_units(s: Session, rows: Sequence[UnitRow], now: dt.datetime) -> tuple[int, int]:
-    """Create or update units by code (parents may come later in the file); returns (created, updated)."""
+def import_units(
+    s: Session, rows: Sequence[UnitRow], now: dt.datetime, operator: str | None = None
+) -> tuple[int, int]:
+    """Create or update units by code (parents may come later in the file), each change audited;
+    returns (created, updated)."""
     seen: set[str] = set()
     for i, row in enumerate(rows, start=1):
         if not row.code or not row.name:
@@ -61,19 +64,17 @@ def import_units(s: Session, rows: Sequence[UnitRow], now: dt.datetime) -> tuple
             raise AdminError(N_("admin.unit_duplicate"), row=i, code=row.code)
         seen.add(row.code)
     existing = {u.code: u for u in s.exec(select(Unit).where(col(Unit.code).in_([r.code for r in rows])))}
-    created = updated = 0
+    codes = {u.id: u.code for u in s.exec(select(Unit))}
+    before = {code: _unit_record(u, codes) for code, u in existing.items()}
     for row in rows:
         unit = existing.get(row.code)
         if unit is None:
             unit = Unit(code=row.code, name=row.name, level=row.level, created_at=now)
-            created += 1
-        else:
-            if (unit.name, unit.level) != (row.name, row.level):
-                updated += 1
-            unit.name, unit.level = row.name, row.level
+        unit.name, unit.level = row.name, row.level
         s.add(unit)
         existing[row.code] = unit
     s.flush()
+    codes.update({u.id: u.code for u in existing.values()})
     for i, row in enumerate(rows, start=1):
         unit = existing[row.code]
         if row.parent:
@@ -87,7 +88,36 @@ def import_units(s: Session, rows: Sequence[UnitRow], now: dt.datetime) -> tuple
             unit.parent_id = None
         s.add(unit)
     s.flush()
+    created = updated = 0
+    for row in rows:
+        unit = existing[row.code]
+        old, new = before.get(row.code), _unit_record(unit, codes)
+        if old == new:
+            continue
+        created, updated = (created + 1, updated) if old is None else (created, updated + 1)
+        s.add(
+            AuditLog(
+                at=now,
+                operator=operator,
+                action="unit.create" if old is None else "unit.update",
+                entity="unit",
+                entity_id=unit.code,
+                unit_id=unit.id,
+                old_json=json.dumps(old, ensure_ascii=False) if old is not None else None,
+                new_json=json.dumps(new, ensure_ascii=False),
+            )
+        )
+    s.flush()
     return created, updated
+
+
+def _unit_record(unit: Unit, codes: dict[int | None, str]) -> dict[str, str | None]:
+    """What the audit trail keeps of a unit: name, level and parent code."""
+    return {
+        "name": unit.name,
+        "level": unit.level,
+        "parent": codes.get(unit.parent_id) if unit.parent_id else None,
+    }
 
 
 def unit_by_code(s: Session, code: str) -> Unit:
@@ -110,6 +140,7 @@ def open_period(
     appraisal_due: dt.datetime | None = None,
     publication_due: dt.datetime | None = None,
     reminder_policy_json: str | None = None,
+    operator: str | None = None,
 ) -> Period:
     period = Period(
         name=name,
@@ -128,6 +159,7 @@ def open_period(
     s.add(
         AuditLog(
             at=now,
+            operator=operator,
             action="period.open",
             entity="period",
             entity_id=str(period.id),
@@ -177,6 +209,7 @@ def create_invite(
     s.add(
         AuditLog(
             at=now,
+            operator=created_by,
             action="invite.create",
             entity="invite",
             entity_id=invite.code,
@@ -300,6 +333,7 @@ def extend_deadline(
     s.add(
         AuditLog(
             at=now,
+            operator=actor,
             action="deadline.extend",
             entity=entity,
             entity_id=entity_id,
@@ -313,6 +347,37 @@ def extend_deadline(
     )
     s.flush()
     return old
+
+
+@dataclass(frozen=True)
+class UnitListing:
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    members: int  # members not removed
+
+
+def list_units(s: Session, level: str | None = None) -> list[UnitListing]:
+    """Every unit (of `level`), by code, with its parent and how many members it has."""
+    units = list(s.exec(select(Unit).order_by(col(Unit.code))))
+    codes: dict[int | None, str] = {u.id: u.code for u in units}
+    counts = dict(
+        s.exec(
+            select(Member.unit_id, func.count())
+            .where(col(Member.removed_at).is_(None))
+            .group_by(col(Member.unit_id))
+        ).all()
+    )
+    return [
+        UnitListing(u.code, u.name, u.level, codes.get(u.parent_id), int(counts.get(u.id or 0, 0)))
+        for u in units
+        if level is None or u.level == level
+    ]
+
+
+def list_periods(s: Session) -> list[Period]:
+    return list(s.exec(select(Period).order_by(col(Period.id))))
 
 
 def period_extensions(s: Session, period_id: int) -> list[tuple[str, str, dt.datetime, str]]:

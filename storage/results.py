@@ -88,7 +88,9 @@ def unit_inputs(s: Session, period_id: int, framework: Framework) -> list[UnitIn
     return out
 
 
-def save_results(s: Session, period_id: int, rows: list[dict[str, Any]], now: dt.datetime) -> None:
+def save_results(
+    s: Session, period_id: int, rows: list[dict[str, Any]], now: dt.datetime, operator: str | None = None
+) -> None:
     """Replace the period's computed results (one dict per unit, as `results compute` builds them)."""
     s.execute(delete(Result).where(col(Result.period_id) == period_id))
     for row in rows:
@@ -110,6 +112,7 @@ def save_results(s: Session, period_id: int, rows: list[dict[str, Any]], now: dt
     s.add(
         AuditLog(
             at=now,
+            operator=operator,
             action="results.compute",
             entity="period",
             entity_id=str(period_id),
@@ -140,6 +143,7 @@ def publish(
     s.add(
         AuditLog(
             at=now,
+            operator=by,
             action="results.publish",
             entity="publication",
             entity_id=str(publication.id),
@@ -259,6 +263,7 @@ def audit_rows(s: Session, period_id: int) -> list[AuditLog]:
             "invite",
             "member",
             "chat",
+            "unit",
         ):
             keep.append(row)
     return keep

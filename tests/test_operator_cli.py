@@ -4,6 +4,7 @@ operator named in the audit trail, and the lists an operator needs (units, perio
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import os
@@ -12,12 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.cli import main
+from scoring.answers import VIETNAM_TZ
 from storage.db import Database
-from storage.models import Assessment, Unit
-from tests.e2e_support import Province, make_province
+from storage.models import Assessment, AuditLog, Unit
+from tests.e2e_support import UNITS, Province, make_province
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
 
@@ -93,6 +95,8 @@ UNREACHABLE = "postgresql+psycopg://dti@127.0.0.1:1/dti"  # nothing listens on p
 READ_COMMANDS = [
     ("status",),
     ("period", "show"),
+    ("period", "list"),
+    ("units", "list"),
     ("remind", "--dry-run"),
     ("results", "compute"),
     ("export", "audit", "--out", "{tmp}/audit.csv"),
@@ -208,3 +212,94 @@ def test_zalo_reauthorisation_steps_are_localized(db: Database, monkeypatch: pyt
     assert "Re-authorise" not in out
     code, out, _ = run("--lang", "en", "zalo", "status")
     assert code == 2 and "Re-authorise the OA" in out
+
+
+# -- issue 21.19: units and periods listed; the operator named in the audit trail -------------------------
+
+
+def audit(db: Database) -> list[AuditLog]:
+    with db.session() as s:
+        return list(s.exec(select(AuditLog).order_by(col(AuditLog.id))))
+
+
+def test_units_and_periods_are_listed(province: Province) -> None:
+    code, out, err = run("units", "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["Mã", "Tên", "Cấp", "Trực", "thuộc", "Thành", "viên"]
+    row = next(line for line in lines if line.startswith("25840"))
+    assert "Xã An Bình" in row and "cấp xã" in row and row.split()[-2:] == ["70000", "0"]
+    assert any(line.startswith("70000") and "cấp tỉnh" in line for line in lines)
+    assert len(lines) == 1 + len(UNITS)
+    with province.db.session() as s:
+        from storage.admin import create_invite
+
+        create_invite(s, "25840", "leader", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    province.chat("c1")[0].run([], join=next(iter(invite_codes(province))))
+    code, out, _ = run("units", "list", "--level", "commune")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["25840", "25843"]
+    assert next(line for line in out.splitlines() if line.startswith("25840")).split()[-1] == "1"
+
+    code, out, err = run("period", "list")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.split()[0] == "1")
+    assert "Kỳ đánh giá 2025" in row and "tay-ninh-commune-2025@2025.1" in row and "đang mở" in row
+    assert "15/01/2027 17:00" in row
+
+
+def invite_codes(p: Province) -> list[str]:
+    from storage.models import Invite
+
+    with p.db.session() as s:
+        return [i.code for i in s.exec(select(Invite).where(col(Invite.used_at).is_(None)))]
+
+
+def test_every_cli_change_names_its_operator(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    monkeypatch.setenv("USER", "vanhanh")
+    units = tmp_path / "units.csv"
+    units.write_text(
+        "code,name,level,parent\n70000,Tỉnh Tây Ninh,province,\n25840,Xã An Bình,commune,70000\n"
+    )
+    assert run("units", "import", str(units))[0] == 0
+    units.write_text("code,name,level,parent\n25840,Xã An Bình mới,commune,70000\n")
+    assert run("--by", "Nguyễn Văn Hải", "units", "import", str(units))[0] == 0
+    due = (dt.datetime.now(VIETNAM_TZ) + dt.timedelta(days=40)).strftime("%d/%m/%Y")
+    later = (dt.datetime.now(VIETNAM_TZ) + dt.timedelta(days=50)).strftime("%d/%m/%Y")
+    opened = run(
+        "period", "open", "--name", "DTI 2026", "--year", "2026", "--framework", "tay-ninh-commune-2025",
+        "--self-assessment-due", due,
+    )  # fmt: skip
+    assert opened[0] == 0, opened[2]
+    assert run("invite", "create", "--unit", "25840", "--role", "respondent")[0] == 0
+    extended = run("period", "extend", "--deadline", "self_assessment_due", "--to", later, "--reason", "Bão")
+    assert extended[0] == 0, extended[2]
+    assert run("results", "compute")[0] == 0
+    rows = audit(db)
+    actions = [(r.action, r.entity_id, r.operator) for r in rows]
+    assert ("unit.create", "70000", "vanhanh") in actions and ("unit.create", "25840", "vanhanh") in actions
+    assert ("unit.update", "25840", "Nguyễn Văn Hải") in actions
+    update = next(r for r in rows if r.action == "unit.update")
+    assert "Xã An Bình mới" in (update.new_json or "") and "Xã An Bình" in (update.old_json or "")
+    assert {r.action for r in rows} >= {"period.open", "invite.create", "deadline.extend", "results.compute"}
+    assert all(r.operator == "vanhanh" for r in rows if r.action != "unit.update"), actions
+
+    out = tmp_path / "audit.csv"
+    assert run("export", "audit", "--out", str(out))[0] == 0
+    with out.open(encoding="utf-8-sig", newline="") as fh:
+        exported = list(csv.reader(fh))[1:]
+    assert {row[2] for row in exported} >= {"unit.create", "unit.update", "period.open", "invite.create"}
+    assert all(row[1] in ("vanhanh (dtibot)", "Nguyễn Văn Hải (dtibot)") for row in exported), exported
+
+
+def test_the_operator_is_never_missing(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    units = tmp_path / "units.csv"
+    units.write_text("code,name,level,parent\n70000,Tỉnh Tây Ninh,province,\n")
+    assert run("units", "import", str(units))[0] == 0
+    rows = audit(db)
+    assert rows and all(r.operator for r in rows)
