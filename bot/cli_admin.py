@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import exc as sa_exc
 from sqlmodel import select
@@ -115,8 +115,12 @@ def operator(args: argparse.Namespace) -> str:
         return f"uid {os.getuid()}"
 
 
-def _admin_error(ctx: Context, exc: AdminError) -> None:
-    ctx.fail(ctx.t(exc.key, **exc.params))
+def _admin_error(ctx: Context, exc: AdminError) -> NoReturn:
+    """The error's message; a deadline it names (`self_assessment_due`, …) by its label."""
+    t = ctx.t
+    ctx.fail(
+        t(exc.key, **{k: t(_DEADLINE_KEYS[v]) if v in _DEADLINE_KEYS else v for k, v in exc.params.items()})
+    )
 
 
 def parse_local_datetime(text: str, *, end_of_day: bool = True) -> dt.datetime:
@@ -210,20 +214,23 @@ def cmd_period_open(ctx: Context, args: argparse.Namespace) -> int:
             ctx.fail(t("cli.bad_local_datetime", value=raw))
     policy = _policy(ctx, args)
     with database(ctx) as db, db.session() as s:
-        period = open_period(
-            s,
-            name=args.name,
-            year=args.year,
-            framework_id=framework.id,
-            framework_version=framework.version,
-            now=utc_now(),
-            self_assessment_due=deadlines["self_assessment_due"],
-            supplement_due=deadlines["supplement_due"],
-            appraisal_due=deadlines["appraisal_due"],
-            publication_due=deadlines["publication_due"],
-            reminder_policy_json=json.dumps(policy.to_json()),
-            operator=operator(args),
-        )
+        try:
+            period = open_period(
+                s,
+                name=args.name,
+                year=args.year,
+                framework_id=framework.id,
+                framework_version=framework.version,
+                now=utc_now(),
+                self_assessment_due=deadlines["self_assessment_due"],
+                supplement_due=deadlines["supplement_due"],
+                appraisal_due=deadlines["appraisal_due"],
+                publication_due=deadlines["publication_due"],
+                reminder_policy_json=json.dumps(policy.to_json()),
+                operator=operator(args),
+            )
+        except AdminError as exc:
+            _admin_error(ctx, exc)
         ctx.say(t("cli.period_opened", id=period.id, name=period.name, key=framework.key))
     return 0
 

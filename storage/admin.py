@@ -10,9 +10,11 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from sqlmodel import Session, col, func, select
 
+from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from storage.models import (
     ROLES,
@@ -30,6 +32,7 @@ from storage.models import (
 
 INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed on phones
 INVITE_LENGTH = 8
+REVIEWER_LEVELS = ("district", "province")  # a district appraises its communes; else the province
 
 
 class AdminError(ValueError):
@@ -38,7 +41,13 @@ class AdminError(ValueError):
     def __init__(self, key: str, **params: object) -> None:
         super().__init__(key)
         self.key = key
-        self.params = {k: str(v) for k, v in params.items()}
+        self.params = {k: _shown(v) for k, v in params.items()}
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,16 @@ def open_period(
     reminder_policy_json: str | None = None,
     operator: str | None = None,
 ) -> Period:
+    """A new open period; its deadlines must lie ahead of `now` and in order (`check_deadlines`)."""
+    check_deadlines(
+        {
+            "self_assessment_due": self_assessment_due,
+            "supplement_due": supplement_due,
+            "appraisal_due": appraisal_due,
+            "publication_due": publication_due,
+        },
+        now,
+    )
     period = Period(
         name=name,
         year=year,
@@ -196,6 +215,8 @@ def create_invite(
         raise AdminError(N_("admin.role_unknown"), role=role, roles=", ".join(ROLES))
     unit = unit_by_code(s, unit_code)
     assert unit.id is not None
+    if role == "reviewer" and unit.level not in REVIEWER_LEVELS:  # they appraise the units below them
+        raise AdminError(N_("admin.reviewer_level"), unit=unit.name, code=unit.code)
     invite = Invite(
         code="".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH)),
         unit_id=unit.id,
@@ -285,6 +306,22 @@ def progress(s: Session, period: Period, level: str | None = None) -> list[UnitP
 DEADLINE_NAMES = ("self_assessment_due", "supplement_due", "appraisal_due", "publication_due")
 
 
+def check_deadlines(deadlines: dict[str, dt.datetime | None], now: dt.datetime) -> None:
+    """A period's deadlines are all ahead of `now` and in the order of the work: self-assessment ≤
+    supplement ≤ appraisal ≤ publication (those given; any may be left out)."""
+    given = [(name, deadlines[name]) for name in DEADLINE_NAMES if deadlines.get(name) is not None]
+    for name, due in given:
+        assert due is not None
+        if due <= now:
+            raise AdminError(N_("admin.deadline_past"), deadline=name, due=due, now=now)
+    for (earlier, first), (later, then) in pairwise(given):
+        assert first is not None and then is not None
+        if then < first:
+            raise AdminError(
+                N_("admin.deadlines_order"), earlier=earlier, first=first, later=later, then=then
+            )
+
+
 def extend_deadline(
     s: Session,
     period: Period,
@@ -304,6 +341,7 @@ def extend_deadline(
     old: dt.datetime | None
     if unit_code is None:
         old = getattr(period, deadline)
+        _check_later(deadline, old, due_at, now)
         setattr(period, deadline, due_at)
         s.add(period)
         entity, entity_id, unit_id = "period", str(period.id), None
@@ -316,6 +354,7 @@ def extend_deadline(
             )
         ).first()
         old = ext.due_at if ext is not None else getattr(period, deadline)
+        _check_later(deadline, old, due_at, now)
         if ext is None:
             ext = Extension(
                 period_id=period.id,
@@ -378,6 +417,14 @@ def list_units(s: Session, level: str | None = None) -> list[UnitListing]:
 
 def list_periods(s: Session) -> list[Period]:
     return list(s.exec(select(Period).order_by(col(Period.id))))
+
+
+def _check_later(deadline: str, old: dt.datetime | None, due_at: dt.datetime, now: dt.datetime) -> None:
+    """An extension moves a deadline later, and to a moment still ahead."""
+    if old is not None and due_at <= old:
+        raise AdminError(N_("admin.extend_not_later"), deadline=deadline, due=due_at, old=old)
+    if due_at <= now:
+        raise AdminError(N_("admin.deadline_past"), deadline=deadline, due=due_at, now=now)
 
 
 def period_extensions(s: Session, period_id: int) -> list[tuple[str, str, dt.datetime, str]]:

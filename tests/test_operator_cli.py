@@ -303,3 +303,89 @@ def test_the_operator_is_never_missing(db: Database, monkeypatch: pytest.MonkeyP
     assert run("units", "import", str(units))[0] == 0
     rows = audit(db)
     assert rows and all(r.operator for r in rows)
+
+
+# -- issue 21.15: deadlines that make no sense and reviewers for communes are refused, with the reason ---
+
+
+def local(days: int, hour: int = 17) -> str:
+    when = dt.datetime.now(VIETNAM_TZ).replace(hour=hour, minute=0) + dt.timedelta(days=days)
+    return when.strftime("%d/%m/%Y %H:%M")
+
+
+def open_args(**due: str) -> list[str]:
+    argv = ["period", "open", "--name", "DTI 2026", "--year", "2026", "--framework", "tay-ninh-commune-2025"]
+    for name, value in due.items():
+        argv += [f"--{name.replace('_', '-')}", value]
+    return argv
+
+
+@pytest.mark.parametrize(
+    ("due", "needle"),
+    [
+        ({"self_assessment_due": local(-1)}, "đã qua"),
+        ({"self_assessment_due": local(30), "supplement_due": local(20)}, "hạn bổ sung minh chứng"),
+        (
+            {"self_assessment_due": local(30), "supplement_due": local(35), "appraisal_due": local(33)},
+            "hạn thẩm định",
+        ),
+        ({"self_assessment_due": local(30), "publication_due": local(29)}, "hạn công bố"),
+    ],
+)
+def test_period_open_refuses_past_or_disordered_deadlines(
+    db: Database, monkeypatch: pytest.MonkeyPatch, due: dict[str, str], needle: str
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    code, out, err = run(*open_args(**due))
+    assert code == 2 and out == "", err
+    assert needle in err
+    assert "tự đánh giá ≤ bổ sung minh chứng ≤ thẩm định ≤ công bố" in err or "đã qua" in err
+    assert run("period", "list")[1].count("DTI 2026") == 0  # nothing opened
+
+
+def test_period_open_accepts_ordered_future_deadlines(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    due = {
+        "self_assessment_due": local(30),
+        "supplement_due": local(30),  # the same moment is in order
+        "appraisal_due": local(40),
+        "publication_due": local(50),
+    }
+    code, _, err = run(*open_args(**due))
+    assert code == 0, err
+
+
+def test_period_extend_refuses_a_deadline_that_is_not_later(province: Province) -> None:
+    extend = ("period", "extend", "--deadline", "self_assessment_due", "--reason", "Bão")
+    code, out, err = run(*extend, "--to", "10/01/2027")  # the period's is 15/01/2027 17:00
+    assert code == 2 and out == ""
+    assert "10/01/2027 23:59" in err and "15/01/2027 17:00" in err and "không sau" in err
+    code, _, err = run(*extend, "--to", "15/01/2027 17:00")  # the same is not later either
+    assert code == 2 and "không sau" in err
+    code, _, err = run(*extend, "--unit", "25840", "--to", "20/01/2027")
+    assert code == 0, err
+    code, _, err = run(
+        *extend, "--unit", "25840", "--to", "18/01/2027"
+    )  # later than the period's, not the unit's
+    assert code == 2 and "20/01/2027 23:59" in err
+    code, _, err = run(*extend, "--unit", "25843", "--to", "18/01/2027")  # another unit: the period's applies
+    assert code == 0, err
+    code, out, err = run(
+        "period", "extend", "--deadline", "supplement_due", "--reason", "x", "--to", local(-2)
+    )
+    assert code == 2 and "đã qua" in err
+    with province.db.session() as s:
+        from storage.models import Extension, Period
+
+        assert len(s.exec(select(Extension)).all()) == 2
+        period = s.exec(select(Period)).one()
+        assert period.self_assessment_due == dt.datetime(2027, 1, 15, 17, tzinfo=VIETNAM_TZ)
+
+
+def test_a_reviewer_invite_for_a_commune_is_refused(province: Province) -> None:
+    code, out, err = run("invite", "create", "--unit", "25840", "--role", "reviewer")
+    assert code == 2 and out == ""
+    assert "Xã An Bình" in err and "cấp huyện" in err and "cấp tỉnh" in err
+    assert "--role reviewer" in err
+    code, out, err = run("invite", "create", "--unit", "70000", "--role", "reviewer")
+    assert code == 0, err
