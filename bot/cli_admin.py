@@ -778,11 +778,38 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_zalo_token(ctx: Context, args: argparse.Namespace) -> int:
+    if args.access is not None or args.refresh is not None:  # anyone on the machine could read them
+        ctx.fail(ctx.t("cli.zalo_token_flags"))
+    access, refresh = _token_pair(ctx)
     with database(ctx) as db, db.session() as s:
         now = utc_now()
-        save_token(s, args.access, args.refresh, now + dt.timedelta(seconds=args.expires_in), now)
+        save_token(s, access, refresh, now + dt.timedelta(seconds=args.expires_in), now)
     ctx.say(ctx.t("cli.zalo_token_saved", expires=_local(now + dt.timedelta(seconds=args.expires_in))))
     return 0
+
+
+TOKEN_ENV = ("ZALO_ACCESS_TOKEN", "ZALO_REFRESH_TOKEN")
+
+
+def _token_pair(ctx: Context) -> tuple[str, str]:
+    """The OA's token pair from `ZALO_ACCESS_TOKEN` and `ZALO_REFRESH_TOKEN`, else from standard input
+    (two lines, or one line `ACCESS REFRESH`; asked for without echo on a terminal): never from the
+    command line, which `ps` and the shell history show."""
+    t = ctx.t
+    given = [os.environ.get(name, "").strip() for name in TOKEN_ENV]
+    if any(given):
+        words = given if all(given) else []
+    elif sys.stdin.isatty():
+        words = [
+            getpass.getpass(t("cli.zalo_token_ask_access")),
+            getpass.getpass(t("cli.zalo_token_ask_refresh")),
+        ]
+        words = [w.strip() for w in words]
+    else:
+        words = sys.stdin.read().split()
+    if len(words) != 2 or not all(words):
+        ctx.fail(t("cli.zalo_token_pair"))
+    return words[0], words[1]
 
 
 def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
@@ -904,8 +931,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     zalo = sub.add_parser("zalo", help=t("cli.help.zalo"))
     zsub = zalo.add_subparsers(dest="action", required=True, metavar="ACTION")
     zt = zsub.add_parser("token", help=t("cli.help.zalo_token"))
-    zt.add_argument("--access", required=True)
-    zt.add_argument("--refresh", required=True)
+    zt.add_argument("--access", help=argparse.SUPPRESS)  # refused: see cmd_zalo_token
+    zt.add_argument("--refresh", help=argparse.SUPPRESS)
     zt.add_argument("--expires-in", type=int, default=90000, metavar="SECONDS")
     zt.set_defaults(func=cmd_zalo_token)
     zsub.add_parser("status", help=t("cli.help.zalo_status")).set_defaults(func=cmd_zalo_status)

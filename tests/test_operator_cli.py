@@ -389,3 +389,70 @@ def test_a_reviewer_invite_for_a_commune_is_refused(province: Province) -> None:
     assert "--role reviewer" in err
     code, out, err = run("invite", "create", "--unit", "70000", "--role", "reviewer")
     assert code == 0, err
+
+
+# -- issue 20.12: the Zalo token pair never on the command line --------------------------------------------
+
+
+def stored_token(db: Database) -> tuple[str, str] | None:
+    from storage.zalo import token
+
+    with db.session() as s:
+        row = token(s)
+        return (row.access_token, row.refresh_token) if row is not None else None
+
+
+def test_zalo_token_refuses_the_pair_on_the_command_line(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("AT-1\nRT-1\n"))
+    code, out, err = run("zalo", "token", "--access", "AT-1", "--refresh", "RT-1")
+    assert code == 2 and out == ""
+    assert "ps" in err and "lịch sử" in err  # why
+    assert "ZALO_ACCESS_TOKEN" in err and "dtibot zalo token" in err  # and how
+    assert stored_token(db) is None
+
+
+@pytest.mark.parametrize("given", ["AT-1\nRT-1\n", "AT-1 RT-1", "  AT-1\tRT-1  \n\n"])
+def test_zalo_token_reads_the_pair_from_standard_input(
+    db: Database, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    monkeypatch.delenv("ZALO_ACCESS_TOKEN", raising=False)
+    monkeypatch.delenv("ZALO_REFRESH_TOKEN", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(given))
+    code, out, err = run("zalo", "token")
+    assert code == 0, err
+    assert "Đã lưu cặp mã truy cập Zalo" in out and "AT-1" not in out + err
+    assert stored_token(db) == ("AT-1", "RT-1")
+
+
+def test_zalo_token_reads_the_pair_from_the_environment(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    monkeypatch.setenv("ZALO_ACCESS_TOKEN", "AT-env")
+    monkeypatch.setenv("ZALO_REFRESH_TOKEN", "RT-env")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("ignored\n"))
+    assert run("zalo", "token")[0] == 0
+    assert stored_token(db) == ("AT-env", "RT-env")
+
+
+@pytest.mark.parametrize(
+    ("env", "given"),
+    [({}, ""), ({}, "AT-only\n"), ({}, "A B C\n"), ({"ZALO_REFRESH_TOKEN": "RT-env"}, "AT-1 RT-1\n")],
+)
+def test_zalo_token_refuses_anything_but_a_pair(
+    db: Database, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], given: str
+) -> None:
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    for name in ("ZALO_ACCESS_TOKEN", "ZALO_REFRESH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # one of the two is not a pair either
+    monkeypatch.setattr(sys, "stdin", io.StringIO(given))
+    code, out, err = run("zalo", "token")
+    assert code == 2 and out == ""
+    assert "ZALO_ACCESS_TOKEN" in err and "ACCESS" in err
+    assert stored_token(db) is None
