@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ from bot.sheets import text_cell, text_cells
 from scoring.answers import VIETNAM_TZ
 from scoring.engine import Status
 from scoring.messages import N_
+from storage.admin import masked_code
 from storage.db import Database
 from storage.evidence import EvidenceStore, sanitize_name
-from storage.models import AuditLog, Member, Period, Unit
+from storage.models import AuditLog, Invite, Member, Period, Unit
 from storage.results import audit_rows, computed, decision_comments, evidence_index
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F2")
@@ -252,27 +254,43 @@ def _actor(t: Translator, row: AuditLog, members: dict[int | None, str]) -> str:
     return row.channel or "cli"  # recorded before operators were
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _without_codes(invites: dict[str, int]) -> Callable[[str], str]:
+    """A text with every invite code in it replaced by the invite's id and masked code: records made
+    before codes were kept out of the audit trail still named them, and a code there could join."""
+
+    def hide(match: re.Match[str]) -> str:
+        code = match.group(0).upper()
+        return f"#{invites[code]} {masked_code(code)}" if code in invites else match.group(0)
+
+    return lambda text: _TOKEN.sub(hide, text)
+
+
 def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
     assert period.id is not None
     with db.session() as s:
         rows = audit_rows(s, period.id)
+        invites = {i.code.upper(): i.id or 0 for i in s.exec(select(Invite))}
         units = {u.id: u.code for u in s.exec(select(Unit))}
         members: dict[int | None, str] = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
     with out.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(text_cells(t(h) for h in AUDIT_HEADER))
+        hide = _without_codes(invites)
         for row in rows:
-            writer.writerow(
-                text_cells(
-                    [
-                        _local(row.at),
-                        _actor(t, row, members),
-                        row.action,
-                        f"{row.entity}:{row.entity_id}",
-                        units.get(row.unit_id, "") if row.unit_id else "",
-                        row.old_json or "",
-                        row.new_json or "",
-                    ]
-                )
+            entity_id = (
+                str(invites[row.entity_id]) if row.entity == "invite" and row.entity_id in invites else None
             )
+            cells = [
+                _local(row.at),
+                _actor(t, row, members),
+                row.action,
+                f"{row.entity}:{entity_id or row.entity_id}",
+                units.get(row.unit_id, "") if row.unit_id else "",
+                row.old_json or "",
+                row.new_json or "",
+            ]
+            writer.writerow(text_cells(hide(c) for c in cells))
     return len(rows)

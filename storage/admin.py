@@ -233,12 +233,19 @@ def create_invite(
             operator=created_by,
             action="invite.create",
             entity="invite",
-            entity_id=invite.code,
+            entity_id=str(invite.id),
             unit_id=unit.id,
-            new_json=json.dumps({"role": role, "expires_at": invite.expires_at.isoformat()}),
+            new_json=json.dumps(
+                {"role": role, "expires_at": invite.expires_at.isoformat(), "code": masked_code(invite.code)}
+            ),
         )
     )
     return invite
+
+
+def masked_code(code: str) -> str:
+    """An invite code as records and lists show it once it must not be usable: "AB******"."""
+    return code[:2] + "*" * max(len(code) - 2, 0)
 
 
 @dataclass(frozen=True)

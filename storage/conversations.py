@@ -48,6 +48,7 @@ from flows.model import (
 from scoring.answers import decode_value, encode_value
 from scoring.model import AnswerValue, Framework, Indicator
 from storage import appraisal
+from storage.admin import masked_code
 from storage.models import (
     AnswerRevision,
     Assessment,
@@ -435,6 +436,7 @@ class Joining:
     (storage/group_commit.py) so that the join and the first question share one transaction."""
 
     invite_code: str
+    invite_id: int
     role: Role
     unit_id: int
     unit_code: str
@@ -727,7 +729,7 @@ def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
     snap = loaded.snapshot
     conn = s.connection()
     invite = conn.execute(
-        sa.select(_INVITE.c.code, _INVITE.c.unit_id, _INVITE.c.role, _INVITE.c.used_at).where(
+        sa.select(_INVITE.c.id, _INVITE.c.code, _INVITE.c.unit_id, _INVITE.c.role, _INVITE.c.used_at).where(
             _INVITE.c.code == event.invite_code
         )
     ).first()
@@ -741,7 +743,7 @@ def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
     if claimed.rowcount != 1:
         raise InviteTaken(event.invite_code)
     conn.execute(_JOIN_ATTEMPT.insert(), join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
-    _audit(s, join_audit_row(now, loaded, member_id, invite.unit_id, invite.role, invite.code))
+    _audit(s, join_audit_row(now, loaded, member_id, invite.unit_id, invite.role, invite.id, invite.code))
     return member_id
 
 
@@ -778,9 +780,10 @@ def join_attempt_row(channel: str, chat_id: str, now: dt.datetime, ok: bool) -> 
 
 
 def join_audit_row(
-    now: dt.datetime, loaded: Loaded, member_id: int, unit_id: int, role: str, code: str
+    now: dt.datetime, loaded: Loaded, member_id: int, unit_id: int, role: str, invite_id: int, code: str
 ) -> dict[str, object]:
-    new = {"unit_id": unit_id, "role": role, "invite": code}
+    """The join as the audit trail keeps it: the invite by its id, its code masked (never usable)."""
+    new = {"unit_id": unit_id, "role": role, "invite": invite_id, "code": masked_code(code)}
     return audit_row(
         now, loaded, "member.join", "member", str(member_id), None, new, member_id=member_id, unit_id=unit_id
     )

@@ -145,6 +145,7 @@ _BOUND = sa.select(_MEMBER.c.channel, _MEMBER.c.chat_id).where(
 )
 # The invites named by joining chats, with their units.
 _INVITES = sa.select(
+    _INVITE.c.id,
     _INVITE.c.code,
     _INVITE.c.role,
     _INVITE.c.expires_at,
@@ -429,6 +430,7 @@ def _loaded(
     snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
     joining = Joining(
         row.code,
+        row.id,
         Role(row.role),
         row.unit_id,
         row.unit_code,
@@ -540,7 +542,9 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                 members.append({**row, "id": member_id})
             attempts.append(join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
             audits.append(
-                join_audit_row(now, before, member_id, join.unit_id, join.role.value, join.invite_code)
+                join_audit_row(
+                    now, before, member_id, join.unit_id, join.role.value, join.invite_id, join.invite_code
+                )
             )
         for event in w.decision.events:
             assert assessment_id is not None and loaded.latest is not None

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from sqlmodel import col, select
 
 from bot.catalog import load_path
 from bot.cli import main
 from bot.sheets import text_cell
+from flows.model import Inbound, InboundKind
 from storage.db import Database
+from storage.models import Invite, Member
 from tests.e2e_support import Province
 from tests.test_appraisal_e2e import DATA, join, province, review
 
@@ -170,3 +174,106 @@ def test_a_framework_export_has_no_formula(tmp_path: Path, suffix: str) -> None:
     one, two = imported.indicator("1.1"), imported.indicator("1.2")
     assert one is not None and one.text == '=HYPERLINK("http://evil") hộ có cáp quang'
     assert two is not None and two.evidence.description == "-Kế hoạch."
+
+
+# -- issue 20.10: no export holds an invite code that could join --------------------------------------------
+
+
+def test_no_export_holds_a_usable_invite_code(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(DATA))
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    p = province(db, tmp_path)
+    monkeypatch.setenv("DTI_EVIDENCE_DIR", str(p.store.root))
+    unused = {
+        run("invite", "create", "--unit", unit, "--role", role)[1].strip()
+        for unit, role in (
+            ("70", "reviewer"),
+            ("701", "reviewer"),
+            ("70101", "leader"),
+            ("70102", "respondent"),
+        )
+    }
+    commune = join(p, "c70101", "70101", "respondent")  # used through the chat
+    commune.say("100", f"/file {p.files}/bc.pdf", "#1")
+    assert run("results", "compute")[0] == 0
+    with db.session() as s:
+        invites = {i.code: i for i in s.exec(select(Invite))}
+    assert unused <= set(invites) and len(invites) == 5
+
+    exports = {
+        "audit.csv": ("export", "audit"),
+        "results.xlsx": ("export", "results"),
+        "70101.zip": ("export", "evidence", "--unit", "70101"),
+    }
+    text = ""
+    for name, argv in exports.items():
+        code, _, err = run(*argv, "--out", str(tmp_path / name))
+        assert code == 0, err
+        text += "\n" + everything_in(tmp_path / name)
+    for code in invites:
+        assert code not in text.upper(), code  # not a single code, used or not
+
+    audit = list(csv.reader(io.StringIO((tmp_path / "audit.csv").read_text(encoding="utf-8-sig"))))
+    created = [row for row in audit if row[2] == "invite.create"]
+    assert sorted(row[3] for row in created) == sorted(f"invite:{i.id}" for i in invites.values())
+    for row in created:
+        invite = next(i for i in invites.values() if f"invite:{i.id}" == row[3])
+        assert f'"code": "{invite.code[:2]}******"' in row[6]
+    joined = next(row for row in audit if row[2] == "member.join")
+    used = next(i for i in invites.values() if i.used_at is not None)
+    assert f'"invite": {used.id}' in joined[6] and f"{used.code[:2]}******" in joined[6]
+
+    # whatever looks like a code in an export, none of it joins anyone to anything
+    service = p.service()
+    tokens = sorted({t.upper() for t in re.findall(r"[A-Za-z0-9]{6,16}", text)})
+    assert tokens
+    for n, token in enumerate(tokens):
+        service.handle("console", f"outsider{n}", None, Inbound(InboundKind.TEXT, text=f"/start {token}"))
+    with db.session() as s:
+        assert not s.exec(select(Member).where(col(Member.chat_id).startswith("outsider"))).all()
+
+
+def everything_in(path: Path) -> str:
+    """All the text of an export: a csv as is, a zip's or workbook's every member, unpacked."""
+    if path.suffix == ".csv":
+        return path.read_text(encoding="utf-8-sig")
+    with zipfile.ZipFile(path) as z:
+        return "\n".join(z.read(n).decode("utf-8", errors="replace") for n in z.namelist())
+
+
+def test_codes_recorded_before_the_fix_are_masked_in_the_export(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit rows written by earlier versions named invites by their code: the export hides them."""
+    import datetime as dt
+
+    from storage.models import AuditLog
+
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(DATA))
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    province(db, tmp_path)
+    code = run("invite", "create", "--unit", "701", "--role", "reviewer")[1].strip()
+    with db.session() as s:
+        invite = s.exec(select(Invite).where(Invite.code == code)).one()
+        at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+        s.add(
+            AuditLog(at=at, action="invite.create", entity="invite", entity_id=code, new_json='{"role": "x"}')
+        )
+        s.add(
+            AuditLog(
+                at=at,
+                action="member.join",
+                entity="member",
+                entity_id="9",
+                new_json=f'{{"invite": "{code}"}}',
+            )
+        )
+    out = tmp_path / "audit.csv"
+    assert run("export", "audit", "--out", str(out))[0] == 0
+    text = out.read_text(encoding="utf-8-sig")
+    assert code not in text.upper()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert sum(1 for row in rows if row[3] == f"invite:{invite.id}") == 2
+    assert f'{{"invite": "#{invite.id} {code[:2]}******"}}' in [row[6] for row in rows]

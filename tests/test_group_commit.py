@@ -234,7 +234,8 @@ def stored(db: Database, run: str) -> dict[str, Any]:
                 return a.entity_id.split(":")[1][1:], a.new_json
             if a.action != "member.join":
                 return a.entity_id, a.new_json
-            return chat_of[int(a.entity_id)], json.dumps({**new, "unit_id": None, "invite": None})
+            ids = {"unit_id": None, "invite": None, "code": None}
+            return chat_of[int(a.entity_id)], json.dumps({**new, **ids})
 
         out["audit"] = [
             (
