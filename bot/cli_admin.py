@@ -22,17 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import exc as sa_exc
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
 from bot.channels.zalo import ZaloConfig
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
+from bot.render.reply import CHANNEL_ESCAPES
 from bot.results import NothingComputed, compute, publish_results
 from bot.scheduler import ReminderScheduler
-from bot.service import Service, utc_now
+from bot.service import Service, render_payload, utc_now
 from bot.sheets import SheetError, read_rows
+from flows.engine import join_code
+from flows.model import Reply, msg
 from flows.reminders import Policy
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
@@ -44,12 +47,18 @@ from storage.admin import (
     create_invite,
     extend_deadline,
     import_units,
+    list_invites,
+    list_members,
     list_periods,
     list_units,
+    masked_code,
     open_period,
     period_by_ref,
     period_extensions,
+    remove_member,
+    revoke_invite,
 )
+from storage.conversations import queue_replies
 from storage.db import DATABASE_URL_ENV, Database, NotMigrated, database_url, sqlite_file
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.held import held_count
@@ -414,6 +423,134 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+_ROLE_KEYS = {
+    "respondent": N_("role.respondent"),
+    "leader": N_("role.leader"),
+    "reviewer": N_("role.reviewer"),
+    "admin": N_("role.admin"),
+}
+_INVITE_STATE_KEYS = {
+    "unused": N_("invite.state.unused"),
+    "used": N_("invite.state.used"),
+    "revoked": N_("invite.state.revoked"),
+    "expired": N_("invite.state.expired"),
+}
+
+
+_INVITE_COLUMNS = (
+    N_("invites.col.id"),
+    N_("invites.col.code"),
+    N_("invites.col.unit"),
+    N_("invites.col.role"),
+    N_("invites.col.expires"),
+    N_("invites.col.state"),
+    N_("invites.col.by"),
+)
+_MEMBER_COLUMNS = (
+    N_("members.col.id"),
+    N_("members.col.unit"),
+    N_("members.col.role"),
+    N_("members.col.chat"),
+    N_("members.col.name"),
+    N_("members.col.joined"),
+    N_("members.col.state"),
+)
+
+
+def cmd_invite_list(ctx: Context, args: argparse.Namespace) -> int:
+    """Every invite with its unit, role, expiry and state; the code in full only while it can still be
+    handed out (unused), masked once used, revoked or expired."""
+    t = ctx.t
+    now = utc_now()
+    with database(ctx) as db, db.session() as s:
+        try:
+            invites = list_invites(s, args.unit)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    table = [[t(label) for label in _INVITE_COLUMNS]]
+    for row in invites:
+        invite, state = row.invite, row.state(now)
+        table.append(
+            [
+                str(invite.id),
+                invite.code if state == "unused" else masked_code(invite.code),
+                f"{row.unit.code} {row.unit.name}",
+                t(_ROLE_KEYS.get(invite.role, invite.role)),
+                _local(invite.expires_at),
+                t(_INVITE_STATE_KEYS[state]),
+                invite.created_by or "—",
+            ]
+        )
+    ctx.table(table)
+    return 0
+
+
+def cmd_invite_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    code = join_code(args.code) or args.code.strip().upper()
+    with database(ctx) as db:
+        try:
+            with db.session() as s:
+                row = revoke_invite(s, code, utc_now(), operator(args))
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    role = ctx.t(_ROLE_KEYS.get(row.invite.role, row.invite.role))
+    ctx.say(ctx.t("cli.invite_revoked", code=code, unit=f"{row.unit.code} {row.unit.name}", role=role))
+    return 0
+
+
+def _member_state(t: Translator, member: Member) -> str:
+    if member.removed_at is not None:
+        return t("member.state.removed", at=_local(member.removed_at))
+    if member.blocked_at is not None:
+        return t("member.state.blocked")
+    return t("member.state.paused") if member.paused_reminders else t("member.state.active")
+
+
+def cmd_member_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        try:
+            members = list_members(s, args.unit, removed=args.removed)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    table = [[t(label) for label in _MEMBER_COLUMNS]]
+    for row in members:
+        m = row.member
+        table.append(
+            [
+                str(m.id),
+                f"{row.unit.code} {row.unit.name}",
+                t(_ROLE_KEYS.get(m.role, m.role)),
+                f"{m.channel}:{m.chat_id}",
+                m.display_name or "—",
+                _local(m.created_at),
+                _member_state(t, m),
+            ]
+        )
+    ctx.table(table)
+    return 0
+
+
+def cmd_member_remove(ctx: Context, args: argparse.Namespace) -> int:
+    """Remove a member: its chat is told (through the outbox, in its language) and from its next
+    message on is a stranger's chat, asked for an invite code."""
+    t = ctx.t
+    with database(ctx) as db:
+        try:
+            with db.session() as s:
+                now = utc_now()
+                row = remove_member(s, args.id, now, operator(args))
+                m = row.member
+                told = Reply((msg(N_("member.removed"), unit=row.unit.name),))
+                payload = render_payload(told, m.language, CHANNEL_ESCAPES.get(m.channel, str))
+                queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    role = t(_ROLE_KEYS.get(m.role, m.role))
+    ctx.say(t("cli.member_removed", id=m.id, chat=f"{m.channel}:{m.chat_id}", unit=row.unit.name, role=role))
+    return 0
+
+
 def _local(value: dt.datetime) -> str:
     return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M")
 
@@ -539,7 +676,11 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
                     operator=operator(args),
                 )
             joined = s.exec(
-                select(Member).where(Member.channel == "console", Member.chat_id == args.chat_id)
+                select(Member).where(
+                    Member.channel == "console",
+                    Member.chat_id == args.chat_id,
+                    col(Member.removed_at).is_(None),
+                )
             ).first()
             by = operator(args)
             fortnight = dt.timedelta(days=14)
@@ -888,6 +1029,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     ic.add_argument("--role", required=True, choices=ROLES)
     ic.add_argument("--days", type=int, default=14)
     ic.set_defaults(func=cmd_invite_create)
+    il = isub.add_parser("list", help=t("cli.help.invite_list"))
+    il.add_argument("--unit", metavar="CODE")
+    il.set_defaults(func=cmd_invite_list)
+    ir = isub.add_parser("revoke", help=t("cli.help.invite_revoke"))
+    ir.add_argument("code", metavar="CODE")
+    ir.set_defaults(func=cmd_invite_revoke)
+
+    member = sub.add_parser("member", help=t("cli.help.member"))
+    msub = member.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ml = msub.add_parser("list", help=t("cli.help.member_list"))
+    ml.add_argument("--unit", metavar="CODE")
+    ml.add_argument("--removed", action="store_true", help=t("cli.help.member_removed"))
+    ml.set_defaults(func=cmd_member_list)
+    mr = msub.add_parser("remove", help=t("cli.help.member_remove"))
+    mr.add_argument("id", type=int, metavar="ID")
+    mr.set_defaults(func=cmd_member_remove)
 
     st = sub.add_parser("status", help=t("cli.help.status"))
     st.add_argument("--period", metavar="P")

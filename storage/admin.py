@@ -248,6 +248,107 @@ def masked_code(code: str) -> str:
     return code[:2] + "*" * max(len(code) - 2, 0)
 
 
+INVITE_STATES = ("unused", "used", "revoked", "expired")
+
+
+@dataclass(frozen=True)
+class InviteListing:
+    invite: Invite
+    unit: Unit
+
+    def state(self, now: dt.datetime) -> str:
+        """One of `INVITE_STATES`: only an unused invite can still join someone."""
+        if self.invite.revoked_at is not None:
+            return "revoked"
+        if self.invite.used_at is not None:
+            return "used"
+        return "expired" if self.invite.expires_at <= now else "unused"
+
+
+def list_invites(s: Session, unit_code: str | None = None) -> list[InviteListing]:
+    query = select(Invite, Unit).join(Unit, col(Unit.id) == col(Invite.unit_id)).order_by(col(Invite.id))
+    if unit_code is not None:
+        query = query.where(Unit.id == unit_by_code(s, unit_code).id)
+    return [InviteListing(invite, unit) for invite, unit in s.exec(query)]
+
+
+def revoke_invite(s: Session, code: str, now: dt.datetime, operator: str | None = None) -> InviteListing:
+    """Withdraw an invite nobody used: from now on it joins no one (the chat is told it is unknown)."""
+    found = s.exec(
+        select(Invite, Unit).join(Unit, col(Unit.id) == col(Invite.unit_id)).where(Invite.code == code)
+    )
+    row = found.first()
+    if row is None:
+        raise AdminError(N_("admin.invite_unknown"), code=code)
+    invite, unit = row
+    if invite.revoked_at is not None:
+        raise AdminError(N_("admin.invite_revoked"), code=code, at=invite.revoked_at)
+    if invite.used_at is not None:
+        raise AdminError(N_("admin.invite_used"), code=code, member=invite.used_by_member_id or "-")
+    invite.revoked_at = now
+    s.add(invite)
+    s.add(
+        AuditLog(
+            at=now,
+            operator=operator,
+            action="invite.revoke",
+            entity="invite",
+            entity_id=str(invite.id),
+            unit_id=unit.id,
+            new_json=json.dumps({"role": invite.role, "code": masked_code(invite.code)}),
+        )
+    )
+    s.flush()
+    return InviteListing(invite, unit)
+
+
+@dataclass(frozen=True)
+class MemberListing:
+    member: Member
+    unit: Unit
+
+
+def list_members(s: Session, unit_code: str | None = None, removed: bool = False) -> list[MemberListing]:
+    """The members (of a unit), those an operator removed only when asked for."""
+    query = select(Member, Unit).join(Unit, col(Unit.id) == col(Member.unit_id)).order_by(col(Member.id))
+    if unit_code is not None:
+        query = query.where(Unit.id == unit_by_code(s, unit_code).id)
+    if not removed:
+        query = query.where(col(Member.removed_at).is_(None))
+    return [MemberListing(member, unit) for member, unit in s.exec(query)]
+
+
+def remove_member(s: Session, member_id: int, now: dt.datetime, operator: str | None = None) -> MemberListing:
+    """Unbind a member from its chat for good: the chat's next message is a stranger's (it can join
+    again with a new invite); what the member answered and sent stays, and so does the row."""
+    row = s.exec(
+        select(Member, Unit).join(Unit, col(Unit.id) == col(Member.unit_id)).where(Member.id == member_id)
+    ).first()
+    if row is None:
+        raise AdminError(N_("admin.member_unknown"), id=member_id)
+    member, unit = row
+    if member.removed_at is not None:
+        raise AdminError(N_("admin.member_removed"), id=member_id, at=member.removed_at)
+    member.removed_at = now
+    s.add(member)
+    s.add(
+        AuditLog(
+            at=now,
+            operator=operator,
+            action="member.remove",
+            entity="member",
+            entity_id=str(member.id),
+            unit_id=unit.id,
+            old_json=json.dumps(
+                {"unit": unit.code, "role": member.role, "chat": f"{member.channel}:{member.chat_id}"},
+                ensure_ascii=False,
+            ),
+        )
+    )
+    s.flush()
+    return MemberListing(member, unit)
+
+
 @dataclass(frozen=True)
 class UnitProgress:
     code: str
@@ -288,7 +389,13 @@ def progress(s: Session, period: Period, level: str | None = None) -> list[UnitP
         .distinct()
     ):
         evidence.setdefault(aid, set()).add(code)
-    members = dict(s.exec(select(Member.unit_id, func.count()).group_by(col(Member.unit_id))).all())
+    members = dict(
+        s.exec(
+            select(Member.unit_id, func.count())
+            .where(col(Member.removed_at).is_(None))
+            .group_by(col(Member.unit_id))
+        ).all()
+    )
     rows = []
     for unit in units:
         assert unit.id is not None

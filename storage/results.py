@@ -175,6 +175,7 @@ def unit_recipients(s: Session, unit_id: int) -> list[Member]:
                 Member.unit_id == unit_id,
                 col(Member.role).in_(("respondent", "leader")),
                 col(Member.blocked_at).is_(None),
+                col(Member.removed_at).is_(None),
             )
             .order_by(col(Member.id))
         )

@@ -16,9 +16,10 @@ import pytest
 from sqlmodel import col, select
 
 from bot.cli import main
+from flows.model import Inbound, InboundKind
 from scoring.answers import VIETNAM_TZ
 from storage.db import Database
-from storage.models import Assessment, AuditLog, Unit
+from storage.models import Assessment, AuditLog, Member, Unit
 from tests.e2e_support import UNITS, Province, make_province
 
 DTIBOT = str(Path(sys.executable).parent / "dtibot")
@@ -97,6 +98,10 @@ READ_COMMANDS = [
     ("period", "show"),
     ("period", "list"),
     ("units", "list"),
+    ("invite", "list"),
+    ("member", "list"),
+    ("member", "remove", "1"),
+    ("invite", "revoke", "AB12CD34"),
     ("remind", "--dry-run"),
     ("results", "compute"),
     ("export", "audit", "--out", "{tmp}/audit.csv"),
@@ -456,3 +461,145 @@ def test_zalo_token_refuses_anything_but_a_pair(
     assert code == 2 and out == ""
     assert "ZALO_ACCESS_TOKEN" in err and "ACCESS" in err
     assert stored_token(db) is None
+
+
+# -- issue 20.13: invites listed and revoked; members listed and removed ------------------------------------
+
+
+def invite_rows(out: str) -> dict[str, list[str]]:
+    """`invite list` rows by invite id."""
+    return {line.split()[0]: line.split("  ") for line in out.splitlines()[1:]}
+
+
+def test_invites_are_listed_and_revoked(province: Province) -> None:
+    unused = run("invite", "create", "--unit", "25840", "--role", "respondent")[1].strip()
+    used = run("invite", "create", "--unit", "25840", "--role", "leader")[1].strip()
+    spare = run("invite", "create", "--unit", "25843", "--role", "respondent")[1].strip()
+    expired = run("invite", "create", "--unit", "25843", "--role", "leader", "--days", "0")[1].strip()
+    province.chat("c1")[0].run([], join=used)
+
+    code, out, err = run("invite", "list")
+    assert code == 0, err
+    assert unused in out and spare in out  # an operator can hand these out
+    assert used not in out and f"{used[:2]}******" in out and expired not in out
+    lines = {line.split()[1]: line for line in out.splitlines()[1:]}
+    assert "chưa dùng" in lines[unused] and "Xã An Bình" in lines[unused] and "người trả lời" in lines[unused]
+    assert "đã dùng" in lines[f"{used[:2]}******"] and "lãnh đạo" in lines[f"{used[:2]}******"]
+    assert "hết hạn" in lines[f"{expired[:2]}******"]
+    code, out, _ = run("invite", "list", "--unit", "25843")
+    assert spare in out and unused not in out
+
+    code, out, err = run("invite", "revoke", spare.lower())  # typed as it was read aloud
+    assert code == 0, err and spare in out
+    code, out, _ = run("invite", "list", "--unit", "25843")
+    assert spare not in out and "đã thu hồi" in out
+    code, _, err = run("invite", "revoke", spare)
+    assert code == 2 and "đã được thu hồi" in err
+    code, _, err = run("invite", "revoke", used)
+    assert code == 2 and "đã được dùng" in err and "dtibot member remove" in err
+    code, _, err = run("invite", "revoke", "ZZZZ9999")
+    assert code == 2 and "ZZZZ9999" in err
+
+    outsider, said = province.chat("outsider")
+    outsider.run([], join=spare)  # a revoked invite joins no one
+    assert "không đúng" in said.getvalue() and "Đã liên kết" not in said.getvalue()
+    revoked = [r for r in audit(province.db) if r.action == "invite.revoke"]
+    assert len(revoked) == 1 and revoked[0].operator == "vanhanh" and spare not in (revoked[0].new_json or "")
+
+
+def test_a_revoked_invite_is_refused_by_group_commit_too(province: Province) -> None:
+    from bot.service import Service
+
+    codes = [
+        run("invite", "create", "--unit", u, "--role", "respondent")[1].strip() for u in ("25840", "25843")
+    ]
+    assert run("invite", "revoke", codes[0])[0] == 0
+    svc = Service(province.db, clock=province.clock)
+    svc.handle_batch(
+        [
+            ("telegram", f"g{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {c}"), ())
+            for n, c in enumerate(codes)
+        ]
+    )
+    assert [m.chat_id for m in members(province)] == ["g1"]
+
+
+def members(p: Province) -> list[Member]:
+    with p.db.session() as s:
+        return list(s.exec(select(Member).where(col(Member.removed_at).is_(None)).order_by(col(Member.id))))
+
+
+def test_a_removed_member_is_told_and_can_no_longer_answer(province: Province) -> None:
+    p = province
+    respondent, said = p.chat("c1")
+    respondent.run(["70,4"], join=p.invite("25840", "respondent"))
+    leader, _ = p.chat("c2")
+    leader.run([], join=p.invite("25840", "leader"))
+    other, _ = p.chat("c3")
+    other.run([], join=p.invite("25843", "respondent"))
+    ids = {m.chat_id: m.id for m in members(p)}
+
+    code, out, err = run("member", "list")
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {str(i) for i in ids.values()}
+    assert "console:c1" in rows[str(ids["c1"])] and "người trả lời" in rows[str(ids["c1"])]
+    assert "Xã An Bình" in rows[str(ids["c2"])] and "lãnh đạo" in rows[str(ids["c2"])]
+    code, out, _ = run("member", "list", "--unit", "25843")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [str(ids["c3"])]
+
+    code, out, err = run("member", "remove", str(ids["c1"]))
+    assert code == 0, err
+    assert "console:c1" in out and "Xã An Bình" in out
+    respondent.deliver()  # the chat is told, in its language
+    assert "đã gỡ" in said.getvalue() and "mã mời mới" in said.getvalue()
+    before = len(p.revisions("25840"))
+    respondent.send(Inbound(InboundKind.TEXT, text="50"))  # the next message: as an unbound chat
+    assert "hãy gửi mã mời" in said.getvalue().rsplit("> ", 1)[-1]
+    assert len(p.revisions("25840")) == before
+    code, out, _ = run("member", "list")
+    assert str(ids["c1"]) not in [line.split()[0] for line in out.splitlines()[1:]]
+    code, out, _ = run("member", "list", "--removed")
+    assert "đã gỡ" in next(line for line in out.splitlines() if line.startswith(str(ids["c1"])))
+    code, _, err = run("member", "remove", str(ids["c1"]))
+    assert code == 2 and "đã được gỡ" in err
+    code, _, err = run("member", "remove", "999")
+    assert code == 2 and "999" in err
+    removed = [r for r in audit(p.db) if r.action == "member.remove"]
+    assert len(removed) == 1 and removed[0].operator == "vanhanh" and removed[0].entity_id == str(ids["c1"])
+
+    code, out, _ = run("remind", "--dry-run", "--at", "14/01/2027 08:30")  # no reminders for it either
+    assert "console:c1 " not in out and "console:c2 " in out
+
+    # a removed chat can join again with a new invite, as anyone else
+    respondent.run([], join=p.invite("25843", "leader"))
+    assert "Đã liên kết với Xã Hòa Thành" in said.getvalue()
+    assert {m.chat_id: m.unit_id for m in members(p)}["c1"] != ids["c2"]
+
+
+def test_a_removed_member_can_no_longer_answer_through_group_commit(province: Province) -> None:
+    from bot.service import Service
+
+    p = province
+    svc = Service(p.db, clock=p.clock)
+    codes = [p.invite("25840", "respondent"), p.invite("25843", "respondent")]
+    svc.handle_batch(
+        [
+            ("telegram", f"g{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {c}"), ())
+            for n, c in enumerate(codes)
+        ]
+    )
+    removed = next(m for m in members(p) if m.chat_id == "g0")
+    assert run("member", "remove", str(removed.id))[0] == 0
+    svc.handle_batch(
+        [("telegram", f"g{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text="50"), ()) for n in range(2)]
+    )
+    assert p.revisions("25840") == [] and len(p.revisions("25843")) == 1
+    again = [p.invite("25840", "leader"), p.invite("25843", "leader")]
+    svc.handle_batch(
+        [
+            ("telegram", "g0", "rejoin", Inbound(InboundKind.TEXT, text=f"/start {again[0]}"), ()),
+            ("telegram", "g9", "join-9", Inbound(InboundKind.TEXT, text=f"/start {again[1]}"), ()),
+        ]
+    )
+    assert {m.chat_id: m.role for m in members(p)} == {"g0": "leader", "g1": "respondent", "g9": "leader"}
