@@ -30,7 +30,7 @@ from bot.channels.zalo import ZaloConfig
 from bot.i18n import Translator
 from bot.render.labels import LEVEL
 from bot.render.reply import CHANNEL_ESCAPES
-from bot.results import NothingComputed, compute, publish_results
+from bot.results import NothingComputed, Premature, compute, premature, publish_results
 from bot.scheduler import ReminderScheduler
 from bot.service import Service, render_payload, utc_now
 from bot.sheets import SheetError, read_rows
@@ -838,15 +838,34 @@ def cmd_results_compute(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_results_publish(ctx: Context, args: argparse.Namespace) -> int:
+    """Publish the computed results: refused before the appraisal deadline or while appraisals are
+    open, unless --force, which first says what publishing now does (who gets 0 and why)."""
     t = ctx.t
     with database(ctx) as db:
         period = _period(ctx, db, args.period)
         try:
-            publication, messages = publish_results(db, period, operator(args))
+            early = premature(db, period)
+            if early and not args.force:
+                ctx.fail(*_premature_lines(t, early), t("cli.publish_refused"))
+            for line in _premature_lines(t, early):
+                ctx.say(line)
+            done = publish_results(db, period, operator(args))
         except NothingComputed:
             ctx.fail(t("cli.results_not_computed", period=period.id))
-    ctx.say(t("cli.results_published", id=publication, messages=messages))
+    ctx.say(t("cli.results_published", id=done.id, messages=done.messages, unchanged=done.unchanged))
     return 0
+
+
+def _premature_lines(t: Translator, early: Premature) -> list[str]:
+    lines = []
+    if early.appraisal_due is not None:
+        lines.append(t("cli.publish_before_deadline", due=_local(early.appraisal_due)))
+    if early.open_units:
+        lines.append(t("cli.publish_open_units", count=len(early.open_units)))
+        lines += [
+            f"  {code} {name} ({t(_STATUS_KEYS[state or 'draft'])})" for code, name, state in early.open_units
+        ]
+    return lines
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
@@ -858,7 +877,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
         period = _period(ctx, db, args.period)
         try:
             if args.what == "results":
-                count = results_workbook(db, period, out, t)
+                count = results_workbook(db, period, out, t)  # NothingComputed before `results compute`
             elif args.what == "evidence":
                 if not args.unit:
                     ctx.fail(t("cli.export_unit_required"))
@@ -867,6 +886,8 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 count = audit_csv(db, period, out, t)
         except OSError as exc:
             ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
+        except NothingComputed:
+            ctx.fail(t("cli.results_not_computed", period=period.id))
     ctx.say(t("cli.exported", path=str(out), count=count))
     return 0
 
@@ -1062,6 +1083,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     rc.set_defaults(func=cmd_results_compute)
     rp = ressub.add_parser("publish", help=t("cli.help.results_publish"))
     rp.add_argument("--period", metavar="P")
+    rp.add_argument("--force", action="store_true", help=t("cli.help.publish_force"))
     rp.set_defaults(func=cmd_results_publish)
 
     export = sub.add_parser("export", help=t("cli.help.export"))

@@ -27,6 +27,7 @@ from sqlmodel import select
 from bot import catalog
 from bot.i18n import Translator
 from bot.render.labels import LEVEL, STATUS
+from bot.results import NothingComputed
 from bot.sheets import text_cell, text_cells
 from scoring.answers import VIETNAM_TZ
 from scoring.engine import Status
@@ -71,11 +72,14 @@ def _sheet(wb: Workbook, title: str, header: list[str], rows: Iterable[list[Any]
 
 
 def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> int:
-    """Write the workbook; returns the number of units."""
+    """Write the workbook of the computed results (`NothingComputed` if there are none yet);
+    returns the number of units."""
     assert period.id is not None
     framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
     with db.session() as s:
         rows = computed(s, period.id)
+        if not rows:  # an empty workbook would look like a period without units
+            raise NothingComputed(period.id)
         comments = decision_comments(s, period.id)
         evidence = evidence_index(s, period.id)
         codes = {u.code: u.id for u in s.exec(select(Unit))}

@@ -167,6 +167,11 @@ def published_units(s: Session, period_id: int) -> set[str]:
     return {u["code"] for u in json.loads(pub.data_json)["units"] if u["appraised"]}
 
 
+def assessment_statuses(s: Session, period_id: int) -> dict[int, str]:
+    """unit id → the state of its assessment in the period (units that never started have none)."""
+    return {a.unit_id: a.status for a in s.exec(select(Assessment).where(Assessment.period_id == period_id))}
+
+
 def unit_recipients(s: Session, unit_id: int) -> list[Member]:
     return list(
         s.exec(

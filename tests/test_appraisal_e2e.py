@@ -248,7 +248,9 @@ def test_a_province_from_self_assessment_to_publication(
     monkeypatch.setenv("DTI_DATABASE_URL", db.url)
     out, err = io.StringIO(), io.StringIO()
     assert cli_main(["results", "compute"], out, err) == 0, err.getvalue()
-    assert cli_main(["results", "publish"], out, err) == 0, err.getvalue()
+    assert cli_main(["results", "publish"], out, err) == 2  # 70301 and 70304 were not appraised
+    assert "70301 Xã 70301 (đã nộp)" in err.getvalue() and "70304 Xã 70304 (đang làm)" in err.getvalue()
+    assert cli_main(["results", "publish", "--force"], out, err) == 0, err.getvalue()
     from bot.results import published
     from storage.admin import period_by_ref
 

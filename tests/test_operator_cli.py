@@ -82,7 +82,7 @@ def test_status_shows_every_assessment_state(province: Province, status: str, la
 def test_status_shows_published_results(province: Province) -> None:
     set_status(province, "25840", "appraised")
     assert run("results", "compute")[0] == 0
-    code, _, err = run("results", "publish")
+    code, _, err = run("results", "publish", "--force")  # 25843 is counted 0
     assert code == 0, err
     code, out, err = run("--lang", "en", "status")
     assert code == 0, err
@@ -603,3 +603,86 @@ def test_a_removed_member_can_no_longer_answer_through_group_commit(province: Pr
         ]
     )
     assert {m.chat_id: m.role for m in members(p)} == {"g0": "leader", "g1": "respondent", "g9": "leader"}
+
+
+# -- issue 21.13 / 21.14: results are published and exported only when they mean something ---------------
+
+
+def result_messages(p: Province) -> list[tuple[str, str]]:
+    from bot.results import PRIORITY_RESULTS
+    from storage.models import Outbox
+
+    with p.db.session() as s:
+        rows = s.exec(select(Outbox).where(Outbox.priority == PRIORITY_RESULTS).order_by(col(Outbox.id)))
+        return [(o.chat_id, o.payload_json) for o in rows]
+
+
+def publications(p: Province) -> int:
+    from storage.models import Publication
+
+    with p.db.session() as s:
+        return len(s.exec(select(Publication)).all())
+
+
+def set_appraisal_due(p: Province, due: dt.datetime) -> None:
+    from storage.models import Period
+
+    with p.db.session() as s:
+        period = s.exec(select(Period)).one()
+        period.appraisal_due = due
+        s.add(period)
+
+
+def test_export_results_before_compute_is_refused(province: Province, tmp_path: Path) -> None:
+    out = tmp_path / "results.xlsx"
+    code, stdout, err = run("export", "results", "--out", str(out))
+    assert code == 2 and stdout == ""
+    assert "dtibot results compute" in err
+    assert not out.exists()
+    assert run("results", "compute")[0] == 0
+    assert run("export", "results", "--out", str(out))[0] == 0 and out.exists()
+
+
+def test_publish_waits_for_the_appraisal_deadline_and_closed_appraisals(province: Province) -> None:
+    p = province
+    p.chat("c1")[0].run([], join=p.invite("25840", "respondent"))
+    p.chat("c2")[0].run([], join=p.invite("25843", "respondent"))
+    set_status(p, "25840", "appraised")
+    set_status(p, "25843", "submitted")
+    assert run("results", "compute")[0] == 0
+    ahead = dt.datetime.now(VIETNAM_TZ).replace(hour=17, minute=0, second=0, microsecond=0) + dt.timedelta(
+        days=20
+    )
+    set_appraisal_due(p, ahead)
+
+    code, out, err = run("results", "publish")
+    assert code == 2 and out == ""
+    assert f"hạn thẩm định ({ahead:%d/%m/%Y %H:%M})" in err
+    assert "25843 Xã Hòa Thành" in err and "đã nộp" in err and "25840" not in err
+    assert "--force" in err
+    assert publications(p) == 0 and result_messages(p) == []
+
+    set_appraisal_due(p, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    code, _, err = run("results", "publish")  # the deadline passed, but one appraisal is still open
+    assert code == 2 and "25843 Xã Hòa Thành" in err and "hạn thẩm định (" not in err
+    assert publications(p) == 0
+
+    code, out, err = run("results", "publish", "--force")  # says what it does, then does it
+    assert code == 0, err
+    assert "25843 Xã Hòa Thành" in out and "0 điểm" in out
+    assert publications(p) == 1 and sorted(c for c, _ in result_messages(p)) == ["c1", "c2"]
+
+    # published again with nothing changed: nobody is told twice
+    assert run("results", "compute")[0] == 0
+    code, out, err = run("results", "publish", "--force")
+    assert code == 0, err
+    assert publications(p) == 2 and len(result_messages(p)) == 2
+    assert "0 tin nhắn" in out and "2 đơn vị" in out
+
+    # 25843's appraisal closes: only its members are told, and a member who joined since
+    p.chat("c3")[0].run([], join=p.invite("25840", "leader"))
+    set_status(p, "25843", "appraised")
+    assert run("results", "compute")[0] == 0
+    code, out, err = run("results", "publish")  # every appraisal closed, the deadline passed: no --force
+    assert code == 0, err
+    assert sorted(c for c, _ in result_messages(p)[2:]) == ["c2", "c3"]
