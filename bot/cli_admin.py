@@ -28,7 +28,7 @@ from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
 from bot.channels.zalo import ZaloConfig
 from bot.i18n import Translator
-from bot.render.labels import LEVEL
+from bot.render.labels import LEVEL, ROLE
 from bot.render.reply import CHANNEL_ESCAPES
 from bot.results import NothingComputed, Premature, compute, premature, publish_results
 from bot.scheduler import ReminderScheduler
@@ -423,12 +423,6 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-_ROLE_KEYS = {
-    "respondent": N_("role.respondent"),
-    "leader": N_("role.leader"),
-    "reviewer": N_("role.reviewer"),
-    "admin": N_("role.admin"),
-}
 _INVITE_STATE_KEYS = {
     "unused": N_("invite.state.unused"),
     "used": N_("invite.state.used"),
@@ -475,7 +469,7 @@ def cmd_invite_list(ctx: Context, args: argparse.Namespace) -> int:
                 str(invite.id),
                 invite.code if state == "unused" else masked_code(invite.code),
                 f"{row.unit.code} {row.unit.name}",
-                t(_ROLE_KEYS.get(invite.role, invite.role)),
+                t(ROLE.get(invite.role, invite.role)),
                 _local(invite.expires_at),
                 t(_INVITE_STATE_KEYS[state]),
                 invite.created_by or "—",
@@ -493,7 +487,7 @@ def cmd_invite_revoke(ctx: Context, args: argparse.Namespace) -> int:
                 row = revoke_invite(s, code, utc_now(), operator(args))
         except AdminError as exc:
             _admin_error(ctx, exc)
-    role = ctx.t(_ROLE_KEYS.get(row.invite.role, row.invite.role))
+    role = ctx.t(ROLE.get(row.invite.role, row.invite.role))
     ctx.say(ctx.t("cli.invite_revoked", code=code, unit=f"{row.unit.code} {row.unit.name}", role=role))
     return 0
 
@@ -520,7 +514,7 @@ def cmd_member_list(ctx: Context, args: argparse.Namespace) -> int:
             [
                 str(m.id),
                 f"{row.unit.code} {row.unit.name}",
-                t(_ROLE_KEYS.get(m.role, m.role)),
+                t(ROLE.get(m.role, m.role)),
                 f"{m.channel}:{m.chat_id}",
                 m.display_name or "—",
                 _local(m.created_at),
@@ -546,7 +540,7 @@ def cmd_member_remove(ctx: Context, args: argparse.Namespace) -> int:
                 queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
         except AdminError as exc:
             _admin_error(ctx, exc)
-    role = t(_ROLE_KEYS.get(m.role, m.role))
+    role = t(ROLE.get(m.role, m.role))
     ctx.say(t("cli.member_removed", id=m.id, chat=f"{m.channel}:{m.chat_id}", unit=row.unit.name, role=role))
     return 0
 

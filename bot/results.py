@@ -91,7 +91,8 @@ def unit_row(inp: UnitInput, report: Report, claimed: Report, framework: Framewo
                 "code": r.code,
                 "max": plain(r.full_max),
                 "self": plain(round_score(c.score)),
-                "appraised": plain(round_score(r.score)),
+                # a unit whose appraisal is not closed counts 0, indicator by indicator as in total
+                "appraised": plain(round_score(r.score)) if inp.appraised else "0",
                 "status": r.status.value,
             }
             for r, c in zip(report.indicators, claimed.indicators, strict=True)

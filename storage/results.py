@@ -188,6 +188,26 @@ def unit_recipients(s: Session, unit_id: int) -> list[Member]:
 
 
 @dataclass(frozen=True)
+class Person:
+    """A member as records name them: the name if known, role and unit, and the chat account."""
+
+    name: str | None
+    role: str
+    unit_name: str
+    account: str
+
+
+def person(member: Member, unit_name: str) -> Person:
+    return Person(member.display_name, member.role, unit_name, f"{member.channel}:{member.chat_id}")
+
+
+def people(s: Session) -> dict[int, Person]:
+    """Every member, by id, as records name them."""
+    units = {u.id: u.name for u in s.exec(select(Unit))}
+    return {m.id: person(m, units.get(m.unit_id, "")) for m in s.exec(select(Member)) if m.id is not None}
+
+
+@dataclass(frozen=True)
 class EvidenceIndexRow:
     unit_code: str
     unit_name: str
@@ -196,12 +216,14 @@ class EvidenceIndexRow:
     name: str
     sha256: str | None
     size: int | None
-    uploader: str
+    uploader: Person | None
     at: dt.datetime
     late: bool
+    citation_date: dt.date | None
 
 
 def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> list[EvidenceIndexRow]:
+    """The period's evidence (of one unit), by unit code, then indicator code and order of arrival."""
     query = (
         select(EvidenceRow, Unit, Member)
         .join(Assessment, col(Assessment.id) == col(EvidenceRow.assessment_id))
@@ -209,6 +231,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
         .outerjoin(Member, col(Member.id) == col(EvidenceRow.uploader_member_id))
         .where(Assessment.period_id == period_id)
     )
+    unit_names = {u.id: u.name for u in s.exec(select(Unit))}
     if unit_code is not None:
         query = query.where(Unit.code == unit_code)
     rows = []
@@ -220,7 +243,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
             or (f"{ev.citation_number} – {ev.citation_summary}" if ev.citation_number else ev.url)
             or ev.kind
         )
-        uploader = f"{member.channel}:{member.chat_id}" if member is not None else "-"
+        uploader = person(member, unit_names.get(member.unit_id, "")) if member is not None else None
         rows.append(
             EvidenceIndexRow(
                 unit.code,
@@ -233,6 +256,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
                 uploader,
                 ev.created_at,
                 ev.late,
+                ev.citation_date,
             )
         )
     return rows

@@ -26,7 +26,7 @@ from flows.model import Inbound, InboundKind
 from storage.db import Database
 from storage.models import Invite, Member
 from tests.e2e_support import Province
-from tests.test_appraisal_e2e import DATA, join, province, review
+from tests.test_appraisal_e2e import DATA, SCRIPTS, join, province, review, self_assess
 
 # what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
@@ -277,3 +277,85 @@ def test_codes_recorded_before_the_fix_are_masked_in_the_export(
     rows = list(csv.reader(io.StringIO(text)))
     assert sum(1 for row in rows if row[3] == f"invite:{invite.id}") == 2
     assert f'{{"invite": "#{invite.id} {code[:2]}******"}}' in [row[6] for row in rows]
+
+
+# -- issue 21.9: the details agree with the ranking, and say who sent what, when, in the framework's order
+
+
+def test_the_detail_sheet_agrees_with_the_ranking(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit whose appraisal was not closed is ranked with 0: its detail rows give 0 appraised points,
+    and say why, even for indicators a reviewer already accepted."""
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(DATA))
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    p = province(db, tmp_path)
+    reviewer = join(p, "rv701", "701", "reviewer")
+    for code in ("70101", "70102"):
+        self_assess(join(p, f"c{code}", code, "leader"), SCRIPTS[code], submit=True)
+    review(reviewer, "Xã 70101", {}, "🔒 Kết thúc thẩm định")
+    review(reviewer, "Xã 70102", {}, None)  # every indicator accepted, the appraisal left open
+    assert run("results", "compute")[0] == 0
+    out = tmp_path / "results.xlsx"
+    assert run("export", "results", "--out", str(out))[0] == 0
+    ranking, detail, _ = load_workbook(out).worksheets
+    totals = {row[1].value: row[4].value for row in ranking.iter_rows(min_row=2)}
+    rows = [[c.value for c in row] for row in detail.iter_rows(min_row=2)]
+    for unit in ("70101", "70102"):
+        mine = [r for r in rows if r[0] == unit]
+        assert sum(r[6] for r in mine) == pytest.approx(totals[unit])  # appraised points add up to the total
+    open_rows = [r for r in rows if r[0] == "70102"]
+    assert totals["70102"] == 0 and all(r[6] == 0 for r in open_rows)
+    assert all("chưa kết thúc thẩm định" in r[8] for r in open_rows)
+    assert [r[7] for r in open_rows] == [-r[5] for r in open_rows]  # the difference says what is lost
+    assert any(r[5] > 0 for r in open_rows)
+
+
+def test_evidence_is_listed_with_its_sender_date_and_in_the_framework_order(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e_support import answer_for, make_province
+
+    monkeypatch.setenv("DTI_DATABASE_URL", db.url)
+    p = make_province(db, tmp_path)
+    monkeypatch.setenv("DTI_EVIDENCE_DIR", str(p.store.root))
+    fw = load_path(
+        Path(__file__).resolve().parent.parent / "scoring/frameworks/tay-ninh-commune-2025.yaml"
+    ).framework
+    chat, _ = p.chat("c1")
+    chat.run([], join=p.invite("25840", "respondent"))
+    for code, evidence in (
+        ("4.10", f"/file {p.files}/bao-cao.pdf"),
+        ("4.2", "45/QĐ-UBND - 12/03/2025 - Về việc ban hành kế hoạch"),
+        ("1.1", f"/file {p.files}/anh-chup.png"),
+    ):
+        for line in (f"câu {code}", answer_for(fw, code)[0], evidence, "xong"):
+            inbound = chat.inbound_for(line)
+            assert inbound is not None
+            chat.send(inbound)
+    evidence_codes = [e.indicator_code for e in p.evidence("25840")]
+    assert sorted(evidence_codes) == ["1.1", "4.10", "4.2"], evidence_codes
+
+    archive = tmp_path / "25840.zip"
+    assert run("export", "evidence", "--unit", "25840", "--out", str(archive))[0] == 0
+    with zipfile.ZipFile(archive) as z:
+        folders = [n.split("/")[0] for n in z.namelist() if "/" in n]
+        manifest = list(csv.DictReader(io.StringIO(z.read("manifest.csv").decode("utf-8-sig"))))
+    assert folders == ["1.1", "4.10"]  # 4.2 is a citation: no file
+    assert [m["Mã chỉ tiêu"] for m in manifest] == ["1.1", "4.2", "4.10"]
+    cited = next(m for m in manifest if m["Mã chỉ tiêu"] == "4.2")
+    assert cited["Ngày văn bản"] == "12/03/2025"
+    assert all(m["Người gửi"] == "người trả lời · Xã An Bình" for m in manifest)
+    assert all(m["Tài khoản chat"] == "console:c1" for m in manifest)
+
+    assert run("results", "compute")[0] == 0
+    workbook = tmp_path / "results.xlsx"
+    assert run("export", "results", "--out", str(workbook))[0] == 0
+    sheet = load_workbook(workbook).worksheets[2]
+    header = [c.value for c in sheet[1]]
+    rows = [dict(zip(header, (c.value for c in row), strict=True)) for row in sheet.iter_rows(min_row=2)]
+    assert [r["Mã chỉ tiêu"] for r in rows] == ["1.1", "4.2", "4.10"]
+    assert next(r for r in rows if r["Mã chỉ tiêu"] == "4.2")["Ngày văn bản"] == "12/03/2025"
+    assert {(r["Người gửi"], r["Tài khoản chat"]) for r in rows} == {
+        ("người trả lời · Xã An Bình", "console:c1")
+    }
