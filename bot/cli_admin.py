@@ -333,7 +333,8 @@ def cmd_period_show(ctx: Context, args: argparse.Namespace) -> int:
         assert period.id is not None
         policy = Policy.from_json(period.reminder_policy_json)
         key = f"{period.framework_id}@{period.framework_version}"
-        ctx.say(t("cli.period_line", id=period.id, name=period.name, key=key, status=period.status))
+        state = t(_PERIOD_STATES[period.status]) if period.status in _PERIOD_STATES else period.status
+        ctx.say(t("cli.period_line", id=period.id, name=period.name, key=key, status=state))
         for name, label in _DEADLINE_KEYS.items():
             due = getattr(period, name)
             ctx.say(f"  {t(label)}: {_local(due) if due else t('welcome.no_deadline')}")

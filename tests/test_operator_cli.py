@@ -250,6 +250,8 @@ def test_units_and_periods_are_listed(province: Province) -> None:
     row = next(line for line in out.splitlines() if line.split()[0] == "1")
     assert "Kỳ đánh giá 2025" in row and "tay-ninh-commune-2025@2025.1" in row and "đang mở" in row
     assert "15/01/2027 17:00" in row
+    code, out, _ = run("period", "show")
+    assert code == 0 and out.splitlines()[0].endswith("· đang mở")
 
 
 def invite_codes(p: Province) -> list[str]:
