@@ -1,7 +1,8 @@
 """`dtibot`: the command line for operators and provincial staff.
 
 Exit status: 0 done, 2 bad input (a message names the file, the indicator and the problem; nothing
-is printed as if it were a result), 1 an unexpected failure.
+is printed as if it were a result), 1 the database cannot be reached (one line says so) or an
+unexpected failure. Output cut short by its reader (`dtibot status | head`) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+
+from sqlalchemy.exc import DBAPIError
 
 from bot import catalog, cli_admin
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
@@ -47,6 +50,12 @@ class Context:
 
     def fail(self, *lines: str) -> NoReturn:
         raise UsageProblem("\n".join(lines))
+
+    def table(self, rows: Sequence[Sequence[str]]) -> None:
+        """Rows as aligned columns (the first row is the header)."""
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
 
 
 # -- loading inputs ------------------------------------------------------------------------------
@@ -356,9 +365,7 @@ def cmd_rank(ctx: Context, args: argparse.Namespace) -> int:
         if has_district:
             line.insert(2, f"{r.district_rank} ({r.district})" if r.district else "—")
         table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    ctx.table(table)
     if not all(r.appraised for r in rows):
         ctx.say(t("rank.not_appraised_note"))
     return 0
@@ -385,6 +392,7 @@ def _rank_json(row: RankRow, report: Report) -> dict[str, Any]:
 def _parser(t: Translator) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtibot", description=t("cli.help.dtibot"))
     p.add_argument("--lang", choices=LANGUAGES, help=t("cli.help.lang"))
+    p.add_argument("--by", metavar="NAME", help=t("cli.help.by"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fw = sub.add_parser("framework", help=t("cli.help.framework"))
@@ -451,10 +459,22 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     args = _parser(t).parse_args(argv)
     func: Callable[[Context, argparse.Namespace], int] = args.func
     try:
-        return func(ctx, args)
+        code = func(ctx, args)
+        ctx.out.flush()  # a reader that went away is noticed here, not at exit
+        return code
     except UsageProblem as exc:
         print(str(exc), file=ctx.err)
         return 2
+    except DBAPIError as exc:
+        line = cli_admin.unreachable(t, exc)
+        if line is None:
+            raise
+        print(line, file=ctx.err)
+        return 1
+    except BrokenPipeError:
+        if ctx.out is sys.stdout:  # nothing more can be written there, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

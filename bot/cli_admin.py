@@ -9,30 +9,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import getpass
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from sqlmodel import select
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col, select
 
 from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
-from bot.channels.zalo import REAUTHORISE, ZaloConfig
+from bot.channels.zalo import ZaloConfig
 from bot.i18n import Translator
-from bot.render.labels import LEVEL
-from bot.results import NothingComputed, compute, publish_results
+from bot.render.labels import LEVEL, ROLE
+from bot.render.reply import CHANNEL_ESCAPES
+from bot.results import NothingComputed, Premature, compute, premature, publish_results
 from bot.scheduler import ReminderScheduler
-from bot.service import Service, utc_now
+from bot.service import Service, render_payload, utc_now
 from bot.sheets import SheetError, read_rows
+from flows.engine import join_code
+from flows.model import Reply, msg
 from flows.reminders import Policy
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
+from scoring.model import UnitLevel
 from storage import migrate
 from storage.admin import (
     AdminError,
@@ -40,16 +47,25 @@ from storage.admin import (
     create_invite,
     extend_deadline,
     import_units,
+    list_invites,
+    list_members,
+    list_periods,
+    list_units,
+    masked_code,
     open_period,
     period_by_ref,
     period_extensions,
+    remove_member,
+    revoke_invite,
 )
-from storage.db import Database, NotMigrated, database_url
+from storage.conversations import queue_replies
+from storage.db import DATABASE_URL_ENV, Database, NotMigrated, database_url, sqlite_file
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.held import held_count
 from storage.models import ROLES, Member, Period, Unit
 from storage.outbox import status_counts
 from storage.reminders import LedgerStats, ledger_stats, unit_states
+from storage.results import published_units
 from storage.zalo import save_token
 from storage.zalo import token as zalo_token
 
@@ -63,7 +79,13 @@ Command = Callable[["Context", argparse.Namespace], int]
 
 @contextmanager
 def database(ctx: Context, *, migrated: bool = True) -> Iterator[Database]:
-    db = Database(database_url())
+    url = database_url()
+    missing = sqlite_file(url)
+    if missing is not None and not missing.exists():  # opening it would create an empty one
+        given = os.environ.get(DATABASE_URL_ENV, "").strip()
+        key = N_("cli.db_missing") if given else N_("cli.db_missing_default")
+        ctx.fail(ctx.t(key, path=str(missing)))
+    db = Database(url)
     try:
         if migrated:
             try:
@@ -91,8 +113,23 @@ def _safe_url(url: str) -> str:
     return url
 
 
-def _admin_error(ctx: Context, exc: AdminError) -> None:
-    ctx.fail(ctx.t(exc.key, **exc.params))
+def operator(args: argparse.Namespace) -> str:
+    """Who runs the command, for the audit trail: `--by NAME`, else the login name (never empty)."""
+    given = (getattr(args, "by", None) or "").strip()
+    if given:
+        return given
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (OSError, KeyError):  # no login name anywhere (a bare container)
+        return f"uid {os.getuid()}"
+
+
+def _admin_error(ctx: Context, exc: AdminError) -> NoReturn:
+    """The error's message; a deadline it names (`self_assessment_due`, …) by its label."""
+    t = ctx.t
+    ctx.fail(
+        t(exc.key, **{k: t(_DEADLINE_KEYS[v]) if v in _DEADLINE_KEYS else v for k, v in exc.params.items()})
+    )
 
 
 def parse_local_datetime(text: str, *, end_of_day: bool = True) -> dt.datetime:
@@ -122,8 +159,21 @@ def cmd_db_upgrade(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# What a database that cannot be reached raises (refused, down, wrong password, not a database file).
+UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+def unreachable(t: Translator, exc: sa_exc.DBAPIError) -> str | None:
+    """The one line an operator gets when the database cannot be used, or None if `exc` is a bug."""
+    if not isinstance(exc, UNREACHABLE) and type(exc) is not sa_exc.DatabaseError:
+        return None
+    problem = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return t("cli.db_unreachable", url=_safe_url(database_url()), problem=problem)
 
 
 def cmd_units_import(ctx: Context, args: argparse.Namespace) -> int:
@@ -153,7 +203,7 @@ def cmd_units_import(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         try:
             with db.session() as s:
-                created, updated = import_units(s, units, utc_now())
+                created, updated = import_units(s, units, utc_now(), operator(args))
         except AdminError as exc:
             _admin_error(ctx, exc)
     ctx.say(t("cli.units_imported", created=created, updated=updated, total=len(units)))
@@ -173,19 +223,23 @@ def cmd_period_open(ctx: Context, args: argparse.Namespace) -> int:
             ctx.fail(t("cli.bad_local_datetime", value=raw))
     policy = _policy(ctx, args)
     with database(ctx) as db, db.session() as s:
-        period = open_period(
-            s,
-            name=args.name,
-            year=args.year,
-            framework_id=framework.id,
-            framework_version=framework.version,
-            now=utc_now(),
-            self_assessment_due=deadlines["self_assessment_due"],
-            supplement_due=deadlines["supplement_due"],
-            appraisal_due=deadlines["appraisal_due"],
-            publication_due=deadlines["publication_due"],
-            reminder_policy_json=json.dumps(policy.to_json()),
-        )
+        try:
+            period = open_period(
+                s,
+                name=args.name,
+                year=args.year,
+                framework_id=framework.id,
+                framework_version=framework.version,
+                now=utc_now(),
+                self_assessment_due=deadlines["self_assessment_due"],
+                supplement_due=deadlines["supplement_due"],
+                appraisal_due=deadlines["appraisal_due"],
+                publication_due=deadlines["publication_due"],
+                reminder_policy_json=json.dumps(policy.to_json()),
+                operator=operator(args),
+            )
+        except AdminError as exc:
+            _admin_error(ctx, exc)
         ctx.say(t("cli.period_opened", id=period.id, name=period.name, key=framework.key))
     return 0
 
@@ -226,6 +280,49 @@ _DEADLINE_KEYS = {
 }
 
 
+def cmd_units_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        units = list_units(s, args.level)
+    table = [[t(_UNIT_COLUMNS[c]) for c in ("code", "name", "level", "parent", "members")]]
+    for u in units:
+        table.append([u.code, u.name, t(LEVEL[UnitLevel(u.level)]), u.parent_code or "—", str(u.members)])
+    ctx.table(table)
+    return 0
+
+
+_UNIT_COLUMNS = {
+    "code": N_("units.col.code"),
+    "name": N_("units.col.name"),
+    "level": N_("units.col.level"),
+    "parent": N_("units.col.parent"),
+    "members": N_("units.col.members"),
+}
+_PERIOD_STATES = {"open": N_("period.state.open"), "closed": N_("period.state.closed")}
+
+
+def cmd_period_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        periods = list_periods(s)
+    if not periods:
+        ctx.say(t("admin.no_open_period"))
+        return 0
+    header = [t("period.col.id"), t("period.col.name"), t("period.col.framework"), t("period.col.state")]
+    table = [header + [_capital(t(label)) for label in _DEADLINE_KEYS.values()]]
+    for p in periods:
+        state = t(_PERIOD_STATES[p.status]) if p.status in _PERIOD_STATES else p.status
+        key = f"{p.framework_id}@{p.framework_version}"
+        deadlines = [_local(due) if due else "—" for due in (getattr(p, name) for name in _DEADLINE_KEYS)]
+        table.append([str(p.id), p.name, key, state, *deadlines])
+    ctx.table(table)
+    return 0
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def cmd_period_show(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     with database(ctx) as db, db.session() as s:
@@ -236,7 +333,8 @@ def cmd_period_show(ctx: Context, args: argparse.Namespace) -> int:
         assert period.id is not None
         policy = Policy.from_json(period.reminder_policy_json)
         key = f"{period.framework_id}@{period.framework_version}"
-        ctx.say(t("cli.period_line", id=period.id, name=period.name, key=key, status=period.status))
+        state = t(_PERIOD_STATES[period.status]) if period.status in _PERIOD_STATES else period.status
+        ctx.say(t("cli.period_line", id=period.id, name=period.name, key=key, status=state))
         for name, label in _DEADLINE_KEYS.items():
             due = getattr(period, name)
             ctx.say(f"  {t(label)}: {_local(due) if due else t('welcome.no_deadline')}")
@@ -265,7 +363,7 @@ def cmd_period_extend(ctx: Context, args: argparse.Namespace) -> int:
         try:
             with db.session() as s:
                 period = period_by_ref(s, args.period)
-                actor = os.environ.get("USER")
+                actor = operator(args)
                 old = extend_deadline(s, period, args.deadline, due, args.reason, utc_now(), args.unit, actor)
         except AdminError as exc:
             _admin_error(ctx, exc)
@@ -310,7 +408,7 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
         try:
             with db.session() as s:
                 invite = create_invite(
-                    s, args.unit, args.role, utc_now(), dt.timedelta(days=args.days), os.environ.get("USER")
+                    s, args.unit, args.role, utc_now(), dt.timedelta(days=args.days), operator(args)
                 )
                 code, expires = invite.code, invite.expires_at
         except AdminError as exc:
@@ -323,6 +421,128 @@ def cmd_invite_create(ctx: Context, args: argparse.Namespace) -> int:
     username = os.environ.get("TELEGRAM_BOT_USERNAME", "").lstrip("@")
     if username:
         ctx.say(f"https://t.me/{username}?start={code}")
+    return 0
+
+
+_INVITE_STATE_KEYS = {
+    "unused": N_("invite.state.unused"),
+    "used": N_("invite.state.used"),
+    "revoked": N_("invite.state.revoked"),
+    "expired": N_("invite.state.expired"),
+}
+
+
+_INVITE_COLUMNS = (
+    N_("invites.col.id"),
+    N_("invites.col.code"),
+    N_("invites.col.unit"),
+    N_("invites.col.role"),
+    N_("invites.col.expires"),
+    N_("invites.col.state"),
+    N_("invites.col.by"),
+)
+_MEMBER_COLUMNS = (
+    N_("members.col.id"),
+    N_("members.col.unit"),
+    N_("members.col.role"),
+    N_("members.col.chat"),
+    N_("members.col.name"),
+    N_("members.col.joined"),
+    N_("members.col.state"),
+)
+
+
+def cmd_invite_list(ctx: Context, args: argparse.Namespace) -> int:
+    """Every invite with its unit, role, expiry and state; the code in full only while it can still be
+    handed out (unused), masked once used, revoked or expired."""
+    t = ctx.t
+    now = utc_now()
+    with database(ctx) as db, db.session() as s:
+        try:
+            invites = list_invites(s, args.unit)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    table = [[t(label) for label in _INVITE_COLUMNS]]
+    for row in invites:
+        invite, state = row.invite, row.state(now)
+        table.append(
+            [
+                str(invite.id),
+                invite.code if state == "unused" else masked_code(invite.code),
+                f"{row.unit.code} {row.unit.name}",
+                t(ROLE.get(invite.role, invite.role)),
+                _local(invite.expires_at),
+                t(_INVITE_STATE_KEYS[state]),
+                invite.created_by or "—",
+            ]
+        )
+    ctx.table(table)
+    return 0
+
+
+def cmd_invite_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    code = join_code(args.code) or args.code.strip().upper()
+    with database(ctx) as db:
+        try:
+            with db.session() as s:
+                row = revoke_invite(s, code, utc_now(), operator(args))
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    role = ctx.t(ROLE.get(row.invite.role, row.invite.role))
+    ctx.say(ctx.t("cli.invite_revoked", code=code, unit=f"{row.unit.code} {row.unit.name}", role=role))
+    return 0
+
+
+def _member_state(t: Translator, member: Member) -> str:
+    if member.removed_at is not None:
+        return t("member.state.removed", at=_local(member.removed_at))
+    if member.blocked_at is not None:
+        return t("member.state.blocked")
+    return t("member.state.paused") if member.paused_reminders else t("member.state.active")
+
+
+def cmd_member_list(ctx: Context, args: argparse.Namespace) -> int:
+    t = ctx.t
+    with database(ctx) as db, db.session() as s:
+        try:
+            members = list_members(s, args.unit, removed=args.removed)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    table = [[t(label) for label in _MEMBER_COLUMNS]]
+    for row in members:
+        m = row.member
+        table.append(
+            [
+                str(m.id),
+                f"{row.unit.code} {row.unit.name}",
+                t(ROLE.get(m.role, m.role)),
+                f"{m.channel}:{m.chat_id}",
+                m.display_name or "—",
+                _local(m.created_at),
+                _member_state(t, m),
+            ]
+        )
+    ctx.table(table)
+    return 0
+
+
+def cmd_member_remove(ctx: Context, args: argparse.Namespace) -> int:
+    """Remove a member: its chat is told (through the outbox, in its language) and from its next
+    message on is a stranger's chat, asked for an invite code."""
+    t = ctx.t
+    with database(ctx) as db:
+        try:
+            with db.session() as s:
+                now = utc_now()
+                row = remove_member(s, args.id, now, operator(args))
+                m = row.member
+                told = Reply((msg(N_("member.removed"), unit=row.unit.name),))
+                payload = render_payload(told, m.language, CHANNEL_ESCAPES.get(m.channel, str))
+                queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
+        except AdminError as exc:
+            _admin_error(ctx, exc)
+    role = t(ROLE.get(m.role, m.role))
+    ctx.say(t("cli.member_removed", id=m.id, chat=f"{m.channel}:{m.chat_id}", unit=row.unit.name, role=role))
     return 0
 
 
@@ -340,10 +560,14 @@ _COLUMNS = {
     "updated": N_("status.col.updated"),
     "reminders": N_("status.col.reminders"),
 }
+# every state an assessment can be in (storage.models.ASSESSMENT_STATUSES), and its published result
 _STATUS_KEYS = {
     "draft": N_("assessment.draft"),
     "awaiting_leader": N_("assessment.awaiting_leader"),
     "submitted": N_("assessment.submitted"),
+    "returned": N_("assessment.returned"),
+    "appraised": N_("assessment.appraised"),
+    "published": N_("assessment.published"),
 }
 
 
@@ -359,6 +583,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
         framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
         states = unit_states(s, period, framework)
         reminders = ledger_stats(s, period.id)
+        published = published_units(s, period.id)
     ctx.say(
         t(
             "cli.status_title",
@@ -372,11 +597,12 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     table = [[t(_COLUMNS[c]) for c in columns]]
     for code, st in states.items():
         r = reminders.get(st.unit.id or 0, LedgerStats())
+        state = _STATUS_KEYS["published"] if code in published else _STATUS_KEYS[st.work.status]
         table.append(
             [
                 code,
                 st.unit.name,
-                t(_STATUS_KEYS.get(st.work.status, N_("assessment.draft"))),
+                t(state),
                 f"{st.answered}/{len(framework.indicators)}",
                 str(len(st.work.evidence_missing)),
                 f"{t.number(st.report.total)}/{t.number(st.report.max)}",
@@ -384,9 +610,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 f"{r.sent}/{r.pending}/{r.deferred}/{r.undeliverable}",
             ]
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for row in table:
-        ctx.say("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    ctx.table(table)
     return 0
 
 
@@ -432,7 +656,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         with db.session() as s:
             if s.exec(select(Unit).where(Unit.code == units[0].code)).first() is None:
-                import_units(s, units, now)
+                import_units(s, units, now, operator(args))
                 framework = catalog.framework(demo["framework"])
                 p = demo["period"]
                 open_period(
@@ -444,15 +668,40 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
                     now=now,
                     self_assessment_due=now + dt.timedelta(days=p["self_assessment_days"]),
                     supplement_due=now + dt.timedelta(days=p["supplement_days"]),
+                    operator=operator(args),
                 )
             joined = s.exec(
-                select(Member).where(Member.channel == "console", Member.chat_id == args.chat_id)
+                select(Member).where(
+                    Member.channel == "console",
+                    Member.chat_id == args.chat_id,
+                    col(Member.removed_at).is_(None),
+                )
             ).first()
-            code = None if joined else create_invite(s, demo["respondent_unit"], "respondent", now).code
-            leader = create_invite(s, demo["respondent_unit"], "leader", now).code
-        print(t("cli.demo_ready", url=_safe_url(url), leader=leader), file=ctx.err)
+            by = operator(args)
+            fortnight = dt.timedelta(days=14)
+            code = (
+                None
+                if joined
+                else create_invite(s, demo["respondent_unit"], "respondent", now, fortnight, by).code
+            )
+            leader = create_invite(s, demo["respondent_unit"], "leader", now, fortnight, by).code
+        print(t("cli.demo_ready", url=_safe_url(url)), file=ctx.err)
+        print("  " + _leader_command(url, leader), file=ctx.err)
         run_chat(db, args.chat_id, code, ctx.out)
     return 0
+
+
+def _leader_command(url: str, code: str) -> str:
+    """The command that joins a second terminal to the demo as its leader, runnable as printed from
+    any directory: the demo's database and evidence, and this installation's `dtibot`."""
+    installed = Path(sys.executable).parent / "dtibot"
+    program = str(installed) if installed.exists() else "dtibot"
+    # a password is not printed: the operator's own exported variable stands for it
+    shown = '"$DTI_DATABASE_URL"' if _safe_url(url) != url else shlex.quote(url)
+    return (
+        f"DTI_DATABASE_URL={shown} DTI_EVIDENCE_DIR={shlex.quote(str(evidence_dir().resolve()))} "
+        f"{shlex.quote(program)} chat --as lanhdao --join {code}"
+    )
 
 
 def _env_number(name: str) -> float | None:
@@ -573,7 +822,7 @@ def _period(ctx: Context, db: Database, ref: str | None) -> Period:
 def cmd_results_compute(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     with database(ctx) as db:
-        result = compute(db, _period(ctx, db, args.period))
+        result = compute(db, _period(ctx, db, args.period), operator=operator(args))
     ctx.say(t("cli.results_computed", units=len(result.rows), key=result.framework.key))
     for r in result.rows:
         note = "" if r["appraised"] else " " + t("export.not_appraised")
@@ -584,15 +833,34 @@ def cmd_results_compute(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_results_publish(ctx: Context, args: argparse.Namespace) -> int:
+    """Publish the computed results: refused before the appraisal deadline or while appraisals are
+    open, unless --force, which first says what publishing now does (who gets 0 and why)."""
     t = ctx.t
     with database(ctx) as db:
         period = _period(ctx, db, args.period)
         try:
-            publication, messages = publish_results(db, period, os.environ.get("USER"))
+            early = premature(db, period)
+            if early and not args.force:
+                ctx.fail(*_premature_lines(t, early), t("cli.publish_refused"))
+            for line in _premature_lines(t, early):
+                ctx.say(line)
+            done = publish_results(db, period, operator(args))
         except NothingComputed:
             ctx.fail(t("cli.results_not_computed", period=period.id))
-    ctx.say(t("cli.results_published", id=publication, messages=messages))
+    ctx.say(t("cli.results_published", id=done.id, messages=done.messages, unchanged=done.unchanged))
     return 0
+
+
+def _premature_lines(t: Translator, early: Premature) -> list[str]:
+    lines = []
+    if early.appraisal_due is not None:
+        lines.append(t("cli.publish_before_deadline", due=_local(early.appraisal_due)))
+    if early.open_units:
+        lines.append(t("cli.publish_open_units", count=len(early.open_units)))
+        lines += [
+            f"  {code} {name} ({t(_STATUS_KEYS[state or 'draft'])})" for code, name, state in early.open_units
+        ]
+    return lines
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
@@ -604,7 +872,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
         period = _period(ctx, db, args.period)
         try:
             if args.what == "results":
-                count = results_workbook(db, period, out, t)
+                count = results_workbook(db, period, out, t)  # NothingComputed before `results compute`
             elif args.what == "evidence":
                 if not args.unit:
                     ctx.fail(t("cli.export_unit_required"))
@@ -613,6 +881,8 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 count = audit_csv(db, period, out, t)
         except OSError as exc:
             ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
+        except NothingComputed:
+            ctx.fail(t("cli.results_not_computed", period=period.id))
     ctx.say(t("cli.exported", path=str(out), count=count))
     return 0
 
@@ -665,11 +935,38 @@ def cmd_run_zalo(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_zalo_token(ctx: Context, args: argparse.Namespace) -> int:
+    if args.access is not None or args.refresh is not None:  # anyone on the machine could read them
+        ctx.fail(ctx.t("cli.zalo_token_flags"))
+    access, refresh = _token_pair(ctx)
     with database(ctx) as db, db.session() as s:
         now = utc_now()
-        save_token(s, args.access, args.refresh, now + dt.timedelta(seconds=args.expires_in), now)
+        save_token(s, access, refresh, now + dt.timedelta(seconds=args.expires_in), now)
     ctx.say(ctx.t("cli.zalo_token_saved", expires=_local(now + dt.timedelta(seconds=args.expires_in))))
     return 0
+
+
+TOKEN_ENV = ("ZALO_ACCESS_TOKEN", "ZALO_REFRESH_TOKEN")
+
+
+def _token_pair(ctx: Context) -> tuple[str, str]:
+    """The OA's token pair from `ZALO_ACCESS_TOKEN` and `ZALO_REFRESH_TOKEN`, else from standard input
+    (two lines, or one line `ACCESS REFRESH`; asked for without echo on a terminal): never from the
+    command line, which `ps` and the shell history show."""
+    t = ctx.t
+    given = [os.environ.get(name, "").strip() for name in TOKEN_ENV]
+    if any(given):
+        words = given if all(given) else []
+    elif sys.stdin.isatty():
+        words = [
+            getpass.getpass(t("cli.zalo_token_ask_access")),
+            getpass.getpass(t("cli.zalo_token_ask_refresh")),
+        ]
+        words = [w.strip() for w in words]
+    else:
+        words = sys.stdin.read().split()
+    if len(words) != 2 or not all(words):
+        ctx.fail(t("cli.zalo_token_pair"))
+    return words[0], words[1]
 
 
 def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
@@ -683,7 +980,7 @@ def cmd_zalo_status(ctx: Context, args: argparse.Namespace) -> int:
         return 2
     if row.failed_at is not None:
         ctx.say(t("cli.zalo_token_refused", at=_local(row.failed_at), error=row.error or ""))
-        ctx.say(REAUTHORISE)
+        ctx.say(t("cli.zalo_reauthorise"))
     else:
         ctx.say(
             t(
@@ -708,6 +1005,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     ui = usub.add_parser("import", help=t("cli.help.units_import"))
     ui.add_argument("file", metavar="UNITS.csv")
     ui.set_defaults(func=cmd_units_import)
+    ul = usub.add_parser("list", help=t("cli.help.units_list"))
+    ul.add_argument("--level", choices=[u.value for u in UnitLevel])
+    ul.set_defaults(func=cmd_units_list)
 
     period = sub.add_parser("period", help=t("cli.help.period"))
     psub = period.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -721,6 +1021,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     po.add_argument("--quiet-hours", metavar="21:00-07:00", help=t("cli.help.quiet_hours"))
     po.add_argument("--weekends", action="store_true", help=t("cli.help.weekends"))
     po.set_defaults(func=cmd_period_open)
+    psub.add_parser("list", help=t("cli.help.period_list")).set_defaults(func=cmd_period_list)
     ps = psub.add_parser("show", help=t("cli.help.period_show"))
     ps.add_argument("--period", metavar="P")
     ps.set_defaults(func=cmd_period_show)
@@ -744,6 +1045,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     ic.add_argument("--role", required=True, choices=ROLES)
     ic.add_argument("--days", type=int, default=14)
     ic.set_defaults(func=cmd_invite_create)
+    il = isub.add_parser("list", help=t("cli.help.invite_list"))
+    il.add_argument("--unit", metavar="CODE")
+    il.set_defaults(func=cmd_invite_list)
+    ir = isub.add_parser("revoke", help=t("cli.help.invite_revoke"))
+    ir.add_argument("code", metavar="CODE")
+    ir.set_defaults(func=cmd_invite_revoke)
+
+    member = sub.add_parser("member", help=t("cli.help.member"))
+    msub = member.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ml = msub.add_parser("list", help=t("cli.help.member_list"))
+    ml.add_argument("--unit", metavar="CODE")
+    ml.add_argument("--removed", action="store_true", help=t("cli.help.member_removed"))
+    ml.set_defaults(func=cmd_member_list)
+    mr = msub.add_parser("remove", help=t("cli.help.member_remove"))
+    mr.add_argument("id", type=int, metavar="ID")
+    mr.set_defaults(func=cmd_member_remove)
 
     st = sub.add_parser("status", help=t("cli.help.status"))
     st.add_argument("--period", metavar="P")
@@ -761,6 +1078,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     rc.set_defaults(func=cmd_results_compute)
     rp = ressub.add_parser("publish", help=t("cli.help.results_publish"))
     rp.add_argument("--period", metavar="P")
+    rp.add_argument("--force", action="store_true", help=t("cli.help.publish_force"))
     rp.set_defaults(func=cmd_results_publish)
 
     export = sub.add_parser("export", help=t("cli.help.export"))
@@ -787,8 +1105,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     zalo = sub.add_parser("zalo", help=t("cli.help.zalo"))
     zsub = zalo.add_subparsers(dest="action", required=True, metavar="ACTION")
     zt = zsub.add_parser("token", help=t("cli.help.zalo_token"))
-    zt.add_argument("--access", required=True)
-    zt.add_argument("--refresh", required=True)
+    zt.add_argument("--access", help=argparse.SUPPRESS)  # refused: see cmd_zalo_token
+    zt.add_argument("--refresh", help=argparse.SUPPRESS)
     zt.add_argument("--expires-in", type=int, default=90000, metavar="SECONDS")
     zt.set_defaults(func=cmd_zalo_token)
     zsub.add_parser("status", help=t("cli.help.zalo_status")).set_defaults(func=cmd_zalo_status)

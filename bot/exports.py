@@ -1,8 +1,10 @@
 """Exports for provincial staff: the results workbook, a unit's evidence as a zip, the audit trail.
 
 The workbook has a ranking sheet for the level (STT, unit, total, index, band, rank, points per
-group), a detail sheet with every indicator's self-assessed and appraised points and the difference,
-and an evidence index (file name, sha256, uploader, time). Headers are in the reader's language
+group), a detail sheet with every indicator's self-assessed and appraised points and the difference
+(a unit whose appraisal was not closed is appraised 0 there, as in the ranking, and says so), and
+an evidence index (file name, document date, sha256, who sent it, time). Evidence is listed, and
+filed in the zip, in the framework's order (4.2 before 4.10). Headers are in the reader's language
 (Vietnamese by default), numbers are numbers, header rows are frozen, widths fit the content.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,26 @@ from sqlmodel import select
 
 from bot import catalog
 from bot.i18n import Translator
-from bot.render.labels import LEVEL, STATUS
+from bot.render.labels import LEVEL, ROLE, STATUS
+from bot.results import NothingComputed
+from bot.sheets import text_cell, text_cells
 from scoring.answers import VIETNAM_TZ
 from scoring.engine import Status
 from scoring.messages import N_
+from scoring.model import Framework
+from storage.admin import masked_code
 from storage.db import Database
 from storage.evidence import EvidenceStore, sanitize_name
-from storage.models import Member, Period, Unit
-from storage.results import audit_rows, computed, decision_comments, evidence_index
+from storage.models import AuditLog, Invite, Period, Unit
+from storage.results import (
+    EvidenceIndexRow,
+    Person,
+    audit_rows,
+    computed,
+    decision_comments,
+    evidence_index,
+    people,
+)
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F2")
 
@@ -57,22 +72,25 @@ def _sheet(wb: Workbook, title: str, header: list[str], rows: Iterable[list[Any]
         ws.column_dimensions[get_column_letter(i)].width = width
     cells = []
     for value in header:
-        cell = WriteOnlyCell(ws, value=value)
+        cell = WriteOnlyCell(ws, value=text_cell(value))
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="center")
         cells.append(cell)
     ws.append(cells)
     for row in rows:
-        ws.append(row)
+        ws.append(text_cells(row))
 
 
 def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> int:
-    """Write the workbook; returns the number of units."""
+    """Write the workbook of the computed results (`NothingComputed` if there are none yet);
+    returns the number of units."""
     assert period.id is not None
     framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
     with db.session() as s:
         rows = computed(s, period.id)
+        if not rows:  # an empty workbook would look like a period without units
+            raise NothingComputed(period.id)
         comments = decision_comments(s, period.id)
         evidence = evidence_index(s, period.id)
         codes = {u.code: u.id for u in s.exec(select(Unit))}
@@ -122,6 +140,7 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
     ]
     texts = {i.code: i.text for i in framework.indicators}
     statuses = {s: t(STATUS[s]) for s in Status}
+    not_closed = t("export.not_closed")
 
     def detail() -> Iterator[list[Any]]:
         for r in sorted(rows, key=lambda r: r["code"]):
@@ -138,7 +157,7 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
                     self_points,
                     appraised,
                     difference,
-                    statuses[Status(ind["status"])],
+                    statuses[Status(ind["status"])] if r["appraised"] else not_closed,
                     comments.get((unit_id, ind["code"]), ""),
                 ]
 
@@ -150,9 +169,11 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
         t("export.col.indicator_code"),
         t("export.col.kind"),
         t("export.col.file"),
+        t("export.col.document_date"),
         "SHA-256",
         t("export.col.size"),
         t("export.col.uploader"),
+        t("export.col.account"),
         t("export.col.time"),
         t("export.col.late"),
     ]
@@ -164,15 +185,18 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
             e.indicator_code,
             e.kind,
             e.name,
+            t.date(e.citation_date) if e.citation_date else "",
             e.sha256 or "",
             e.size,
-            e.uploader,
+            _person(t, e.uploader),
+            e.uploader.account if e.uploader else "",
             _local(e.at),
             late if e.late else "",
         ]
-        for e in evidence
+        for e in _in_order(framework, evidence)
     )
-    _sheet(wb, t("export.sheet.evidence"), header, evidence_rows, [12, 30, 10, 10, 40, 66, 12, 22, 18, 10])
+    widths = [12, 30, 10, 10, 40, 12, 66, 12, 30, 22, 18, 10]
+    _sheet(wb, t("export.sheet.evidence"), header, evidence_rows, widths)
     wb.save(out)
     return len(rows)
 
@@ -182,23 +206,28 @@ def evidence_zip(
 ) -> int:
     """The unit's evidence filed by indicator, with a manifest; returns the number of files."""
     assert period.id is not None
+    framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
     with db.session() as s:
-        rows = evidence_index(s, period.id, unit_code)
+        rows = _in_order(framework, evidence_index(s, period.id, unit_code))
     files = 0
     manifest = io.StringIO()
     writer = csv.writer(manifest)
     writer.writerow(
-        [
-            t("export.col.indicator_code"),
-            t("export.col.kind"),
-            t("export.col.file"),
-            "SHA-256",
-            t("export.col.size"),
-            t("export.col.uploader"),
-            t("export.col.time"),
-            t("export.col.late"),
-            t("export.col.path"),
-        ]
+        text_cells(
+            [
+                t("export.col.indicator_code"),
+                t("export.col.kind"),
+                t("export.col.file"),
+                t("export.col.document_date"),
+                "SHA-256",
+                t("export.col.size"),
+                t("export.col.uploader"),
+                t("export.col.account"),
+                t("export.col.time"),
+                t("export.col.late"),
+                t("export.col.path"),
+            ]
+        )
     )
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         seen: set[str] = set()
@@ -211,17 +240,21 @@ def evidence_zip(
                     seen.add(path)
                     files += 1
             writer.writerow(
-                [
-                    e.indicator_code,
-                    e.kind,
-                    e.name,
-                    e.sha256 or "",
-                    e.size or "",
-                    e.uploader,
-                    _local(e.at),
-                    "x" if e.late else "",
-                    path,
-                ]
+                text_cells(
+                    [
+                        e.indicator_code,
+                        e.kind,
+                        e.name,
+                        t.date(e.citation_date) if e.citation_date else "",
+                        e.sha256 or "",
+                        e.size or "",
+                        _person(t, e.uploader),
+                        e.uploader.account if e.uploader else "",
+                        _local(e.at),
+                        "x" if e.late else "",
+                        path,
+                    ]
+                )
             )
         z.writestr("manifest.csv", "\ufeff" + manifest.getvalue())
     return files
@@ -238,25 +271,68 @@ AUDIT_HEADER = (
 )
 
 
+def _person(t: Translator, who: Person | None) -> str:
+    """A member as an export names them: the name if known, else role and unit."""
+    if who is None:
+        return "-"
+    return who.name or t("export.person", role=t(ROLE.get(who.role, who.role)), unit=who.unit_name)
+
+
+def _in_order(framework: Framework, rows: Iterable[EvidenceIndexRow]) -> list[EvidenceIndexRow]:
+    """Evidence by unit, then indicator in the framework's order (4.2 before 4.10), then arrival."""
+    position = {ind.code: n for n, ind in enumerate(framework.indicators)}
+    indexed = list(enumerate(rows))
+    indexed.sort(key=lambda p: (p[1].unit_code, position.get(p[1].indicator_code, len(position)), p[0]))
+    return [row for _, row in indexed]
+
+
+def _actor(t: Translator, row: AuditLog, members: dict[int, Person]) -> str:
+    """Who made an audited change: the member in a chat, or the operator who ran `dtibot`."""
+    if row.actor_member_id:
+        who = members.get(row.actor_member_id)
+        return f"{_person(t, who)} ({who.account})" if who is not None else "-"
+    if row.operator:
+        return t("export.operator", name=row.operator)
+    return row.channel or "cli"  # recorded before operators were
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _without_codes(invites: dict[str, int]) -> Callable[[str], str]:
+    """A text with every invite code in it replaced by the invite's id and masked code: records made
+    before codes were kept out of the audit trail still named them, and a code there could join."""
+
+    def hide(match: re.Match[str]) -> str:
+        code = match.group(0).upper()
+        return f"#{invites[code]} {masked_code(code)}" if code in invites else match.group(0)
+
+    return lambda text: _TOKEN.sub(hide, text)
+
+
 def audit_csv(db: Database, period: Period, out: Path, t: Translator) -> int:
     assert period.id is not None
     with db.session() as s:
         rows = audit_rows(s, period.id)
+        invites = {i.code.upper(): i.id or 0 for i in s.exec(select(Invite))}
         units = {u.id: u.code for u in s.exec(select(Unit))}
-        members = {m.id: f"{m.channel}:{m.chat_id}" for m in s.exec(select(Member))}
+        members = people(s)
     with out.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([t(h) for h in AUDIT_HEADER])
+        writer.writerow(text_cells(t(h) for h in AUDIT_HEADER))
+        hide = _without_codes(invites)
         for row in rows:
-            writer.writerow(
-                [
-                    _local(row.at),
-                    members.get(row.actor_member_id, "-") if row.actor_member_id else (row.channel or "cli"),
-                    row.action,
-                    f"{row.entity}:{row.entity_id}",
-                    units.get(row.unit_id, "") if row.unit_id else "",
-                    row.old_json or "",
-                    row.new_json or "",
-                ]
+            entity_id = (
+                str(invites[row.entity_id]) if row.entity == "invite" and row.entity_id in invites else None
             )
+            cells = [
+                _local(row.at),
+                _actor(t, row, members),
+                row.action,
+                f"{row.entity}:{entity_id or row.entity_id}",
+                units.get(row.unit_id, "") if row.unit_id else "",
+                row.old_json or "",
+                row.new_json or "",
+            ]
+            writer.writerow(text_cells(hide(c) for c in cells))
     return len(rows)

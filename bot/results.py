@@ -25,11 +25,13 @@ from scoring.engine import Report, Rules, score, score_units
 from scoring.model import Framework
 from scoring.numbers import plain, ratio_of, round_index, round_score
 from scoring.ranking import RankEntry, rank
+from storage.admin import period_extensions
 from storage.conversations import queue_replies
 from storage.db import Database
 from storage.models import Period
 from storage.results import (
     UnitInput,
+    assessment_statuses,
     computed,
     latest_publication,
     publish,
@@ -89,7 +91,8 @@ def unit_row(inp: UnitInput, report: Report, claimed: Report, framework: Framewo
                 "code": r.code,
                 "max": plain(r.full_max),
                 "self": plain(round_score(c.score)),
-                "appraised": plain(round_score(r.score)),
+                # a unit whose appraisal is not closed counts 0, indicator by indicator as in total
+                "appraised": plain(round_score(r.score)) if inp.appraised else "0",
                 "status": r.status.value,
             }
             for r, c in zip(report.indicators, claimed.indicators, strict=True)
@@ -98,7 +101,9 @@ def unit_row(inp: UnitInput, report: Report, claimed: Report, framework: Framewo
     }
 
 
-def compute(db: Database, period: Period, now: dt.datetime | None = None) -> Computed:
+def compute(
+    db: Database, period: Period, now: dt.datetime | None = None, operator: str | None = None
+) -> Computed:
     assert period.id is not None
     framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
     with db.session() as s:
@@ -125,38 +130,88 @@ def compute(db: Database, period: Period, now: dt.datetime | None = None) -> Com
         row["district_size"] = district_sizes.get(row["district_code"], 0) if row["district_code"] else None
         ordered.append(row)
     with db.session() as s:
-        save_results(s, period.id, ordered, now or utc_now())
+        save_results(s, period.id, ordered, now or utc_now(), operator)
     return Computed(period, framework, ordered)
 
 
-def publish_results(
-    db: Database, period: Period, by: str | None, now: dt.datetime | None = None
-) -> tuple[int, int]:
-    """Freeze the computed results and tell every unit's members; returns (publication id, messages)."""
+@dataclass(frozen=True)
+class Premature:
+    """Why publishing now would be early: the appraisal deadline still ahead, and the units whose
+    appraisal is not closed (code, name, assessment state or None if never started), which the
+    computed results count as 0."""
+
+    appraisal_due: dt.datetime | None
+    open_units: list[tuple[str, str, str | None]]
+
+    def __bool__(self) -> bool:
+        return self.appraisal_due is not None or bool(self.open_units)
+
+
+def premature(db: Database, period: Period, now: dt.datetime | None = None) -> Premature:
+    """What makes the period's computed results not yet final (`NothingComputed` if there are none)."""
     assert period.id is not None
     at = now or utc_now()
-    messages = 0
     with db.session() as s:
         rows = computed(s, period.id)
         if not rows:
             raise NothingComputed(period.id)
+        statuses = assessment_statuses(s, period.id)
+        extended = [due for _, name, due, _ in period_extensions(s, period.id) if name == "appraisal_due"]
+    deadlines = [d for d in (period.appraisal_due, *extended) if d is not None]
+    due = max(deadlines) if deadlines and max(deadlines) > at else None
+    open_units = [(r["code"], r["name"], statuses.get(r["unit_id"])) for r in rows if not r["appraised"]]
+    return Premature(due, sorted(open_units))
+
+
+@dataclass(frozen=True)
+class Published:
+    id: int
+    messages: int  # result messages queued
+    unchanged: int  # units whose result is the one already published: not told again
+
+
+def publish_results(
+    db: Database, period: Period, by: str | None, now: dt.datetime | None = None
+) -> Published:
+    """Freeze the computed results and tell each unit's members their result, unless it is the very
+    result the previous publication already told them. The publication keeps, per unit, who has been
+    told its result (`told`), so a member who joined since is told all the same."""
+    assert period.id is not None
+    at = now or utc_now()
+    messages = unchanged = 0
+    with db.session() as s:
+        rows = computed(s, period.id)
+        if not rows:
+            raise NothingComputed(period.id)
+        before = latest_publication(s, period.id)
+        old = json.loads(before.data_json) if before is not None else {"units": [], "told": {}}
+        replies = {u["code"]: result_reply(old["period"]["name"], u, len(old["units"])) for u in old["units"]}
+        told: dict[str, list[int]] = {}
+        for row in rows:
+            reply = result_reply(period.name, row, len(rows))
+            same = replies.get(row["code"]) == reply
+            unchanged += same
+            already = set(old.get("told", {}).get(row["code"], ())) if same else set()
+            for member in unit_recipients(s, row["unit_id"]):
+                assert member.id is not None
+                if member.id not in already:
+                    payload = render_payload(reply, member.language, CHANNEL_ESCAPES.get(member.channel, str))
+                    queue_replies(
+                        s, member.channel, member.chat_id, member.id, [payload], at, priority=PRIORITY_RESULTS
+                    )
+                    messages += 1
+                already.add(member.id)
+            told[row["code"]] = sorted(already)
         document = {
             "period": {"id": period.id, "name": period.name, "year": period.year},
             "framework": f"{period.framework_id}@{period.framework_version}",
             "published_at": at.isoformat(),
             "units": rows,
+            "told": told,
         }
         publication = publish(s, period.id, document, by, at)
-        for row in rows:
-            for member in unit_recipients(s, row["unit_id"]):
-                reply = result_reply(period.name, row, len(rows))
-                payload = render_payload(reply, member.language, CHANNEL_ESCAPES.get(member.channel, str))
-                queue_replies(
-                    s, member.channel, member.chat_id, member.id, [payload], at, priority=PRIORITY_RESULTS
-                )
-                messages += 1
         assert publication.id is not None
-        return publication.id, messages
+        return Published(publication.id, messages, unchanged)
 
 
 def published(db: Database, period: Period) -> dict[str, Any] | None:

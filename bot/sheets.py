@@ -1,5 +1,12 @@
 """Spreadsheet files in and out: .xlsx (openpyxl), .csv and .tsv, as lists of cell values.
 
+Every text cell written by any export goes through `text_cell`: a text a spreadsheet would read as the
+start of a formula (`=`, `+`, `-`, `@`, a tab or a carriage return, and their full-width forms) gets
+a leading apostrophe (OWASP's advice on CSV injection), so a unit name, file name, citation or comment
+an official typed is shown as text and never run; in a workbook such a text is then an ordinary
+string cell, never a formula. `read_rows` takes that apostrophe off again, so an exported sheet imports
+back unchanged.
+
 openpyxl is imported only when a workbook is read or written: every `dtibot` command imports this
 module, and the bot processes never touch a workbook.
 """
@@ -8,10 +15,38 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 SHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".tsv", ".txt")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+
+
+def _armed(text: str) -> bool:
+    """Whether a spreadsheet would read `text`, past any apostrophes already in front, as a formula."""
+    return text.lstrip("'").startswith(FORMULA_STARTS)
+
+
+def text_cell(value: T) -> T | str:
+    """A cell value as written to any export: text that would start a formula gets an apostrophe in
+    front (one more if it already had some, so `read_rows` restores it exactly); anything else as is."""
+    if isinstance(value, str) and _armed(value):
+        return "'" + value
+    return value
+
+
+def text_cells(row: Iterable[object]) -> list[object]:
+    return [text_cell(value) for value in row]
+
+
+def _restored(value: object) -> object:
+    """The inverse of `text_cell`, for a cell read back from a sheet."""
+    if isinstance(value, str) and value.startswith("'") and _armed(value):
+        return value[1:]
+    return value
 
 
 class SheetError(ValueError):
@@ -31,7 +66,7 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
             if sheet is not None and sheet not in wb.sheetnames:
                 raise SheetError(f"sheet '{sheet}' not in {wb.sheetnames}")
             ws = wb[sheet] if sheet is not None else wb.worksheets[0]
-            return [list(row) for row in ws.iter_rows(values_only=True)]
+            return [[_restored(v) for v in row] for row in ws.iter_rows(values_only=True)]
         finally:
             wb.close()
     if suffix not in (".csv", ".tsv", ".txt"):
@@ -44,7 +79,7 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
             delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
         except csv.Error:
             delimiter = ","
-    return [list(row) for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    return [[_restored(v) for v in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
 def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet1") -> None:
@@ -58,7 +93,7 @@ def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet
         assert ws is not None
         ws.title = title[:31]
         for row in rows:
-            ws.append(list(row))
+            ws.append(text_cells(row))
         for cell in ws[1]:
             cell.font = Font(bold=True)
         ws.freeze_panes = "A2"
@@ -71,4 +106,4 @@ def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet
         return
     delimiter = "\t" if suffix == ".tsv" else ","
     with path.open("w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh, delimiter=delimiter, lineterminator="\n").writerows(rows)
+        csv.writer(fh, delimiter=delimiter, lineterminator="\n").writerows(text_cells(r) for r in rows)

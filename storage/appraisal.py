@@ -25,7 +25,10 @@ QUEUE_STATUSES = ("submitted", "returned", "appraised")
 def reviewer_units(s: Session) -> dict[int, int]:
     """unit id → the id of the unit whose reviewers appraise it (nearest ancestor with reviewers)."""
     units = {u.id: u for u in s.exec(select(Unit)) if u.id is not None}
-    with_reviewers = {m.unit_id for m in s.exec(select(Member).where(Member.role == "reviewer"))}
+    with_reviewers = {
+        m.unit_id
+        for m in s.exec(select(Member).where(Member.role == "reviewer", col(Member.removed_at).is_(None)))
+    }
     out: dict[int, int] = {}
     for uid, unit in units.items():
         parent, hops = unit.parent_id, 0
@@ -48,7 +51,9 @@ def reviewers_of(s: Session, unit_id: int) -> list[Member]:
         return []
     return list(
         s.exec(
-            select(Member).where(Member.unit_id == rid, Member.role == "reviewer").order_by(col(Member.id))
+            select(Member)
+            .where(Member.unit_id == rid, Member.role == "reviewer", col(Member.removed_at).is_(None))
+            .order_by(col(Member.id))
         )
     )
 

@@ -52,6 +52,7 @@ from flows.model import (
 from scoring.answers import decode_value, encode_value
 from scoring.model import AnswerValue, Framework, Indicator
 from storage import appraisal
+from storage.admin import masked_code
 from storage.models import (
     AnswerRevision,
     Assessment,
@@ -110,15 +111,16 @@ _MEMBER_COLUMNS = (
     _UNIT.c.name,
     _UNIT.c.level,
 )
+# The member a chat is bound to: an operator's removed member binds it no longer (storage/models.py).
+_MEMBER_ACTIVE = _MEMBER.c.removed_at.is_(None)
+_BINDS_CONV = sa.and_(
+    _MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id, _MEMBER_ACTIVE
+)
 # One round trip for an ongoing chat: has this message been handled, the dialogue state (row-locked on
 # PostgreSQL, so processes handling the same chat take turns), and who the chat belongs to.
 _CHAT = (
     sa.select(_CONV.c.state_json, _CONV.c.version, _SEEN.label("seen"), *_MEMBER_COLUMNS)
-    .select_from(
-        _CONV.outerjoin(
-            _MEMBER, sa.and_(_MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id)
-        ).outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
-    )
+    .select_from(_CONV.outerjoin(_MEMBER, _BINDS_CONV).outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id))
     .where(_CONV.c.channel == _B("channel"), _CONV.c.chat_id == _B("chat_id"))
     .with_for_update(of=_CONV)
 )
@@ -132,10 +134,13 @@ _SAVE_SESSION = _CONV.update().where(
 _NEW_CHAT = sa.select(_SEEN.label("seen"), *_MEMBER_COLUMNS).select_from(
     sa.select(sa.literal(1).label("here"))
     .subquery()
-    .outerjoin(_MEMBER, sa.and_(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _B("chat_id")))
+    .outerjoin(
+        _MEMBER,
+        sa.and_(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _B("chat_id"), _MEMBER_ACTIVE),
+    )
     .outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
 )
-# An invite named in a chat's first message, and the unit it is for.
+# An invite named in a chat's first message, and the unit it is for; a revoked one is as unknown.
 _INVITE_VIEW = sa.select(
     _INVITE.c.code,
     _UNIT.c.name,
@@ -144,7 +149,7 @@ _INVITE_VIEW = sa.select(
     _INVITE.c.used_at,
     _UNIT.c.id.label("unit_id"),
     _UNIT.c.code.label("unit_code"),
-).where(_INVITE.c.code == _B("code"), _UNIT.c.id == _INVITE.c.unit_id)
+).where(_INVITE.c.code == _B("code"), _UNIT.c.id == _INVITE.c.unit_id, _INVITE.c.revoked_at.is_(None))
 # A chat's recent failed join attempts (the rate limit on guessing invite codes).
 _JOIN_FAILURES = sa.select(_JOIN_ATTEMPT.c.at).where(
     _JOIN_ATTEMPT.c.channel == _B("channel"),
@@ -474,6 +479,7 @@ class Joining:
     (storage/group_commit.py) so that the join and the first question share one transaction."""
 
     invite_code: str
+    invite_id: int
     role: Role
     unit_id: int
     unit_code: str
@@ -751,8 +757,8 @@ def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
     snap = loaded.snapshot
     conn = s.connection()
     invite = conn.execute(
-        sa.select(_INVITE.c.code, _INVITE.c.unit_id, _INVITE.c.role, _INVITE.c.used_at).where(
-            _INVITE.c.code == event.invite_code
+        sa.select(_INVITE.c.id, _INVITE.c.code, _INVITE.c.unit_id, _INVITE.c.role, _INVITE.c.used_at).where(
+            _INVITE.c.code == event.invite_code, _INVITE.c.revoked_at.is_(None)
         )
     ).first()
     if invite is None or invite.used_at is not None:
@@ -765,14 +771,15 @@ def _join(s: Session, loaded: Loaded, event: JoinUnit, now: dt.datetime) -> int:
     if claimed.rowcount != 1:
         raise InviteTaken(event.invite_code)
     conn.execute(_JOIN_ATTEMPT.insert(), join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
-    _audit(s, join_audit_row(now, loaded, member_id, invite.unit_id, invite.role, invite.code))
+    _audit(s, join_audit_row(now, loaded, member_id, invite.unit_id, invite.role, invite.id, invite.code))
     return member_id
 
 
-# An invite used up by the member who joined with it, unless someone else was quicker.
+# An invite used up by the member who joined with it, unless someone else was quicker (or an operator
+# revoked it meanwhile).
 _CLAIM_INVITE = (
     _INVITE.update()
-    .where(_INVITE.c.code == _B("w_code"), _INVITE.c.used_at.is_(None))
+    .where(_INVITE.c.code == _B("w_code"), _INVITE.c.used_at.is_(None), _INVITE.c.revoked_at.is_(None))
     .values(used_at=_B("used_at"), used_by_member_id=_B("used_by_member_id"))
 )
 
@@ -802,9 +809,10 @@ def join_attempt_row(channel: str, chat_id: str, now: dt.datetime, ok: bool) -> 
 
 
 def join_audit_row(
-    now: dt.datetime, loaded: Loaded, member_id: int, unit_id: int, role: str, code: str
+    now: dt.datetime, loaded: Loaded, member_id: int, unit_id: int, role: str, invite_id: int, code: str
 ) -> dict[str, object]:
-    new = {"unit_id": unit_id, "role": role, "invite": code}
+    """The join as the audit trail keeps it: the invite by its id, its code masked (never usable)."""
+    new = {"unit_id": unit_id, "role": role, "invite": invite_id, "code": masked_code(code)}
     return audit_row(
         now, loaded, "member.join", "member", str(member_id), None, new, member_id=member_id, unit_id=unit_id
     )
@@ -1046,7 +1054,7 @@ def unit_members(s: Session, unit_id: int, role: Role) -> list[Member]:
     return list(
         s.exec(
             select(Member)
-            .where(Member.unit_id == unit_id, Member.role == role.value)
+            .where(Member.unit_id == unit_id, Member.role == role.value, col(Member.removed_at).is_(None))
             .order_by(col(Member.id))
         )
     )

@@ -50,6 +50,7 @@ from storage.conversations import (
     _ANSWER,
     _ASSESS,
     _AUDIT,
+    _BINDS_CONV,
     _CLAIM_INVITE,
     _CONV,
     _EVIDENCE,
@@ -58,6 +59,7 @@ from storage.conversations import (
     _INVITE,
     _JOIN_ATTEMPT,
     _MEMBER,
+    _MEMBER_ACTIVE,
     _MEMBER_COLUMNS,
     _OPEN_PERIODS,
     _PROCESSED,
@@ -96,11 +98,7 @@ from storage.pipeline import Query, Rows, read_all, write_all
 _B = sa.bindparam
 _CHATS = (
     sa.select(_CONV.c.channel, _CONV.c.chat_id, _CONV.c.state_json, _CONV.c.version, *_MEMBER_COLUMNS)
-    .select_from(
-        _CONV.outerjoin(
-            _MEMBER, sa.and_(_MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id)
-        ).outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id)
-    )
+    .select_from(_CONV.outerjoin(_MEMBER, _BINDS_CONV).outerjoin(_UNIT, _UNIT.c.id == _MEMBER.c.unit_id))
     .where(_CONV.c.channel == _B("channel"), in_list(_CONV.c.chat_id, "chats"))
     .order_by(_CONV.c.chat_id)  # every process locks in the same order (channels in turn, sorted)
     .with_for_update(of=_CONV)
@@ -142,10 +140,11 @@ _NEW_PROCESSED = _PROCESSED.insert()
 
 # Chats of the batch that have no conversation row yet but a member (bound without ever writing).
 _BOUND = sa.select(_MEMBER.c.channel, _MEMBER.c.chat_id).where(
-    _MEMBER.c.channel == _B("channel"), in_list(_MEMBER.c.chat_id, "chats")
+    _MEMBER.c.channel == _B("channel"), in_list(_MEMBER.c.chat_id, "chats"), _MEMBER_ACTIVE
 )
-# The invites named by joining chats, with their units.
+# The invites named by joining chats, with their units (a revoked one is as unknown).
 _INVITES = sa.select(
+    _INVITE.c.id,
     _INVITE.c.code,
     _INVITE.c.role,
     _INVITE.c.expires_at,
@@ -154,7 +153,7 @@ _INVITES = sa.select(
     _UNIT.c.code.label("unit_code"),
     _UNIT.c.name,
     _UNIT.c.level,
-).where(in_list(_INVITE.c.code, "codes"), _UNIT.c.id == _INVITE.c.unit_id)
+).where(in_list(_INVITE.c.code, "codes"), _UNIT.c.id == _INVITE.c.unit_id, _INVITE.c.revoked_at.is_(None))
 # Joining chats' recent failed attempts (as `_JOIN_FAILURES` reads them for one chat).
 _FAILURES = sa.select(_JOIN_ATTEMPT.c.channel, _JOIN_ATTEMPT.c.chat_id, _JOIN_ATTEMPT.c.at).where(
     _JOIN_ATTEMPT.c.channel == _B("channel"),
@@ -173,7 +172,11 @@ _NEW_JOIN_ATTEMPTS = _JOIN_ATTEMPT.insert()
 _NAMING = sa.func.unnest(_B("chats", type_=ARRAY(sa.String))).table_valued("chat_id").render_derived(name="c")
 _MEMBER_IDS = sa.select(  # the chats of one channel naming an invite that are not bound to a member
     _NAMING.c.chat_id, sa.func.nextval(sa.func.pg_get_serial_sequence(_MEMBER.name, "id")).label("id")
-).where(~sa.exists().where(_MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _NAMING.c.chat_id))
+).where(
+    ~sa.exists().where(
+        _MEMBER.c.channel == _B("channel"), _MEMBER.c.chat_id == _NAMING.c.chat_id, _MEMBER_ACTIVE
+    )
+)
 _ANSWERING = (
     sa.func.unnest(_B("units", type_=ARRAY(sa.Integer))).table_valued("unit_id").render_derived(name="u")
 )
@@ -426,6 +429,7 @@ def _loaded(
     snapshot = Snapshot(m.channel, m.chat_id, p.session, invite=invite, join_failures=p.failures)
     joining = Joining(
         row.code,
+        row.id,
         Role(row.role),
         row.unit_id,
         row.unit_code,
@@ -537,7 +541,9 @@ def write_many(s: Session, writes: Sequence[Write], now: dt.datetime) -> list[li
                 members.append({**row, "id": member_id})
             attempts.append(join_attempt_row(snap.channel, snap.chat_id, now, ok=True))
             audits.append(
-                join_audit_row(now, before, member_id, join.unit_id, join.role.value, join.invite_code)
+                join_audit_row(
+                    now, before, member_id, join.unit_id, join.role.value, join.invite_id, join.invite_code
+                )
             )
         if w.decision.events and loaded.assessment_id is not None:
             holds.append(hold_params(loaded.assessment_id, snap.status))

@@ -55,11 +55,25 @@ class Unit(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+# A member an operator removed stays for the record (answers, evidence and audit rows refer to it) but
+# no longer binds its chat: only one member per chat is not removed, and the chat can join again.
+MEMBER_ACTIVE = sa.text("removed_at IS NULL")
+
+
 class Member(SQLModel, table=True):
-    """A chat account bound to one unit with one role."""
+    """A chat account bound to one unit with one role (until an operator removes it)."""
 
     __tablename__ = "member"
-    __table_args__ = (sa.UniqueConstraint("channel", "chat_id"),)
+    __table_args__ = (
+        sa.Index(
+            None,
+            "channel",
+            "chat_id",
+            unique=True,
+            sqlite_where=MEMBER_ACTIVE,
+            postgresql_where=MEMBER_ACTIVE,
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str
@@ -71,6 +85,7 @@ class Member(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     paused_reminders: bool = False
     blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the user blocked the bot
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # an operator removed it
 
 
 class Period(SQLModel, table=True):
@@ -93,11 +108,14 @@ class Period(SQLModel, table=True):
 
 
 class Invite(SQLModel, table=True):
-    """A one-time join code that binds a chat account to a unit and role."""
+    """A one-time join code that binds a chat account to a unit and role. The code is a secret until
+    used; records and exports name an invite by its id."""
 
     __tablename__ = "invite"
+    __table_args__ = (sa.UniqueConstraint("code"),)
 
-    code: str = Field(primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
+    code: str
     unit_id: int = Field(foreign_key="unit.id")
     role: str
     period_id: int | None = Field(default=None, foreign_key="period.id")
@@ -106,6 +124,7 @@ class Invite(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     used_by_member_id: int | None = Field(default=None, foreign_key="member.id")
     created_by: str | None = None
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # an operator withdrew it
 
 
 class Assessment(SQLModel, table=True):
@@ -233,6 +252,7 @@ class AuditLog(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     actor_member_id: int | None = Field(default=None, foreign_key="member.id")
     channel: str | None = None
+    operator: str | None = None  # who ran the `dtibot` command ($USER or --by), for changes made there
     action: str
     entity: str
     entity_id: str

@@ -92,7 +92,7 @@ def unit_work(s: Session, period: Period, framework: Framework) -> dict[str, tup
 
 
 def reachable_members(s: Session, unit_ids: Iterable[int]) -> list[Member]:
-    """Members who can be reminded: not paused, not blocked."""
+    """Members who can be reminded: not paused, not blocked, not removed."""
     ids = list(unit_ids)
     if not ids:
         return []
@@ -103,6 +103,7 @@ def reachable_members(s: Session, unit_ids: Iterable[int]) -> list[Member]:
                 col(Member.unit_id).in_(ids),
                 Member.paused_reminders == sa.false(),
                 col(Member.blocked_at).is_(None),
+                col(Member.removed_at).is_(None),
             )
             .order_by(col(Member.id))
         )
@@ -114,7 +115,11 @@ def reviewers_by_unit(s: Session) -> dict[int, list[Member]]:
     units = {u.id: u for u in s.exec(select(Unit)) if u.id is not None}
     reviewers: dict[int, list[Member]] = {}
     for m in s.exec(
-        select(Member).where(Member.role == Role.REVIEWER.value, col(Member.blocked_at).is_(None))
+        select(Member).where(
+            Member.role == Role.REVIEWER.value,
+            col(Member.blocked_at).is_(None),
+            col(Member.removed_at).is_(None),
+        )
     ):
         reviewers.setdefault(m.unit_id, []).append(m)
     out: dict[int, list[Member]] = {}

@@ -88,7 +88,9 @@ def unit_inputs(s: Session, period_id: int, framework: Framework) -> list[UnitIn
     return out
 
 
-def save_results(s: Session, period_id: int, rows: list[dict[str, Any]], now: dt.datetime) -> None:
+def save_results(
+    s: Session, period_id: int, rows: list[dict[str, Any]], now: dt.datetime, operator: str | None = None
+) -> None:
     """Replace the period's computed results (one dict per unit, as `results compute` builds them)."""
     s.execute(delete(Result).where(col(Result.period_id) == period_id))
     for row in rows:
@@ -110,6 +112,7 @@ def save_results(s: Session, period_id: int, rows: list[dict[str, Any]], now: dt
     s.add(
         AuditLog(
             at=now,
+            operator=operator,
             action="results.compute",
             entity="period",
             entity_id=str(period_id),
@@ -140,6 +143,7 @@ def publish(
     s.add(
         AuditLog(
             at=now,
+            operator=by,
             action="results.publish",
             entity="publication",
             entity_id=str(publication.id),
@@ -155,6 +159,19 @@ def latest_publication(s: Session, period_id: int) -> Publication | None:
     ).first()
 
 
+def published_units(s: Session, period_id: int) -> set[str]:
+    """The codes of the units whose appraised result the period's latest publication carries."""
+    pub = latest_publication(s, period_id)
+    if pub is None:
+        return set()
+    return {u["code"] for u in json.loads(pub.data_json)["units"] if u["appraised"]}
+
+
+def assessment_statuses(s: Session, period_id: int) -> dict[int, str]:
+    """unit id → the state of its assessment in the period (units that never started have none)."""
+    return {a.unit_id: a.status for a in s.exec(select(Assessment).where(Assessment.period_id == period_id))}
+
+
 def unit_recipients(s: Session, unit_id: int) -> list[Member]:
     return list(
         s.exec(
@@ -163,10 +180,31 @@ def unit_recipients(s: Session, unit_id: int) -> list[Member]:
                 Member.unit_id == unit_id,
                 col(Member.role).in_(("respondent", "leader")),
                 col(Member.blocked_at).is_(None),
+                col(Member.removed_at).is_(None),
             )
             .order_by(col(Member.id))
         )
     )
+
+
+@dataclass(frozen=True)
+class Person:
+    """A member as records name them: the name if known, role and unit, and the chat account."""
+
+    name: str | None
+    role: str
+    unit_name: str
+    account: str
+
+
+def person(member: Member, unit_name: str) -> Person:
+    return Person(member.display_name, member.role, unit_name, f"{member.channel}:{member.chat_id}")
+
+
+def people(s: Session) -> dict[int, Person]:
+    """Every member, by id, as records name them."""
+    units = {u.id: u.name for u in s.exec(select(Unit))}
+    return {m.id: person(m, units.get(m.unit_id, "")) for m in s.exec(select(Member)) if m.id is not None}
 
 
 @dataclass(frozen=True)
@@ -178,12 +216,14 @@ class EvidenceIndexRow:
     name: str
     sha256: str | None
     size: int | None
-    uploader: str
+    uploader: Person | None
     at: dt.datetime
     late: bool
+    citation_date: dt.date | None
 
 
 def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> list[EvidenceIndexRow]:
+    """The period's evidence (of one unit), by unit code, then indicator code and order of arrival."""
     query = (
         select(EvidenceRow, Unit, Member)
         .join(Assessment, col(Assessment.id) == col(EvidenceRow.assessment_id))
@@ -191,6 +231,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
         .outerjoin(Member, col(Member.id) == col(EvidenceRow.uploader_member_id))
         .where(Assessment.period_id == period_id)
     )
+    unit_names = {u.id: u.name for u in s.exec(select(Unit))}
     if unit_code is not None:
         query = query.where(Unit.code == unit_code)
     rows = []
@@ -202,7 +243,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
             or (f"{ev.citation_number} – {ev.citation_summary}" if ev.citation_number else ev.url)
             or ev.kind
         )
-        uploader = f"{member.channel}:{member.chat_id}" if member is not None else "-"
+        uploader = person(member, unit_names.get(member.unit_id, "")) if member is not None else None
         rows.append(
             EvidenceIndexRow(
                 unit.code,
@@ -215,6 +256,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
                 uploader,
                 ev.created_at,
                 ev.late,
+                ev.citation_date,
             )
         )
     return rows
@@ -251,6 +293,7 @@ def audit_rows(s: Session, period_id: int) -> list[AuditLog]:
             "invite",
             "member",
             "chat",
+            "unit",
         ):
             keep.append(row)
     return keep

@@ -248,7 +248,9 @@ def test_a_province_from_self_assessment_to_publication(
     monkeypatch.setenv("DTI_DATABASE_URL", db.url)
     out, err = io.StringIO(), io.StringIO()
     assert cli_main(["results", "compute"], out, err) == 0, err.getvalue()
-    assert cli_main(["results", "publish"], out, err) == 0, err.getvalue()
+    assert cli_main(["results", "publish"], out, err) == 2  # 70301 and 70304 were not appraised
+    assert "70301 Xã 70301 (đã nộp)" in err.getvalue() and "70304 Xã 70304 (đang làm)" in err.getvalue()
+    assert cli_main(["results", "publish", "--force"], out, err) == 0, err.getvalue()
     from bot.results import published
     from storage.admin import period_by_ref
 
@@ -294,7 +296,7 @@ def test_a_province_from_self_assessment_to_publication(
     )
     assert ranking.freeze_panes == "A2" and detail.freeze_panes == "A2"
     assert all(c.font.bold for c in detail[1]) and not detail["A2"].font.bold  # the header row only
-    assert detail.column_dimensions["D"].width == 60 and index.column_dimensions["F"].width == 66
+    assert detail.column_dimensions["D"].width == 60 and index.column_dimensions["G"].width == 66
     header = [c.value for c in ranking[1]]
     assert header == [
         "STT",
@@ -329,16 +331,17 @@ def test_a_province_from_self_assessment_to_publication(
     c7_row = next(r for r in detail_rows if r[0] == "70203" and r[2] == "1.1")
     assert c7_row[6] == 0 and c7_row[8] == "minh chứng nộp muộn"
     index_rows = [[c.value for c in row] for row in index.iter_rows(min_row=2)]
-    assert [c.value for c in index[1]][:6] == [
+    assert [c.value for c in index[1]][:7] == [
         "Mã đơn vị",
         "Đơn vị",
         "Mã chỉ tiêu",
         "Loại",
         "Tên tệp / văn bản",
+        "Ngày văn bản",
         "SHA-256",
     ]
-    assert all(len(r[5]) == 64 for r in index_rows if r[3] == "file")
-    assert sum(1 for r in index_rows if r[9] == "Có") == 1
+    assert all(len(r[6]) == 64 for r in index_rows if r[3] == "file")
+    assert sum(1 for r in index_rows if r[11] == "Có") == 1
 
     archive = tmp_path / "70204.zip"
     assert cli_main(["export", "evidence", "--unit", "70204", "--out", str(archive)], out, err) == 0, (

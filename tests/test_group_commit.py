@@ -228,11 +228,14 @@ def stored(db: Database, run: str) -> dict[str, Any]:
             new = json.loads(a.new_json or "null")
             if a.entity == "invite":
                 return "", ""
+            if a.entity == "unit":  # unit.create: A0 and B0
+                return a.entity_id[1:], a.new_json
             if a.entity == "chat":  # telegram:A2
                 return a.entity_id.split(":")[1][1:], a.new_json
             if a.action != "member.join":
                 return a.entity_id, a.new_json
-            return chat_of[int(a.entity_id)], json.dumps({**new, "unit_id": None, "invite": None})
+            ids = {"unit_id": None, "invite": None, "code": None}
+            return chat_of[int(a.entity_id)], json.dumps({**new, **ids})
 
         out["audit"] = [
             (

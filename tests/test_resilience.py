@@ -323,7 +323,7 @@ async def test_invite_code_guessing_is_rate_limited_and_logged(
             assert "Bạn đã nhập sai mã quá nhiều lần" in out
             with db.session() as s:
                 assert s.exec(select(Member)).all() == []
-                invite = s.get(Invite, code)
+                invite = s.exec(select(Invite).where(Invite.code == code)).first()
                 assert invite is not None and invite.used_at is None
                 attempts = s.exec(select(JoinAttempt).where(JoinAttempt.chat_id == str(GUESSER))).all()
                 audit = s.exec(select(AuditLog).where(AuditLog.action == "member.join_failed")).all()
@@ -343,7 +343,7 @@ async def test_invite_code_guessing_is_rate_limited_and_logged(
             out = await bot.text(GUESSER, f"/start {code}")
             assert "Đã liên kết với Xã An Bình" in out
             with db.session() as s:
-                invite = s.get(Invite, code)
+                invite = s.exec(select(Invite).where(Invite.code == code)).first()
                 assert invite is not None and invite.used_at is not None
     finally:
         await bot.stop()

@@ -69,7 +69,7 @@ def count(database: Database, model: type[SQLModel]) -> int:
 # -- migrations ------------------------------------------------------------------------------------------
 
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:
@@ -92,6 +92,66 @@ def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:
         assert [tuple(r) for r in rows] == [("42", "pending", None, None)]
         migrate.downgrade(empty_url, "0001")
         assert migrate.current(empty_url) == "0001"
+    finally:
+        engine.dispose()
+
+
+NEW_MEMBER = (
+    "INSERT INTO member (channel, chat_id, unit_id, role, language, created_at, paused_reminders)"
+    " VALUES ('telegram', '7', 1, '{role}', 'vi', :now, false)"
+)
+
+
+def test_upgrade_0008_to_0009_names_invites_by_id_and_lets_a_removed_chat_join_again(empty_url: str) -> None:
+    migrate.upgrade(empty_url, "0008")
+    engine = make_engine(empty_url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO unit (code, name, level, created_at) VALUES ('1', 'Xã', 'commune', :now)"
+                ),
+                {"now": now},
+            )
+            for code, minutes in (("SECOND22", 5), ("FIRST333", 1)):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO invite (code, unit_id, role, created_at, expires_at)"
+                        " VALUES (:code, 1, 'respondent', :at, :at)"
+                    ),
+                    {"code": code, "at": now + timedelta(minutes=minutes)},
+                )
+            connection.execute(
+                sa.text(NEW_MEMBER.format(role="respondent")),
+                {"now": now},
+            )
+        migrate.upgrade(empty_url)
+        with engine.begin() as connection:
+            invites = connection.execute(sa.text("SELECT id, code FROM invite ORDER BY id")).all()
+            assert [tuple(r) for r in invites] in (
+                [(1, "FIRST333"), (2, "SECOND22")],
+                [(1, "SECOND22"), (2, "FIRST333")],
+            )
+            connection.execute(sa.text("UPDATE member SET removed_at = :now"), {"now": now})
+            connection.execute(
+                sa.text(NEW_MEMBER.format(role="leader")),
+                {"now": now},
+            )
+        with pytest.raises(IntegrityError), engine.begin() as connection:  # one member per chat not removed
+            connection.execute(
+                sa.text(NEW_MEMBER.format(role="leader")),
+                {"now": now},
+            )
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO invite (code, unit_id, role, created_at, expires_at)"
+                    " VALUES ('NEW44444', 1, 'leader', :now, :now)"
+                ),
+                {"now": now},
+            )
+            assert connection.execute(sa.text("SELECT id FROM invite WHERE code = 'NEW44444'")).scalar() == 3
     finally:
         engine.dispose()
 

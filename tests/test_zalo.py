@@ -194,7 +194,9 @@ async def test_a_refused_refresh_token_raises_the_alert_and_keeps_messages(
         out, err = io.StringIO(), io.StringIO()
         assert main(["zalo", "status"], out, err) == 2
         assert "Zalo đã từ chối mã làm mới" in out.getvalue() and "dtibot zalo token" in out.getvalue()
-        assert main(["zalo", "token", "--access", "AT-new", "--refresh", "RT-new"], out, err) == 0
+        monkeypatch.setenv("ZALO_ACCESS_TOKEN", "AT-new")
+        monkeypatch.setenv("ZALO_REFRESH_TOKEN", "RT-new")
+        assert main(["zalo", "token"], out, err) == 0
         fake.access_token, fake.refuse_refresh = "AT-new", False
         with db.session() as s:
             for o in s.exec(select(Outbox)):  # skip the backoff wait

@@ -58,11 +58,8 @@ VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WINDOW = dt.timedelta(days=7)  # free replies after the user's last message
 MAX_DOWNLOAD = 20 * 1024 * 1024
 BUTTON_PREFIX = "#dti:"
-REAUTHORISE = (
-    "Zalo refused the OA refresh token. Re-authorise the OA: open the OA's app in developers.zalo.me, "
-    "get a new authorization code for the OA, exchange it for a token pair, then run "
-    "`dtibot zalo token --access ACCESS --refresh REFRESH`. Messages stay queued until then."
-)
+# for the log and the outbox; `dtibot zalo status` gives the operator the steps in their language
+AUTH_LOST = "Zalo refused the OA refresh token: re-authorise the OA (steps: dtibot zalo status)"
 
 
 class ZaloAuthLost(RuntimeError):
@@ -93,10 +90,10 @@ class TokenManager:
     async def access_token(self) -> str:
         row = await asyncio.to_thread(self._current)
         if row is None:
-            raise ZaloAuthLost("no Zalo token: run `dtibot zalo token --access … --refresh …`")
+            raise ZaloAuthLost("no Zalo token: run `dtibot zalo token`")
         access, expires_at, failed = row
         if failed:
-            raise ZaloAuthLost(REAUTHORISE)
+            raise ZaloAuthLost(AUTH_LOST)
         if expires_at - self.clock() < self.margin:
             return await self.refresh()
         return access
@@ -141,8 +138,8 @@ class TokenManager:
                 return pair.access_token
         with self.db.session() as s:  # recorded after the failed transaction, for `dtibot zalo status`
             refresh_failed(s, error or "refresh failed", self.clock())
-        log.error("%s (%s)", REAUTHORISE, error)
-        raise ZaloAuthLost(REAUTHORISE)
+        log.error("%s (%s)", AUTH_LOST, error)
+        raise ZaloAuthLost(AUTH_LOST)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Message keys for the enumerations the core returns (statuses, levels, answer types)."""
+"""Message keys for the enumerations the core returns (statuses, levels, answer types) and the roles
+members have."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ STATUS: dict[Status, str] = {
     Status.NOT_APPLICABLE: N_("status.not_applicable"),
     Status.EVIDENCE_MISSING: N_("status.evidence_missing"),
     Status.EVIDENCE_LATE: N_("status.evidence_late"),
+}
+
+ROLE: dict[str, str] = {
+    "respondent": N_("role.respondent"),
+    "leader": N_("role.leader"),
+    "reviewer": N_("role.reviewer"),
+    "admin": N_("role.admin"),
 }
 
 LEVEL: dict[UnitLevel, str] = {
