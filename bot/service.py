@@ -42,15 +42,18 @@ from bot.render.reply import Rendered, ReplyRenderer
 from flows import step
 from flows.engine import join_code
 from flows.model import Decision, Inbound, InboundKind, JoinUnit, Notice, Reply, SetLanguage
+from flows.parse import ascii_int
 from scoring.model import Framework
 from storage import appraisal
 from storage.conversations import (
+    WEB,
     ConcurrentUpdate,
     InviteTaken,
     Loaded,
     already_processed,
     apply,
     load_snapshot,
+    open_web_chat,
     queue_replies,
     unit_members,
 )
@@ -191,14 +194,18 @@ class Service:
         inbound_id: str | None,
         inbound: Inbound,
         prepend: Sequence[dict[str, object]] = (),
+        keep: list[dict[str, object]] | None = None,
     ) -> list[int]:
         """Process one inbound message; returns the ids of the outbox rows it produced. `prepend`:
-        channel-specific rows queued before the replies, only if the message is processed now."""
+        channel-specific rows queued before the replies, only if the message is processed now.
+        `keep`: the replies to the sender go there instead of the outbox (the web answers in its page)."""
         with self._lock(channel, chat_id):
             for attempt in range(self.attempts):
                 last = attempt == self.attempts - 1
+                if keep is not None:
+                    keep.clear()  # what an attempt that failed had rendered
                 try:
-                    return self._handle_once(channel, chat_id, inbound_id, inbound, prepend)
+                    return self._handle_once(channel, chat_id, inbound_id, inbound, prepend, keep)
                 except (ConcurrentUpdate, InviteTaken):
                     if last:
                         raise
@@ -411,11 +418,13 @@ class Service:
         inbound_id: str | None,
         inbound: Inbound,
         prepend: Sequence[dict[str, object]],
+        keep: list[dict[str, object]] | None = None,
     ) -> list[int]:
         now = self.clock()
         with self.db.session() as s:
             code = _invite_code(inbound)
-            loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code, inbound_id)
+            focus = ascii_int(inbound.field("unit")) if inbound.kind is InboundKind.FORM else None
+            loaded = load_snapshot(s, channel, chat_id, resolve_framework, now, code, inbound_id, focus)
             if loaded.seen:
                 return []
             decision = step(loaded.snapshot, inbound, now)
@@ -432,9 +441,22 @@ class Service:
                 replies += follow.replies
                 loaded = joined
             payloads = [*prepend, *(self._render(r, language, channel) for r in replies)]
-            ids = queue_replies(s, channel, chat_id, member_id, payloads, now)
+            ids: list[int] = []
+            if keep is not None:
+                keep.extend(payloads)
+            else:
+                ids = queue_replies(s, channel, chat_id, member_id, payloads, now)
             ids += self._notify(s, loaded, decision.notices, now)
             return ids
+
+    def handle_web(self, member_id: int, inbound: Inbound) -> list[dict[str, object]]:
+        """A message from the member's web workspace (a form, an upload): handled like any other, its
+        replies returned for the page instead of queued; notices to others go out as usual."""
+        with self.db.session() as s:
+            chat_id = open_web_chat(s, member_id, self.clock())
+        kept: list[dict[str, object]] = []
+        self.handle(WEB, chat_id, None, inbound, keep=kept)
+        return kept
 
     def _render(self, reply: Reply, language: str, channel: str) -> dict[str, object]:
         return render_payload(reply, language, self.escapes.get(channel, _identity))

@@ -451,6 +451,54 @@ def _act(
     return None
 
 
+def _form(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datetime) -> Decision:
+    """A decision made in the web workspace: the same checks and events as the chat's buttons and
+    typed steps, with everything given at once (the unit, points and reason, what is asked and by
+    when)."""
+    press = read_payload(inbound.payload)
+    unit_id = ascii_int(inbound.field("unit"))
+    review = snap.review
+    if (
+        press is None
+        or press.action != "rv"
+        or snap.period is None
+        or press.period_id != snap.period.id
+        or review is None
+        or review.unit is None
+        or review.unit.unit_id != unit_id
+    ):
+        return queue(snap, session, intro=(msg(N_("button.stale")),))
+    session = replace(session, unit=unit_id, mode=Mode.REVIEW, current=press.code or None, draft=None)
+    if press.arg == "send":
+        return _send_returns(snap, session, now)
+    if press.arg == "close":
+        return _close(snap, session)
+    code = press.code
+    ind = snap.period.framework.indicator(code)
+    action, _, rev = press.arg.partition(":")
+    expected = ascii_int(rev)
+    if ind is None or expected is None or action not in _DECISION_KEYS:
+        return queue(snap, session, intro=(msg(N_("button.stale")),))
+    if action == "accept":
+        return _decide(snap, session, code, "accept", expected, now=now)
+    comment = clean(inbound.field("comment"))[:1000]
+    if action == "adjust":
+        points = parse_number(inbound.field("points"))
+        if points is None or points < ZERO or points > ind.max_points:
+            example = example_points(ind.max_points)
+            return _say(session, _line(N_("review.bad_points"), max=ind.max_points, example=example))
+        if not comment:
+            return _say(session, _line(N_("review.ask_comment"), code=code))
+        return _decide(snap, session, code, "adjust", expected, points=points, comment=comment, now=now)
+    if not comment:
+        return _say(session, _line(N_("review.ask_return"), code=code))
+    typed = inbound.field("due").strip()
+    due = parse_due(typed, now) if typed else _default_due(now)
+    if due is None:
+        return _say(session, _line(N_("review.bad_due")))
+    return _decide(snap, session, code, "return", expected, comment=comment, due=due, now=now)
+
+
 def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     """A reviewer's message: the queue, a unit's indicators, and the decisions on them."""
     session = snap.session
@@ -466,6 +514,8 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         if press is None:
             return _stale(snap, session, now)
         return _press(snap, session, press, now)
+    if inbound.kind is InboundKind.FORM:
+        return _form(snap, session, inbound, now)
     if inbound.kind is not InboundKind.TEXT or review is None or review.unit is None or session.unit is None:
         if (
             inbound.kind is InboundKind.RESUME

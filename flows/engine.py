@@ -235,16 +235,15 @@ def _unit_lock(snap: Snapshot, now: dt.datetime) -> Reply | None:
     if closed is not None:
         return closed
     due = snap.period.supplement_due
-    until: Param = due if due is not None else msg(N_("welcome.no_deadline"))
+    until = msg(N_("locked.evidence_until"), at=due) if due is not None else msg(N_("locked.evidence_open"))
     if snap.status in (AssessmentStatus.SUBMITTED, AssessmentStatus.APPRAISED):
-        return _line(
-            N_("locked.submitted"), at=snap.submitted_at or msg(N_("welcome.no_deadline")), due=until
-        )
+        at = snap.submitted_at or msg(N_("welcome.no_deadline"))
+        return _line(N_("locked.submitted"), at=at, evidence=until)
     if snap.status is AssessmentStatus.RETURNED:
         return None
     self_due = snap.period.self_assessment_due
     if self_due is not None and now > self_due:
-        return _line(N_("locked.deadline"), at=self_due, due=until)
+        return _line(N_("locked.deadline"), at=self_due, evidence=until)
     return None
 
 
@@ -754,9 +753,16 @@ def _walk(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
             return _say(session, _line(N_("button.stale")), *_ask_again(snap, session, now).replies)
         return _press(snap, session, press, now)
     if inbound.kind is InboundKind.FILE:
+        named = inbound.field("code")  # uploaded for a given indicator (the web workspace)
+        if named:
+            if fw.indicator(named) is None:
+                return _say(session, _line(N_("jump.unknown"), code=named))
+            return _file_outside_evidence(snap, session.at(Mode.ASK, named), inbound, now)
         if session.mode is Mode.EVIDENCE:
             return _evidence(snap, session, inbound, now)
         return _file_outside_evidence(snap, session, inbound, now)
+    if inbound.kind is InboundKind.FORM:
+        return _say(session, _line(N_("button.stale")))
     text = clean(inbound.text)
     if not text:
         return _ask_again(snap, session, now)

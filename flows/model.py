@@ -24,6 +24,7 @@ class InboundKind(StrEnum):
     RESUME = "resume"  # the channel (re)opened the conversation: show where the user is
     UNSUPPORTED = "unsupported"  # a sticker, a voice note, a location…: nothing the engine can use
     EDITED = "edited"  # an earlier message was edited: answers are never changed behind the user's back
+    FORM = "form"  # a web form: an action (`payload`, as a button's) with its fields filled in at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ class Inbound:
     # where the channel has none. A message older than one already applied to the chat came late (a
     # held update replayed after newer ones) and is never applied to whatever question is current now.
     seq: int | None = None
+    fields: tuple[tuple[str, str], ...] = ()  # a web form's fields; a file's indicator ("code")
+
+    def field(self, name: str) -> str:
+        return next((value for key, value in self.fields if key == name), "")
 
 
 class Role(StrEnum):

@@ -33,6 +33,7 @@ from flows.model import (
     JoinFailed,
     JoinUnit,
     MemberView,
+    Mode,
     PeriodView,
     RequestSubmission,
     Resubmit,
@@ -113,8 +114,15 @@ _MEMBER_COLUMNS = (
 )
 # The member a chat is bound to: an operator's removed member binds it no longer (storage/models.py).
 _MEMBER_ACTIVE = _MEMBER.c.removed_at.is_(None)
+# A chat of a messaging channel is its member's by (channel, chat id); a web chat ("web", "m<member id>",
+# opened by `open_web_chat` at sign-in) is bound to its member by id: one member, any number of channels.
+WEB = "web"
 _BINDS_CONV = sa.and_(
-    _MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id, _MEMBER_ACTIVE
+    _MEMBER_ACTIVE,
+    sa.or_(
+        sa.and_(_MEMBER.c.channel == _CONV.c.channel, _MEMBER.c.chat_id == _CONV.c.chat_id),
+        sa.and_(_CONV.c.channel == WEB, _MEMBER.c.id == _CONV.c.member_id),
+    ),
 )
 # One round trip for an ongoing chat: has this message been handled, the dialogue state (row-locked on
 # PostgreSQL, so processes handling the same chat take turns), and who the chat belongs to.
@@ -372,8 +380,10 @@ def load_snapshot(
     now: dt.datetime,
     invite_code: str | None = None,
     inbound_id: str | None = None,
+    focus: int | None = None,
 ) -> Loaded:
-    """The chat's snapshot; `Loaded.seen` instead when `inbound_id` was handled before."""
+    """The chat's snapshot; `Loaded.seen` instead when `inbound_id` was handled before. `focus`: the
+    unit a reviewer's message is about (a web form names it), else the one open in the chat."""
     conn = s.connection()
     params = {"channel": channel, "chat_id": chat_id, "inbound_id": inbound_id}
     conv = conn.execute(_CHAT, params).first()
@@ -403,7 +413,7 @@ def load_snapshot(
     member_id: int = member.member_id
     view = MemberView(member_id, Role(member.role), member.unit_id, member.code, member.name, member.language)
     if view.role is Role.REVIEWER:
-        return _reviewer_snapshot(s, channel, chat_id, session, view, version, resolve)
+        return _reviewer_snapshot(s, channel, chat_id, session, view, version, resolve, focus)
     period = open_period(s, member.level, resolve)
     if period is None:
         return Loaded(
@@ -511,9 +521,10 @@ def _reviewer_snapshot(
     view: MemberView,
     version: int | None,
     resolve: FrameworkResolver,
+    focus: int | None = None,
 ) -> Loaded:
     """A reviewer sees the newest open period of the units they review, their queue, and the unit
-    they have open — only ever units of their own scope."""
+    they have open (or the message is about: `focus`) — only ever units of their own scope."""
     units = appraisal.scope(s, view.unit_id)
     levels = {u.level for u in s.exec(select(Unit).where(col(Unit.id).in_(units)))} if units else set()
     found = None
@@ -537,11 +548,12 @@ def _reviewer_snapshot(
     assert period.id is not None
     queue = tuple(appraisal.queue(s, period.id, units))
     reviewed = None
-    if session.unit is not None and any(q.unit_id == session.unit for q in queue):
+    opened = focus if focus is not None else session.unit
+    if opened is not None and any(q.unit_id == opened for q in queue):
         assessment = s.exec(
-            select(Assessment).where(Assessment.period_id == period.id, Assessment.unit_id == session.unit)
+            select(Assessment).where(Assessment.period_id == period.id, Assessment.unit_id == opened)
         ).one()
-        unit = s.get(Unit, session.unit)
+        unit = s.get(Unit, opened)
         assert assessment.id is not None and unit is not None and unit.id is not None
         reviewed = ReviewedUnit(
             unit.id,
@@ -1048,6 +1060,23 @@ def session_update(
         "member_id": member_id,
         "updated_at": now,
     }
+
+
+def web_chat_id(member_id: int) -> str:
+    return f"m{member_id}"
+
+
+def open_web_chat(s: Session, member_id: int, now: dt.datetime) -> str:
+    """The member's web chat (created at their first sign-in), bound to them by id; its chat id."""
+    chat_id = web_chat_id(member_id)
+    found = s.connection().execute(
+        sa.select(_CONV.c.member_id).where(_CONV.c.channel == WEB, _CONV.c.chat_id == chat_id)
+    )
+    if found.first() is None:
+        row = dict(channel=WEB, chat_id=chat_id, member_id=member_id, version=1, updated_at=now)
+        state = SessionState(mode=Mode.ASK)  # a member already: no joining, no welcome to wait for
+        s.connection().execute(_CONV.insert(), {**row, "state_json": json.dumps(state.to_json())})
+    return chat_id
 
 
 def unit_members(s: Session, unit_id: int, role: Role) -> list[Member]:
