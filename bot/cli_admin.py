@@ -58,12 +58,12 @@ from storage.admin import (
     remove_member,
     revoke_invite,
 )
-from storage.conversations import queue_replies
 from storage.db import DATABASE_URL_ENV, Database, NotMigrated, database_url, sqlite_file
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.held import held_count
 from storage.models import ROLES, Member, Period, Unit
 from storage.outbox import status_counts
+from storage.record import queue_replies
 from storage.reminders import LedgerStats, ledger_stats, unit_states
 from storage.results import published_units
 from storage.zalo import save_token

@@ -26,9 +26,9 @@ from scoring.model import Framework
 from scoring.numbers import plain, ratio_of, round_index, round_score
 from scoring.ranking import RankEntry, rank
 from storage.admin import period_extensions
-from storage.conversations import queue_replies
 from storage.db import Database
 from storage.models import Period
+from storage.record import queue_replies
 from storage.results import (
     UnitInput,
     assessment_statuses,

@@ -38,9 +38,9 @@ from flows.reminders import (
     has_work,
     reminder_reply,
 )
-from storage.conversations import queue_replies
 from storage.db import Database
 from storage.models import OUTBOX_PRIORITY_REMINDER, Member, Period, Reminder
+from storage.record import queue_replies
 from storage.reminders import (
     insert_ledger,
     mark_reminder,

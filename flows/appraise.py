@@ -405,7 +405,10 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
         unit_id = ascii_int(arg.split(":", 1)[1])
         if snap.review is None or not any(q.unit_id == unit_id for q in snap.review.queue):
             return stale  # not a unit of this reviewer's scope
-        return Decision(replace(session, unit=unit_id, mode=Mode.REVIEW, current=None), then_resume=True)
+        opened = replace(session, unit=unit_id, mode=Mode.REVIEW, current=None)
+        if snap.review.unit is None or snap.review.unit.unit_id != unit_id:
+            return queue(snap, session, intro=(msg(N_("button.stale")),))  # not read for this message
+        return _continue(snap, opened, None)
     review = snap.review
     if review is None or review.unit is None or review.unit.unit_id != session.unit:
         return stale
@@ -497,6 +500,18 @@ def _form(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datet
     if due is None:
         return _say(session, _line(N_("review.bad_due")))
     return _decide(snap, session, code, "return", expected, comment=comment, due=due, now=now)
+
+
+def focus(inbound: Inbound) -> int | None:
+    """The unit a reviewer's message is about, which storage reads with it: the unit a button opens
+    or a web form decides on."""
+    if inbound.kind is InboundKind.FORM:
+        return ascii_int(inbound.field("unit"))
+    if inbound.kind is InboundKind.BUTTON:
+        press = read_payload(inbound.payload)
+        if press is not None and press.action == "rv" and press.arg.startswith("open:"):
+            return ascii_int(press.arg.split(":", 1)[1])
+    return None
 
 
 def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:

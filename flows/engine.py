@@ -112,10 +112,13 @@ def _join(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         Role.REVIEWER: N_("role.reviewer"),
         Role.ADMIN: N_("role.admin"),
     }[invite.role]
-    return _say(
-        SessionState(mode=Mode.ASK),
-        _line(N_("join.ok"), unit=invite.unit_name, role=msg(role_key)),
-        events=(JoinUnit(code),),
+    joined = snap.joined if snap.joined is not None else apply(snap, (JoinUnit(code),), now)
+    first = _step(replace(joined, session=SessionState(mode=Mode.ASK)), Inbound(InboundKind.RESUME), now)
+    return Decision(
+        first.session,
+        (JoinUnit(code), *first.events),
+        (_line(N_("join.ok"), unit=invite.unit_name, role=msg(role_key)), *first.replies),
+        first.notices,
     )
 
 

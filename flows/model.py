@@ -291,6 +291,9 @@ class Snapshot:
     # The assessment's revision: how many answer revisions and evidence items it holds. It grows with
     # every change, so a confirmation bound to it is refused once the assessment has moved on.
     revision: int = 0
+    # A chat naming a usable invite: what it sees once joined (read by storage), so the engine goes on
+    # with the first question, or the reviewer's queue, in the same step.
+    joined: Snapshot | None = None
 
 
 # -- what to record ------------------------------------------------------------------------------
@@ -500,4 +503,3 @@ class Decision:
     events: tuple[Event, ...] = ()
     replies: tuple[Reply, ...] = ()
     notices: tuple[Notice, ...] = ()
-    then_resume: bool = False  # reload the snapshot and continue (after joining, or opening a unit)

@@ -8,8 +8,6 @@ new state instead of silently overwriting it.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
@@ -22,13 +20,16 @@ from storage.models import AppraisalDecision, Assessment, Member, Unit, table_of
 QUEUE_STATUSES = ("submitted", "returned", "appraised")
 
 
-def reviewer_units(s: Session) -> dict[int, int]:
-    """unit id → the id of the unit whose reviewers appraise it (nearest ancestor with reviewers)."""
+def reviewer_units(s: Session, joining: int | None = None) -> dict[int, int]:
+    """unit id → the id of the unit whose reviewers appraise it (nearest ancestor with reviewers), with
+    a reviewer of `joining` counted who is joining right now."""
     units = {u.id: u for u in s.exec(select(Unit)) if u.id is not None}
     with_reviewers = {
         m.unit_id
         for m in s.exec(select(Member).where(Member.role == "reviewer", col(Member.removed_at).is_(None)))
     }
+    if joining is not None:
+        with_reviewers.add(joining)
     out: dict[int, int] = {}
     for uid, unit in units.items():
         parent, hops = unit.parent_id, 0
@@ -41,8 +42,10 @@ def reviewer_units(s: Session) -> dict[int, int]:
     return out
 
 
-def scope(s: Session, reviewer_unit_id: int) -> list[int]:
-    return sorted(uid for uid, rid in reviewer_units(s).items() if rid == reviewer_unit_id)
+def scope(s: Session, reviewer_unit_id: int, joining: bool = False) -> list[int]:
+    """The units the reviewers of `reviewer_unit_id` appraise (`joining`: one joins it right now)."""
+    units = reviewer_units(s, reviewer_unit_id if joining else None)
+    return sorted(uid for uid, rid in units.items() if rid == reviewer_unit_id)
 
 
 def reviewers_of(s: Session, unit_id: int) -> list[Member]:
@@ -112,65 +115,6 @@ def queue(s: Session, period_id: int, unit_ids: Iterable[int]) -> list[QueueItem
             )
         )
     return items
-
-
-def decide(
-    s: Session,
-    assessment_id: int,
-    code: str,
-    decision: str,
-    *,
-    points: Decimal | None,
-    self_points: Decimal | None,
-    comment: str | None,
-    supplement_due: dt.datetime | None,
-    expected_revision: int,
-    reviewer_id: int | None,
-    now: dt.datetime,
-) -> AppraisalDecision:
-    """Revision `expected_revision + 1`; the unique key refuses it if someone decided in between."""
-    previous = s.exec(
-        select(AppraisalDecision)
-        .where(AppraisalDecision.assessment_id == assessment_id, AppraisalDecision.indicator_code == code)
-        .order_by(col(AppraisalDecision.revision).desc())
-    ).first()
-    row = AppraisalDecision(
-        assessment_id=assessment_id,
-        indicator_code=code,
-        revision=expected_revision + 1,
-        decision=decision,
-        self_points=_text(self_points),
-        appraised_points=_text(points),
-        comment=comment,
-        supplement_due=supplement_due,
-        reviewer_member_id=reviewer_id,
-        previous_id=previous.id if previous is not None and previous.revision == expected_revision else None,
-        created_at=now,
-    )
-    s.add(row)
-    s.flush()  # the unique (assessment, indicator, revision) key decides races here
-    return row
-
-
-def _text(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def decision_json(row: AppraisalDecision) -> str:
-    return json.dumps(
-        {
-            "decision": row.decision,
-            "self_points": row.self_points,
-            "appraised_points": row.appraised_points,
-            "comment": row.comment,
-            "supplement_due": row.supplement_due.isoformat() if row.supplement_due else None,
-            "revision": row.revision,
-        },
-        ensure_ascii=False,
-    )
 
 
 def appraised_points(

@@ -145,6 +145,9 @@ class Assessment(SQLModel, table=True):
         default=None, sa_type=UTCDateTime
     )  # the reviewer closed the appraisal
     appraised_by_member_id: int | None = Field(default=None, foreign_key="member.id")
+    # answer revisions and evidence items recorded (`Snapshot.revision`), and reviewers' decisions
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    decided: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class AnswerRevision(SQLModel, table=True):

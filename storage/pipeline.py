@@ -1,6 +1,6 @@
 """Several statements in one go: on PostgreSQL one psycopg pipeline, elsewhere SQLAlchemy.
 
-Group commit (storage/group_commit.py) ends each batch with one statement per table, each for many rows.
+The recording path (storage/record.py) ends each batch with one statement per table, each for many rows.
 Through SQLAlchemy every row of every statement pays the parameter processing of an execution context,
 a RETURNING statement is rewritten into one long multi-row statement that psycopg then converts
 client-side on every call (it caches only short ones), and each statement waits for its own round

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,20 @@ from scoring.gate import build_framework
 from scoring.model import Framework
 
 pytest_plugins = ["tests.storage_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A message whose handling fails for a reason other than a conflict or an unreachable database
+    is a bug (bot/service.py logs it at ERROR and counts it): it fails the test, unless the test
+    provokes one on purpose (`@pytest.mark.unexpected_errors`)."""
+    from bot import service
+
+    before = len(service.UNEXPECTED)
+    yield
+    if request.node.get_closest_marker("unexpected_errors") is None:
+        assert service.UNEXPECTED[before:] == [], "a message failed unexpectedly"
+
 
 ROOT = Path(__file__).resolve().parent.parent
 TAY_NINH_TSV = ROOT / "scoring" / "frameworks" / "sources" / "tay-ninh-commune-2025-indicators.tsv"

@@ -16,7 +16,6 @@ from flows.model import (
     Inbound,
     InboundKind,
     InviteView,
-    JoinUnit,
     MemberView,
     PeriodView,
     Role,
@@ -58,11 +57,13 @@ class Chat:
         lang = self.snap.member.language if self.snap.member else "vi"
         renderer = ReplyRenderer(Translator(lang))
         out = [renderer.reply(r) for r in decision.replies]
-        if any(isinstance(e, JoinUnit) for e in decision.events):
-            out += self.send(Inbound(InboundKind.RESUME))
         self.transcript += out
         self.now += dt.timedelta(seconds=30)
         return out
+
+    def send_decision(self, inbound: Inbound) -> Decision:
+        self.send(inbound)
+        return self.decisions[-1]
 
     def text(self, text: str) -> str:
         return "\n".join(r.text for r in self.send(Inbound(InboundKind.TEXT, text)))

@@ -1,4 +1,4 @@
-"""storage.conversations.answer_views: the engine's view of stored answers, with decoded values reused
+"""storage.load.answer_views: the engine's view of stored answers, with decoded values reused
 across messages, but never for an indicator other than the one they were decoded for."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from bot.service import resolve_framework
 from scoring.model import AnswerSpec, AnswerType, Framework, Ratio
-from storage.conversations import answer_views
+from storage.load import answer_views
 
 FRAMEWORK = resolve_framework("tay-ninh-commune-2025", "2025.1")
 

@@ -8,6 +8,8 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+from sqlmodel import Session
+
 from bot.service import resolve_framework
 from flows.apply import apply
 from flows.model import (
@@ -20,11 +22,17 @@ from flows.model import (
     Snapshot,
     Submit,
 )
-from storage import conversations
-from storage.conversations import load_snapshot
 from storage.db import Database
+from storage.load import Loaded, Message, load
+from storage.record import Write, write
 from tests.e2e_support import NOW, make_province
 from tests.test_state_rules_storage import Chat
+
+
+def reload(s: Session, now: dt.datetime) -> Loaded:
+    (loaded,) = load(s, [Message("console", "l1", None)], resolve_framework, now)
+    assert loaded is not None
+    return loaded
 
 
 def view(snap: Snapshot) -> object:
@@ -36,7 +44,7 @@ def test_apply_is_what_storage_reads_back(db: Database, tmp_path: Path) -> None:
     Chat(p, "l1", p.invite("25840", "leader")).say("70,4")
     now = NOW + dt.timedelta(hours=1)
     with db.session() as s:
-        before = load_snapshot(s, "console", "l1", resolve_framework, now)
+        before = reload(s, now)
     pdf = FileInfo("ef" * 32, 1234, "application/pdf", "bao-cao.pdf")
     cited = Citation("15/BC-VNPT", dt.date(2025, 10, 10), "Báo cáo hạ tầng")
     steps = [
@@ -53,9 +61,9 @@ def test_apply_is_what_storage_reads_back(db: Database, tmp_path: Path) -> None:
     loaded = before
     for events in steps:
         with db.session() as s:
-            conversations.apply(s, loaded, Decision(loaded.snapshot.session, events), now, None)
+            write(s, [Write(loaded, Decision(loaded.snapshot.session, events), None)], now)
         expected = apply(expected, events, now)
         with db.session() as s:
-            loaded = load_snapshot(s, "console", "l1", resolve_framework, now)
+            loaded = reload(s, now)
         assert view(loaded.snapshot) == view(replace(expected, session=loaded.snapshot.session))
     assert loaded.snapshot.status is AssessmentStatus.SUBMITTED

@@ -1,6 +1,6 @@
 """The database work in a process of its own (bot/db_process.py) against the one-by-one path.
 
-The group-commit comparison of tests/test_group_commit.py, with the batches run by a child process:
+The batches-against-one-by-one comparison of tests/test_batches.py, with the batches run by a child process:
 the same answers, revisions, evidence, audit trail, dialogue states, replies and exactly-once records.
 Then what a second process adds: the child killed while batches are in flight (a new one takes the
 batch over; nothing is applied twice or lost), a child that cannot start, an outcome the way back
@@ -29,7 +29,7 @@ from flows.model import Inbound, InboundKind
 from storage import migrate
 from storage.db import Database
 from tests.e2e_support import at_now
-from tests.test_group_commit import build, items, one_by_one, rounds, stored
+from tests.test_batches import build, items, one_by_one, rounds, stored
 
 pytest_plugins = ["tests.storage_fixtures"]
 
@@ -107,7 +107,7 @@ def test_a_database_process_that_cannot_start_makes_the_messages_unavailable(tmp
     migrate.upgrade(url)
     svc = Service(Database(url), clock=at_now, db_process=True, attempts=2)
     broken = db_process.Settings("nosuchdriver://x", {}, at_now, 2, (0.0,), 32)
-    svc._process = db_process.DatabaseProcess(broken)
+    svc.dispatcher._process = db_process.DatabaseProcess(broken)
     try:
         with pytest.raises(Unavailable, match="kept dying"):
             asyncio.run(svc.handle_async("telegram", "1", "in-1", Inbound(InboundKind.TEXT, text="xin chào")))

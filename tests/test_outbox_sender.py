@@ -16,8 +16,8 @@ from sqlmodel import select
 
 from bot.outbox import OutboxSender, Outcome, Parts, RateLimiter, Result
 from storage import migrate
-from storage.conversations import queue_replies
 from storage.db import Database
+from storage.record import queue_replies
 
 pytest_plugins = ["tests.storage_fixtures"]
 

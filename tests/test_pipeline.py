@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage.admin import UnitRow
-from storage.conversations import _OPEN_PERIODS
 from storage.db import Database
 from storage.in_list import in_list
+from storage.load import OPEN_PERIODS as _OPEN_PERIODS
 from storage.models import Extension, Outbox, ProcessedInbound, Unit
 from storage.pipeline import Query, Rows, read_all, write_all
 from tests.e2e_support import NOW, open_province

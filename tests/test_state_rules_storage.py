@@ -22,10 +22,10 @@ from flows.model import (
     SessionState,
     Submit,
 )
-from storage.conversations import ConcurrentUpdate, Loaded, apply, load_snapshot
 from storage.db import Database
-from storage.group_commit import Message, Write, load_many, write_many
+from storage.load import Loaded, Message, load
 from storage.models import AppraisalDecision, Assessment, AuditLog, Unit
+from storage.record import ConcurrentUpdate, Write, write
 from tests.conftest import D
 from tests.e2e_support import NOW, Province, make_province
 
@@ -117,7 +117,8 @@ def test_a_closed_appraisal_is_not_reopened_by_a_second_reviewer(province: Provi
 def _loaded_leader(province: Province) -> Loaded:
     Chat(province, "l1", province.invite("25840", "leader")).say("70,4")
     with province.db.session() as s:
-        loaded = load_snapshot(s, "console", "l1", resolve_framework, NOW)
+        (loaded,) = load(s, [Message("console", "l1", None)], resolve_framework, NOW)
+    assert loaded is not None
     snap = loaded.snapshot
     assert snap.status is AssessmentStatus.DRAFT and snap.revision == 1
     return loaded
@@ -128,10 +129,10 @@ def test_storage_refuses_a_move_from_a_state_the_assessment_left(province: Provi
     set_status(province.db, "submitted")
     submit = Decision(SessionState(), (Submit(AssessmentStatus.DRAFT, 1),))
     with pytest.raises(ConcurrentUpdate), province.db.session() as s:
-        apply(s, loaded, submit, NOW, None)
+        write(s, [Write(loaded, submit, None)], NOW)
     answer = Decision(SessionState(), (SaveAnswer("1.2", D(50)),))
     with pytest.raises(ConcurrentUpdate), province.db.session() as s:
-        apply(s, loaded, answer, NOW, None)
+        write(s, [Write(loaded, answer, None)], NOW)
     assert status(province.db) == "submitted" and len(province.revisions("25840")) == 1
 
 
@@ -139,7 +140,7 @@ def test_storage_refuses_a_submission_of_another_revision(province: Province) ->
     loaded = _loaded_leader(province)
     stale = Decision(SessionState(), (Submit(AssessmentStatus.DRAFT, 0),))
     with pytest.raises(ConcurrentUpdate), province.db.session() as s:
-        apply(s, loaded, stale, NOW, None)
+        write(s, [Write(loaded, stale, None)], NOW)
     assert status(province.db) == "draft"
 
 
@@ -147,19 +148,19 @@ def test_storage_refuses_an_illegal_move(province: Province) -> None:
     loaded = _loaded_leader(province)
     illegal = Decision(SessionState(), (RequestSubmission(AssessmentStatus.SUBMITTED, 1),))
     with pytest.raises(IllegalTransition), province.db.session() as s:
-        apply(s, loaded, illegal, NOW, None)
+        write(s, [Write(loaded, illegal, None)], NOW)
     assert status(province.db) == "draft"
 
 
-def test_group_commit_refuses_answers_on_an_assessment_submitted_meanwhile(province: Province) -> None:
-    """The batch path holds the same rule: its answers are written only over the state they were
-    decided in (`HOLD` in the batch's pipeline on PostgreSQL)."""
+def test_a_batch_refuses_answers_on_an_assessment_submitted_meanwhile(province: Province) -> None:
+    """Answers are written only over the state they were decided in (the batch's pipeline on
+    PostgreSQL)."""
     Chat(province, "r1", province.invite("25840", "respondent")).say("70,4")
     with province.db.session() as s:
-        (loaded,) = load_many(s, [Message("console", "r1", "x1")], resolve_framework, NOW)
+        (loaded,) = load(s, [Message("console", "r1", "x1")], resolve_framework, NOW)
     assert loaded is not None and loaded.snapshot.status is AssessmentStatus.DRAFT
     set_status(province.db, "submitted")
     decision = Decision(loaded.snapshot.session, (SaveAnswer("1.2", D(50)),))
     with pytest.raises(ConcurrentUpdate), province.db.session() as s:
-        write_many(s, [Write(loaded, decision, "x1", [])], NOW)
+        write(s, [Write(loaded, decision, "x1")], NOW)
     assert len(province.revisions("25840")) == 1

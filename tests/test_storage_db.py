@@ -69,7 +69,7 @@ def count(database: Database, model: type[SQLModel]) -> int:
 # -- migrations ------------------------------------------------------------------------------------------
 
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:

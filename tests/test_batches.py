@@ -1,11 +1,11 @@
-"""Group commit (storage/group_commit.py, `Service.handle_batch`) against the one-message-at-a-time path.
+"""Batches of many against batches of one (`Service.handle_batch`, storage/load.py, storage/record.py).
 
 The same scripted conversations run twice in one database, on two disjoint sets of units: once message
-by message through `Service.handle`, once through `handle_async` with many chats at a time, so that
-messages queue up and share transactions. Everything the bot stores and says must be the same: the
-answers and their revisions, the evidence, the audit trail, the dialogue states, the replies in order,
-the exactly-once records. Then the batch's failure paths: a conversation changed by another process, a
-message whose handling raises, and the database refusing a batch.
+by message through `Service.handle` (each a batch of one), once through `handle_async` with many chats
+at a time, so that messages queue up and share transactions. Everything the bot stores and says must
+be the same: the answers and their revisions, the evidence, the audit trail, the dialogue states, the
+replies in order, the exactly-once records. Then the batch's failure paths: a conversation changed by
+another process, a message whose handling raises, and the database refusing a batch.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bot.service import Item, Service, Unavailable, resolve_framework
 from flows.model import FileInfo, Inbound, InboundKind
 from storage.admin import UnitRow, create_invite
 from storage.db import Database
-from storage.group_commit import Message, load_many
+from storage.load import Message, load
 from storage.models import (
     AnswerRevision,
     Assessment,
@@ -127,23 +127,23 @@ def together(
     first message starts a batch alone and the rest queue behind it); records each batch's outcomes
     and the statements the batches sent through SQLAlchemy (storage/pipeline.py's go around it)."""
     svc = Service(db, clock=clock, workers=1)
-    batch_once = svc._batch_once
+    once = svc._once
     inside = threading.local()
 
-    def spy(batch: Sequence[Item]) -> list[list[int] | None]:
+    def spy(batch: Sequence[Item], keep: Any) -> list[Any]:
         inside.batch = True
         try:
-            outcomes = batch_once(batch)
+            outcomes = once(batch, keep)
         finally:
             inside.batch = False
-        batches.append(outcomes)
+        batches.append([o if isinstance(o, list) else None for o in outcomes])
         return outcomes
 
     def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if statements is not None and getattr(inside, "batch", False):
             statements.append(statement)
 
-    svc._batch_once = spy  # type: ignore[method-assign]
+    svc._once = spy  # type: ignore[method-assign]
     sa.event.listen(db.engine, "before_cursor_execute", executed)
 
     async def go() -> None:
@@ -276,7 +276,7 @@ def stored(db: Database, run: str) -> dict[str, Any]:
     return out
 
 
-def test_group_commit_stores_and_says_exactly_what_one_by_one_does(
+def test_batches_store_and_say_exactly_what_one_by_one_does(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     codes = build(db)
@@ -300,13 +300,11 @@ def test_group_commit_stores_and_says_exactly_what_one_by_one_does(
     written = [o for batch in batches for o in batch if o]
     assert max(sum(1 for o in batch if o) for batch in batches) >= UNITS_PER_RUN - 1
     assert len(written) > sum(len(b) for b in batches) // 2
-    # The first message goes alone to the idle worker: on PostgreSQL through the batch too (fewer
-    # round trips), on SQLite one by one. The next batch is the other joins: all but the mistyped code
-    # and unit 0's second member joined in it.
-    if db.engine.dialect.name == "postgresql":
-        assert len(batches[0]) == 1 and batches[0][0]
-        batches = batches[1:]
-    assert sum(1 for o in batches[0] if o) == UNITS_PER_RUN - 2
+    # The first message goes alone to the idle worker. The next batch is every other chat's first
+    # message, the mistyped code included, but unit 0's second member: that one goes in the batch
+    # after, as it must see what the first member of its unit wrote.
+    assert len(batches[0]) == 1 and batches[0][0]
+    assert sum(1 for o in batches[1] if o) == UNITS_PER_RUN - 1 and batches[1].count(None) == 1
 
 
 def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_loses_nothing(
@@ -321,7 +319,7 @@ def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_lose
     raced: list[str] = []
 
     def load_then_race(s: Any, messages: Sequence[Message], resolve: Any, now: dt.datetime) -> list[Any]:
-        loaded = load_many(s, messages, resolve, now)
+        loaded = load(s, messages, resolve, now)
         if raced:
             return loaded
         raced.append("B1")  # read before the other process's write: one version behind
@@ -330,7 +328,7 @@ def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_lose
             for x in loaded
         ]
 
-    monkeypatch.setattr(service_module, "load_many", load_then_race)
+    monkeypatch.setattr(service_module, "load", load_then_race)
     text = answer_for(FRAMEWORK, FRAMEWORK.indicators[0].code)[0]
     batch: list[Item] = [
         ("telegram", f"B{n}", f"answer-{n}", Inbound(InboundKind.TEXT, text=text), ()) for n in range(3)
@@ -349,7 +347,10 @@ def test_a_conversation_changed_by_another_process_rolls_the_batch_back_and_lose
         assert len(s.exec(select(ProcessedInbound)).all()) == 6
 
 
-def test_one_message_failing_does_not_fail_the_others(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.unexpected_errors
+def test_one_message_failing_does_not_fail_the_others(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     codes = build(db)["B"][:3]
     svc = Service(db, clock=clock, group_commit=False)
     for n, code in enumerate(codes):
@@ -368,6 +369,12 @@ def test_one_message_failing_does_not_fail_the_others(db: Database, monkeypatch:
     )
     assert isinstance(outcomes[1], RuntimeError)
     assert isinstance(outcomes[0], list) and outcomes[0] and isinstance(outcomes[2], list) and outcomes[2]
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR and "a bug in one conversation" in r.getMessage()
+    ]
+    assert errors and "telegram:B1:answer-1" in errors[-1].getMessage()  # logged with the batch's ids
     with db.session() as s:
         stored_for = {p.inbound_id for p in s.exec(select(ProcessedInbound))}
     assert {"answer-0", "answer-2"} <= stored_for and "answer-1" not in stored_for
@@ -386,7 +393,7 @@ def test_a_database_that_stays_unreachable_makes_every_message_of_the_batch_unav
         tries.append(1)
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(service_module, "load_many", unreachable)
+    monkeypatch.setattr(service_module, "load", unreachable)
     monkeypatch.setattr(service_module.Service, "handle", lambda *a: pytest.fail("not one by one"))
     text = answer_for(FRAMEWORK, FRAMEWORK.indicators[0].code)[0]
     outcomes = svc.handle_batch(
@@ -405,14 +412,14 @@ def test_an_invite_used_meanwhile_is_refused_and_the_other_chats_still_join(
     raced: list[str] = []
 
     def load_then_race(s: Any, messages: Sequence[Message], resolve: Any, now: dt.datetime) -> list[Any]:
-        loaded = load_many(s, messages, resolve, now)
+        loaded = load(s, messages, resolve, now)
         if not raced:
             raced.append(codes[1])
             with db.engine.begin() as other:
                 other.execute(sa.update(Invite).where(col(Invite.code) == codes[1]).values(used_at=NOW))
         return loaded
 
-    monkeypatch.setattr(service_module, "load_many", load_then_race)
+    monkeypatch.setattr(service_module, "load", load_then_race)
     outcomes = svc.handle_batch(
         [
             ("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"), ())
@@ -429,31 +436,3 @@ def test_an_invite_used_meanwhile_is_refused_and_the_other_chats_still_join(
     assert sorted(members) == ["B0", "B2"]
     assert told == ["Mã mời này đã được dùng. Mỗi mã chỉ dùng một lần; xin mã mới nếu cần."]
     assert conversations == {"B0": members["B0"], "B1": None, "B2": members["B2"]}
-
-
-def test_a_join_whose_first_question_needs_more_than_the_batch_records_is_handled_alone(
-    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The members a batch added are rolled back with it when the question after joining turns out to
-    need the one-by-one path: every chat still joins exactly once."""
-    codes = build(db)["B"][:3]
-    svc = Service(db, clock=clock, group_commit=False)
-    real_step: Callable[..., Any] = service_module.step
-
-    def step(snapshot: Any, inbound: Inbound, now: dt.datetime) -> Any:
-        decision = real_step(snapshot, inbound, now)
-        return replace(decision, then_resume=True) if inbound.kind is InboundKind.RESUME else decision
-
-    monkeypatch.setattr(service_module, "step", step)
-    with caplog.at_level(logging.DEBUG, logger="bot.service"):
-        outcomes = svc.handle_batch(
-            [
-                ("telegram", f"B{n}", f"join-{n}", Inbound(InboundKind.TEXT, text=f"/start {code}"), ())
-                for n, code in enumerate(codes)
-            ]
-        )
-    assert all(isinstance(o, list) and len(o) == 2 for o in outcomes), outcomes
-    assert [r for r in caplog.records if "_NotForBatch" in r.getMessage()]
-    with db.session() as s:
-        assert sorted(m.chat_id for m in s.exec(select(Member))) == ["B0", "B1", "B2"]
-        assert len(s.exec(select(JoinAttempt)).all()) == 3
