@@ -2,11 +2,10 @@
 
 A bot process holds a few hundred thousand objects that live as long as it does: the modules, classes
 and schemas of aiogram, pydantic and SQLAlchemy, and our own. CPython collects its oldest generation
-every so often by traversing every one of them, and no update is handled meanwhile: 100 – 230 ms each
-time in `bench/update_bench.py` on this project's machine, a large share of the latency tail at
-deadline-day load. Once the process has started, `settle` collects what is already garbage and moves
-everything left into the permanent generation (`gc.freeze`), which collections skip: a full
-collection then traverses only what was made since (5 – 26 ms measured).
+every so often by traversing every one of them, and no update is handled meanwhile: a large share of
+the latency tail at deadline-day load (bench/RESULTS.md). Once the process has started, `settle`
+collects what is already garbage and moves everything left into the permanent generation
+(`gc.freeze`), which collections skip: a full collection then traverses only what was made since.
 
 The price: an object alive at startup that later becomes part of unreachable cycles is never freed.
 What is alive once the process has started is what it keeps anyway.

@@ -20,6 +20,7 @@ from flows.model import (
     Event,
     EvidenceView,
     JoinFailed,
+    JoinFailure,
     JoinUnit,
     MemberView,
     RequestSubmission,
@@ -85,7 +86,7 @@ def _apply(snap: Snapshot, event: Event, now: dt.datetime) -> Snapshot:
         member = MemberView(0, invite.role, invite.unit_id, invite.unit_code, invite.unit_name)
         return replace(snap, member=member, invite=None)
     if isinstance(event, JoinFailed):
-        if event.reason == "rate_limited":  # not a guess: the limit is not pushed further out
+        if event.reason is JoinFailure.RATE_LIMITED:  # not a guess: the limit is not pushed further out
             return snap
         return replace(snap, join_failures=(*snap.join_failures, now))
     if isinstance(event, SetLanguage):

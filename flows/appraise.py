@@ -20,6 +20,7 @@ from flows import prompts as p
 from flows.apply import apply
 from flows.intents import Intent, Press, detect, payload, read_payload
 from flows.model import (
+    FINAL,
     AnswerView,
     AssessmentStatus,
     Attachment,
@@ -39,6 +40,7 @@ from flows.model import (
     SendReturns,
     SessionState,
     Snapshot,
+    Verdict,
     msg,
 )
 from flows.parse import ascii_int, clean, example_points, folded, parse_number
@@ -47,11 +49,10 @@ from scoring.messages import N_
 from scoring.model import Framework, Indicator
 from scoring.numbers import ZERO
 
-FINAL = ("accept", "adjust")
 _DECISION_KEYS = {
-    "accept": N_("review.decision.accept"),
-    "adjust": N_("review.decision.adjust"),
-    "return": N_("review.decision.return"),
+    Verdict.ACCEPT: N_("review.decision.accept"),
+    Verdict.ADJUST: N_("review.decision.adjust"),
+    Verdict.RETURN: N_("review.decision.return"),
 }
 _STATUS_KEYS = {
     AssessmentStatus.SUBMITTED: N_("review.status.submitted"),
@@ -61,20 +62,20 @@ _STATUS_KEYS = {
 _DATE = re.compile(r"^([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{4}))?(?:\s+([0-9]{1,2})[:h]([0-9]{2}))?$")
 _OPEN = (AssessmentStatus.SUBMITTED, AssessmentStatus.RETURNED)  # a reviewer can still decide
 # What a reviewer may type instead of pressing the item's buttons (folded).
-_TYPED: dict[str, str] = {
-    "chap nhan": "accept",
-    "dong y": "accept",
-    "dat": "accept",
-    "ok": "accept",
-    "accept": "accept",
-    "dieu chinh": "adjust",
-    "dieu chinh diem": "adjust",
-    "sua diem": "adjust",
-    "adjust": "adjust",
-    "yeu cau bo sung": "return",
-    "bo sung": "return",
-    "tra lai": "return",
-    "return": "return",
+_TYPED: dict[str, Verdict | str] = {
+    "chap nhan": Verdict.ACCEPT,
+    "dong y": Verdict.ACCEPT,
+    "dat": Verdict.ACCEPT,
+    "ok": Verdict.ACCEPT,
+    "accept": Verdict.ACCEPT,
+    "dieu chinh": Verdict.ADJUST,
+    "dieu chinh diem": Verdict.ADJUST,
+    "sua diem": Verdict.ADJUST,
+    "adjust": Verdict.ADJUST,
+    "yeu cau bo sung": Verdict.RETURN,
+    "bo sung": Verdict.RETURN,
+    "tra lai": Verdict.RETURN,
+    "return": Verdict.RETURN,
     "de sau": "next",
     "tiep": "next",
     "bo qua": "next",
@@ -126,7 +127,7 @@ def _open(unit: ReviewedUnit, code: str) -> bool:
     d = unit.decisions.get(code)
     if d is None:
         return True
-    if d.decision != "return" or unit.status is not AssessmentStatus.SUBMITTED:
+    if d.decision is not Verdict.RETURN or unit.status is not AssessmentStatus.SUBMITTED:
         return False
     return d.at is not None and unit.submitted_at is not None and unit.submitted_at > d.at
 
@@ -238,9 +239,9 @@ def summary(snap: Snapshot, session: SessionState, intro: tuple[Msg, ...] = ()) 
     ]
     pid = _pid(snap)
     buttons: list[Button] = []
-    if counts["return"] and unit.status is not AssessmentStatus.RETURNED:
+    if counts[Verdict.RETURN] and unit.status is not AssessmentStatus.RETURNED:
         buttons.append(Button(msg(N_("button.review_send_returns")), payload("rv", pid, None, "send")))
-    if counts["return"] and unit.status is AssessmentStatus.RETURNED:
+    if counts[Verdict.RETURN] and unit.status is AssessmentStatus.RETURNED:
         lines.append(msg(N_("review.waiting_supplement")))
     if sum(counts[k] for k in FINAL) == total and unit.status is not AssessmentStatus.APPRAISED:
         buttons.append(Button(msg(N_("button.review_close")), payload("rv", pid, None, "close")))
@@ -264,7 +265,7 @@ def _decide(
     snap: Snapshot,
     session: SessionState,
     code: str,
-    decision: str,
+    decision: Verdict,
     expected: int,
     *,
     points: Decimal | None = None,
@@ -282,7 +283,7 @@ def _decide(
     ind = snap.period.framework.indicator(code)
     assert ind is not None
     self_points = claimed(ind, unit.answers.get(code))
-    if decision == "accept":
+    if decision is Verdict.ACCEPT:
         points = self_points if self_points is not None else ZERO
     event = Decide(
         unit.assessment_id, code, decision, points, self_points, comment, due, expected, unit.status
@@ -320,7 +321,7 @@ def parse_due(text: str, now: dt.datetime) -> dt.datetime | None:
 def _send_returns(snap: Snapshot, session: SessionState, now: dt.datetime) -> Decision:
     assert snap.review is not None and snap.review.unit is not None and snap.period is not None
     unit = snap.review.unit
-    returned = [(c, d) for c, d in unit.decisions.items() if d.decision == "return"]
+    returned = [(c, d) for c, d in unit.decisions.items() if d.decision is Verdict.RETURN]
     if not returned or unit.status is not AssessmentStatus.SUBMITTED:
         return summary(snap, session)
     items = tuple(
@@ -425,7 +426,9 @@ def _press(snap: Snapshot, session: SessionState, press: Press, now: dt.datetime
         if session.mode is not Mode.REVIEW_DUE:
             return stale
         due = _default_due(now)
-        return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
+        return _decide(
+            snap, session, code, Verdict.RETURN, session.seen, comment=session.draft, due=due, now=now
+        )
     action, _, rev = arg.partition(":")
     expected = ascii_int(rev)
     if expected is None:
@@ -442,7 +445,7 @@ def _act(
     if unit.status not in _OPEN:
         return summary(snap, session, intro=(msg(N_("review.already_closed"), unit=unit.unit_name),))
     if action == "accept":
-        return _decide(snap, session, code, "accept", expected, now=now)
+        return _decide(snap, session, code, Verdict.ACCEPT, expected, now=now)
     if action == "adjust":
         ind = snap.period.framework.indicator(code)
         assert ind is not None
@@ -483,7 +486,7 @@ def _form(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datet
     if ind is None or expected is None or action not in _DECISION_KEYS:
         return queue(snap, session, intro=(msg(N_("button.stale")),))
     if action == "accept":
-        return _decide(snap, session, code, "accept", expected, now=now)
+        return _decide(snap, session, code, Verdict.ACCEPT, expected, now=now)
     comment = clean(inbound.field("comment"))[:1000]
     if action == "adjust":
         points = parse_number(inbound.field("points"))
@@ -492,14 +495,14 @@ def _form(snap: Snapshot, session: SessionState, inbound: Inbound, now: dt.datet
             return _say(session, _line(N_("review.bad_points"), max=ind.max_points, example=example))
         if not comment:
             return _say(session, _line(N_("review.ask_comment"), code=code))
-        return _decide(snap, session, code, "adjust", expected, points=points, comment=comment, now=now)
+        return _decide(snap, session, code, Verdict.ADJUST, expected, points=points, comment=comment, now=now)
     if not comment:
         return _say(session, _line(N_("review.ask_return"), code=code))
     typed = inbound.field("due").strip()
     due = parse_due(typed, now) if typed else _default_due(now)
     if due is None:
         return _say(session, _line(N_("review.bad_due")))
-    return _decide(snap, session, code, "return", expected, comment=comment, due=due, now=now)
+    return _decide(snap, session, code, Verdict.RETURN, expected, comment=comment, due=due, now=now)
 
 
 def focus(inbound: Inbound) -> int | None:
@@ -568,7 +571,7 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
             return _say(session, _line(N_("review.ask_comment"), code=code))
         points = Decimal(session.draft)
         return _decide(
-            snap, session, code, "adjust", session.seen, points=points, comment=text[:1000], now=now
+            snap, session, code, Verdict.ADJUST, session.seen, points=points, comment=text[:1000], now=now
         )
     if session.mode is Mode.REVIEW_RETURN and code is not None:
         if not text:
@@ -579,7 +582,9 @@ def review_step(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         due = parse_due(text, now)
         if due is None:
             return _say(session, _line(N_("review.bad_due")))
-        return _decide(snap, session, code, "return", session.seen, comment=session.draft, due=due, now=now)
+        return _decide(
+            snap, session, code, Verdict.RETURN, session.seen, comment=session.draft, due=due, now=now
+        )
     typed = _TYPED.get(folded(text)) if session.mode is Mode.REVIEW else None
     if typed == "send":
         return _send_returns(snap, session, now)

@@ -14,9 +14,10 @@ from dataclasses import replace
 
 from flows import prompts as p
 from flows.apply import apply
-from flows.appraise import FINAL, review_step
+from flows.appraise import review_step
 from flows.intents import Intent, Parsed, Press, detect, is_code, payload, read_payload
 from flows.model import (
+    FINAL,
     AddEvidence,
     AssessmentStatus,
     Button,
@@ -26,6 +27,7 @@ from flows.model import (
     Inbound,
     InboundKind,
     JoinFailed,
+    JoinFailure,
     JoinUnit,
     Mode,
     Msg,
@@ -42,6 +44,7 @@ from flows.model import (
     Snapshot,
     StatusChange,
     Submit,
+    Verdict,
     can_move,
     msg,
 )
@@ -97,15 +100,25 @@ def _join(snap: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
     if len(recent) >= JOIN_MAX_FAILURES:
         retry = min(recent) + JOIN_WINDOW
         # logged, but not counted as a failure: retrying early must not push the wait further out
-        return _say(session, _line(N_("join.rate_limited"), at=retry), events=(JoinFailed("rate_limited"),))
+        return _say(
+            session, _line(N_("join.rate_limited"), at=retry), events=(JoinFailed(JoinFailure.RATE_LIMITED),)
+        )
     invite = snap.invite
     left = JOIN_MAX_FAILURES - len(recent) - 1
     if invite is None or invite.code != code:
-        return _say(session, _line(N_("join.unknown"), code=code, left=left), events=(JoinFailed("unknown"),))
+        return _say(
+            session,
+            _line(N_("join.unknown"), code=code, left=left),
+            events=(JoinFailed(JoinFailure.UNKNOWN),),
+        )
     if invite.used:
-        return _say(session, _line(N_("join.used")), events=(JoinFailed("used"),))
+        return _say(session, _line(N_("join.used")), events=(JoinFailed(JoinFailure.USED),))
     if now >= invite.expires_at:
-        return _say(session, _line(N_("join.expired"), at=invite.expires_at), events=(JoinFailed("expired"),))
+        return _say(
+            session,
+            _line(N_("join.expired"), at=invite.expires_at),
+            events=(JoinFailed(JoinFailure.EXPIRED),),
+        )
     role_key = {
         Role.RESPONDENT: N_("role.respondent"),
         Role.LEADER: N_("role.leader"),
@@ -217,7 +230,7 @@ def _ask_again(
 
 
 def _returned(snap: Snapshot) -> list[str]:
-    return sorted(c for c, d in snap.decisions.items() if d.decision == "return")
+    return sorted(c for c, d in snap.decisions.items() if d.decision is Verdict.RETURN)
 
 
 def _closed(snap: Snapshot) -> Reply | None:
@@ -287,7 +300,7 @@ def _late_note(snap: Snapshot, now: dt.datetime, code: str) -> tuple[Msg, ...]:
 
 def _evidence_due(snap: Snapshot, code: str) -> dt.datetime | None:
     decision = snap.decisions.get(code)
-    due = decision.supplement_due if decision is not None and decision.decision == "return" else None
+    due = decision.supplement_due if decision is not None and decision.decision is Verdict.RETURN else None
     if due is None and snap.period is not None:
         due = snap.period.supplement_due
     return due

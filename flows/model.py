@@ -111,11 +111,29 @@ class EvidenceView:
     note: str | None = None  # a file's caption that is not a citation
 
 
+class Verdict(StrEnum):
+    """A reviewer's decision on one indicator."""
+
+    ACCEPT = "accept"
+    ADJUST = "adjust"  # appraised points of the reviewer's own, with a reason
+    RETURN = "return"  # more evidence asked for, by a deadline
+
+
+FINAL = (Verdict.ACCEPT, Verdict.ADJUST)  # what closing the appraisal needs on every indicator
+
+
+class JoinFailure(StrEnum):
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+    RATE_LIMITED = "rate_limited"  # not a guess: does not count towards the limit
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionView:
     """The latest appraisal decision on one indicator."""
 
-    decision: str  # accept | adjust | return
+    decision: Verdict
     points: Decimal | None
     comment: str | None
     revision: int
@@ -306,7 +324,7 @@ class JoinUnit:
 
 @dataclass(frozen=True, slots=True)
 class JoinFailed:
-    reason: str  # unknown | expired | used | rate_limited
+    reason: JoinFailure
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +383,7 @@ class Decide:
 
     assessment_id: int
     code: str
-    decision: str  # accept | adjust | return
+    decision: Verdict
     points: Decimal | None
     self_points: Decimal | None
     comment: str | None

@@ -24,6 +24,7 @@ from flows.model import (
     Reply,
     Role,
     Snapshot,
+    Verdict,
     msg,
 )
 from flows.parse import example_points
@@ -168,7 +169,11 @@ def question(
     if answer is not None:
         lines.append(msg(N_("ask.current_answer"), value=value_msg(ind, answer.value, answer)))
     decision = snap.decisions.get(code)
-    if decision is not None and decision.decision == "return" and snap.status is AssessmentStatus.RETURNED:
+    if (
+        decision is not None
+        and decision.decision is Verdict.RETURN
+        and snap.status is AssessmentStatus.RETURNED
+    ):
         due = decision.supplement_due or msg(N_("welcome.no_deadline"))
         lines.append(msg(N_("review.returned_line"), comment=decision.comment or "", due=due))
     if ind.evidence.required:
@@ -448,7 +453,7 @@ def greeting(snap: Snapshot) -> tuple[Msg, ...]:
                 due=d.supplement_due or msg(N_("welcome.no_deadline")),
             )
             for c, d in sorted(snap.decisions.items())
-            if d.decision == "return"
+            if d.decision is Verdict.RETURN
         )
         lines.append(msg(N_("review.returned_notice"), count=len(items), items=items))
     elif snap.status is AssessmentStatus.AWAITING_LEADER and snap.member.role is Role.LEADER:

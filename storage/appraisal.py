@@ -8,13 +8,14 @@ new state instead of silently overwriting it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from flows.model import AssessmentStatus, DecisionView, QueueItem
+from flows.model import FINAL, AssessmentStatus, DecisionView, QueueItem, Verdict
 from storage.models import AppraisalDecision, Assessment, Member, Unit, table_of
 
 QUEUE_STATUSES = ("submitted", "returned", "appraised")
@@ -62,28 +63,39 @@ def reviewers_of(s: Session, unit_id: int) -> list[Member]:
 
 
 DECISION = table_of(AppraisalDecision)
+DECISION_COLUMNS = (
+    DECISION.c.indicator_code,
+    DECISION.c.id,
+    DECISION.c.decision,
+    DECISION.c.appraised_points,
+    DECISION.c.comment,
+    DECISION.c.revision,
+    DECISION.c.supplement_due,
+    DECISION.c.created_at,
+)
+# One assessment's decisions, oldest first.
+DECISIONS = (
+    sa.select(*DECISION_COLUMNS)
+    .where(DECISION.c.assessment_id == sa.bindparam("id"))
+    .order_by(DECISION.c.revision)
+)
+
+
+def decision_views(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, DecisionView], dict[str, int]]:
+    """The latest decision per indicator from decision rows (oldest first, as `DECISION_COLUMNS`), and
+    the row id of each."""
+    views: dict[str, DecisionView] = {}
+    ids: dict[str, int] = {}
+    for code, row_id, decision, points, comment, revision, due, created_at in rows:
+        points_value = Decimal(points) if points is not None else None
+        views[code] = DecisionView(Verdict(decision), points_value, comment, revision, due, created_at)
+        ids[code] = row_id
+    return views, ids
 
 
 def decisions(s: Session, assessment_id: int) -> dict[str, DecisionView]:
-    """The latest decision per indicator (a Core read: this runs on every message after submission)."""
-    latest: dict[str, DecisionView] = {}
-    for code, decision, points, comment, revision, due, created_at in s.connection().execute(
-        sa.select(
-            DECISION.c.indicator_code,
-            DECISION.c.decision,
-            DECISION.c.appraised_points,
-            DECISION.c.comment,
-            DECISION.c.revision,
-            DECISION.c.supplement_due,
-            DECISION.c.created_at,
-        )
-        .where(DECISION.c.assessment_id == assessment_id)
-        .order_by(DECISION.c.revision)
-    ):
-        latest[code] = DecisionView(
-            decision, Decimal(points) if points is not None else None, comment, revision, due, created_at
-        )
-    return latest
+    """The latest decision per indicator of an assessment."""
+    return decision_views(s.connection().execute(DECISIONS, {"id": assessment_id}))[0]
 
 
 def queue(s: Session, period_id: int, unit_ids: Iterable[int]) -> list[QueueItem]:
@@ -110,8 +122,8 @@ def queue(s: Session, period_id: int, unit_ids: Iterable[int]) -> list[QueueItem
                 unit.name,
                 AssessmentStatus(assessment.status),
                 assessment.submitted_at,
-                sum(1 for d in made.values() if d.decision in ("accept", "adjust")),
-                sum(1 for d in made.values() if d.decision == "return"),
+                sum(1 for d in made.values() if d.decision in FINAL),
+                sum(1 for d in made.values() if d.decision is Verdict.RETURN),
             )
         )
     return items

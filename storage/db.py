@@ -116,15 +116,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
     engine = sa.create_engine(url, **kwargs)
-    if not engine.pool._pre_ping:  # unless asked for a ping on every checkout
+    if not kwargs.get("pool_pre_ping"):  # unless asked for a ping on every checkout
         _ping_when_idle(engine)
     return engine
 
 
 # A pooled connection that sat unused longer than this gets a round trip before it is handed out: the
 # server may have restarted meanwhile, and a dead connection is then replaced unseen. One in steady use
-# is not pinged: under load SQLAlchemy's pre-ping on every checkout was one more round trip per
-# transaction, 1,4 – 2 ms of a 17 – 22 ms group-commit batch (measured with bench/update_bench.py).
+# is not pinged: under load SQLAlchemy's pre-ping on every checkout is one more round trip per
+# transaction (its cost is in bench/RESULTS.md).
 # A connection that dies between two closer uses fails its first statement instead, which tells the
 # pool to drop every connection of that age; callers retry (bot/service.py: ATTEMPTS).
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -1,7 +1,7 @@
 """`column IN (list)` as one statement whatever the list's length.
 
 SQLAlchemy renders an expanding `IN` as one placeholder per value, so a batch of 18 chats and one of
-19 are different statements: psycopg prepares each length separately (group commit's nine list
+19 are different statements: psycopg prepares each length separately (the loader's list
 queries times up to 32 lengths, against psycopg's cache of 100 prepared statements) and PostgreSQL
 plans each again. On PostgreSQL the list is therefore one array parameter, `column = ANY(:name)`: one
 statement, prepared once. SQLite has no arrays and keeps the expanding `IN`.

@@ -22,7 +22,6 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +47,7 @@ from flows.model import (
 from scoring.answers import decode_value
 from scoring.model import AnswerValue, Framework, Indicator
 from storage import appraisal
+from storage.appraisal import DECISION, DECISION_COLUMNS, DECISIONS, decision_views
 from storage.in_list import in_list
 from storage.models import Member, Unit
 from storage.pipeline import Query, read_all
@@ -56,7 +56,6 @@ from storage.tables import (
     ASSESSMENT,
     BINDS_CONV,
     CONV,
-    DECISION,
     EVIDENCE,
     EXTENSION,
     INVITE,
@@ -231,16 +230,6 @@ _EVIDENCE_COLUMNS = (
     EVIDENCE.c.citation_summary,
     EVIDENCE.c.note,
 )
-_DECISION_COLUMNS = (
-    DECISION.c.indicator_code,
-    DECISION.c.id,
-    DECISION.c.decision,
-    DECISION.c.appraised_points,
-    DECISION.c.comment,
-    DECISION.c.revision,
-    DECISION.c.supplement_due,
-    DECISION.c.created_at,
-)
 # Each unit's answer revisions (oldest first), evidence and decisions, the assessment id last.
 _REVISIONS_OF = (
     sa.select(*_REVISION_COLUMNS, ANSWER.c.assessment_id)
@@ -255,7 +244,7 @@ _EVIDENCE_OF = (
     .order_by(EVIDENCE.c.id)
 )
 _DECISIONS_OF = (
-    sa.select(*_DECISION_COLUMNS, DECISION.c.assessment_id)
+    sa.select(*DECISION_COLUMNS, DECISION.c.assessment_id)
     .join(ASSESSMENT, ASSESSMENT.c.id == DECISION.c.assessment_id)
     .where(_OF_UNITS, ASSESSMENT.c.submitted_at.is_not(None))
     .order_by(DECISION.c.revision)
@@ -265,10 +254,6 @@ _REVISIONS = (
     sa.select(*_REVISION_COLUMNS).where(ANSWER.c.assessment_id == B("id")).order_by(ANSWER.c.revision)
 )
 _EVIDENCE = sa.select(*_EVIDENCE_COLUMNS).where(EVIDENCE.c.assessment_id == B("id")).order_by(EVIDENCE.c.id)
-_DECISIONS = (
-    sa.select(*_DECISION_COLUMNS).where(DECISION.c.assessment_id == B("id")).order_by(DECISION.c.revision)
-)
-
 # PostgreSQL: ids reserved for the members and assessments the batch may create (an id reserved and not
 # used is a gap in its sequence, as a rolled-back insert leaves one).
 _NAMING = sa.func.unnest(B("chats", type_=ARRAY(sa.String))).table_valued("chat_id").render_derived(name="c")
@@ -351,18 +336,6 @@ def answer_views(
             continue
         views[code] = AnswerView(value, not_applicable, reasons[code], revision, tuple(by_code.get(code, ())))
     return StoredAnswers(views, latest)
-
-
-def decision_views(rows: Iterable[Sequence[Any]]) -> tuple[dict[str, DecisionView], dict[str, int]]:
-    """The latest decision per indicator from decision rows (oldest first, as `_DECISION_COLUMNS`), and
-    the row id of each."""
-    views: dict[str, DecisionView] = {}
-    ids: dict[str, int] = {}
-    for code, row_id, decision, points, comment, revision, due, created_at in rows:
-        points_value = Decimal(points) if points is not None else None
-        views[code] = DecisionView(decision, points_value, comment, revision, due, created_at)
-        ids[code] = row_id
-    return views, ids
 
 
 @dataclass
@@ -640,7 +613,7 @@ def _reviewer(
         name = conn.execute(sa.select(UNIT.c.name).where(UNIT.c.id == opened)).scalar_one()
         revisions, evidence, decisions = read_all(
             conn,
-            [Query(q, {"id": assessment.id}) for q in (_REVISIONS, _EVIDENCE, _DECISIONS)],
+            [Query(q, {"id": assessment.id}) for q in (_REVISIONS, _EVIDENCE, DECISIONS)],
         )
         stored = answer_views(period.framework, revisions, evidence)
         views, decision_ids = decision_views(decisions)

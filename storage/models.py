@@ -34,7 +34,6 @@ UNIT_LEVELS = ("province", "department", "district", "commune")
 CHANNELS = ("telegram", "zalo", "console")
 ROLES = ("respondent", "leader", "reviewer", "admin")
 ASSESSMENT_STATUSES = ("draft", "awaiting_leader", "submitted", "returned", "appraised")
-DECISIONS = ("accept", "adjust", "return")
 EVIDENCE_KINDS = ("file", "citation", "link")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 OUTBOX_PRIORITY_INTERACTIVE = 0

@@ -8,11 +8,12 @@ trip. On PostgreSQL this module sends the same rows through psycopg's pipeline i
 compiled once per process by SQLAlchemy from the same Core construct (so the SQL cannot drift from the
 models), all statements in flight together and one sync at the end. A statement goes once for all its
 rows: each column's values are one array parameter, sent in binary and read back as a table by
-`unnest` (`INSERT ... SELECT ... FROM unnest(...)`, `UPDATE ... FROM unnest(...)`). Row by row, psycopg
-spends about 20 µs of CPU on each row (parameters dumped and a flush of the pipeline per row); the
-arrays cost 5 µs a row (measured on 120 outbox rows), 19 against 30 µs a row in the update benchmark.
+`unnest` (`INSERT ... SELECT ... FROM unnest(...)`, `UPDATE ... FROM unnest(...)`): row by row, psycopg
+would dump the parameters and flush the pipeline for every row (the difference is in bench/RESULTS.md).
+This is also the one module that reaches into SQLAlchemy's private attributes (compiled statements'
+processors, a statement's RETURNING and values), to compile each statement once.
 
-Reads go the same way (`read_all`): the queries of one step of group commit do not depend on each
+Reads go the same way (`read_all`): the queries of one step of a batch's reading do not depend on each
 other, so they share one round trip instead of one each, and their rows come back through the result
 processors of the selected columns' types (an aware UTC datetime, say), as SQLAlchemy returns them.
 

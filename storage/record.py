@@ -32,6 +32,7 @@ from flows.model import (
     Event,
     IllegalTransition,
     JoinFailed,
+    JoinFailure,
     JoinUnit,
     RequestSubmission,
     Resubmit,
@@ -416,7 +417,7 @@ def _join(c: _Context, event: JoinUnit) -> None:
 
 def _join_failed(c: _Context, event: JoinFailed) -> None:
     snap = c.loaded.snapshot
-    if event.reason != "rate_limited":  # only real guesses count towards the limit
+    if event.reason is not JoinFailure.RATE_LIMITED:  # only real guesses count towards the limit
         c.add(_NEW_ATTEMPT, dict(channel=snap.channel, chat_id=snap.chat_id, at=c.now, ok=False))
     c.audit("member.join_failed", "chat", f"{snap.channel}:{snap.chat_id}", None, {"reason": event.reason})
 

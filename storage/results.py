@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, delete, select
 
+from flows.model import FINAL
 from scoring.answers import Answer, Evidence, decode_value
 from scoring.model import Framework
 from storage.appraisal import appraised_points
@@ -81,7 +82,7 @@ def unit_inputs(s: Session, period_id: int, framework: Framework) -> list[UnitIn
                 value = decode_value(ind, json.loads(rev.value_json)) if rev.value_json else None
                 proof = tuple(evidence.get((a.id, code), ()))
                 decision = decisions.get(a.id, {}).get(code)
-                points = decision[1] if decision is not None and decision[0] in ("accept", "adjust") else None
+                points = decision[1] if decision is not None and decision[0] in FINAL else None
                 claimed[code] = Answer(value, rev.not_applicable, proof, None, rev.reason)
                 answers[code] = Answer(value, rev.not_applicable, proof, points, rev.reason)
         out.append(UnitInput(unit, district, a is not None and a.status == "appraised", answers, claimed))
