@@ -32,6 +32,7 @@ from flows.model import (
     Role,
     SessionState,
     Snapshot,
+    Verdict,
 )
 from scoring.answers import VIETNAM_TZ
 from scoring.model import AnswerType, Framework
@@ -108,7 +109,7 @@ def snapshot(
         for i in fw.indicators[::3]
     }
     decisions = {
-        c: DecisionView("return", None, "thiếu", 1, NOW + dt.timedelta(days=3), NOW)
+        c: DecisionView(Verdict.RETURN, None, "thiếu", 1, NOW + dt.timedelta(days=3), NOW)
         for c in list(answers)[:2]
     }
     period = PeriodView(

@@ -32,6 +32,7 @@ from flows.model import (
     SendReturns,
     SessionState,
     Submit,
+    Verdict,
 )
 from flows.parse import MAX_COUNT, Problem, parse_answer, parse_citation, parse_yes_no
 from scoring.answers import VIETNAM_TZ
@@ -109,7 +110,7 @@ def test_submission_events_carry_the_state_and_revision_decided_on(tay_ninh: Fra
 def review_chat(fw: Framework, status: AssessmentStatus) -> Chat:
     chat = Chat(fw, role=Role.REVIEWER)
     answers = {"1.1": AnswerView(Decimal(50))}
-    decisions = {"1.1": DecisionView("accept", Decimal(5), None, 1, None, T0)}
+    decisions = {"1.1": DecisionView(Verdict.ACCEPT, Decimal(5), None, 1, None, T0)}
     unit = ReviewedUnit(10, "Xã An Bình", 99, status, answers, decisions, T0)
     queue = (QueueItem(10, "Xã An Bình", status, T0, 1, 0),)
     chat.snap = dataclasses.replace(
@@ -263,7 +264,7 @@ def test_after_submission_evidence_may_be_added_and_answers_may_not(tay_ninh: Fr
 def test_accepted_indicators_take_no_more_evidence(tay_ninh: Framework) -> None:
     chat = answered(Chat(tay_ninh), "70,4", "để sau")
     with_status(
-        chat, AssessmentStatus.SUBMITTED, decisions={"1.1": DecisionView("accept", Decimal(7), None, 1)}
+        chat, AssessmentStatus.SUBMITTED, decisions={"1.1": DecisionView(Verdict.ACCEPT, Decimal(7), None, 1)}
     )
     chat.send(Inbound(InboundKind.BUTTON, payload=payload("go", 7, "1.1")))
     out = chat.file("bao-cao.pdf")

@@ -33,6 +33,7 @@ from flows.model import (
     ReviewedUnit,
     Role,
     SessionState,
+    Verdict,
 )
 from scoring.model import Framework
 from tests.flows_harness import T0, Chat
@@ -84,7 +85,7 @@ def start(fw: Framework, setup: dict[str, Any]) -> Chat:
         chat.snap = dataclasses.replace(chat.snap, session=SessionState(mode=Mode.REVIEW), review=review)
     elif "status" in setup:
         decisions = {
-            c: DecisionView(d, None, "thiếu", 1, T0 + dt.timedelta(days=3), T0)
+            c: DecisionView(Verdict(d), None, "thiếu", 1, T0 + dt.timedelta(days=3), T0)
             for c, d in setup.get("decisions", {}).items()
         }
         chat.snap = dataclasses.replace(
