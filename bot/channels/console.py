@@ -27,7 +27,7 @@ from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
 from storage.outbox import mark_sent, pending
 
 CHANNEL = "console"
-_BUTTON = re.compile(r"^#(\d{1,2})$")
+_BUTTON = re.compile(r"^#([0-9]{1,2})$")  # ASCII digits only: "#²" is text
 
 
 @dataclass

@@ -34,6 +34,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels.held_replay import HeldUpdates
+from bot.channels.wire import ascii_int
 from bot.channels.zalo_client import (
     MAX_BUTTONS,
     FileTooLarge,
@@ -277,8 +278,9 @@ class ZaloChannel:
         if not hmac.compare_digest(expected.encode(), given.encode()):
             log.warning("Zalo webhook with a bad signature refused")
             return web.json_response({"error": "bad signature"}, status=401)
-        sent = dt.datetime.fromtimestamp(int(timestamp) / 1000 if timestamp.isdigit() else 0, dt.UTC)
-        if abs(self.service.clock() - sent) > self.config.max_age:
+        sent = ascii_int(timestamp)  # milliseconds; arithmetic only: any year would overflow a datetime
+        age = abs(self.service.clock().timestamp() - (sent or 0) / 1000)
+        if sent is None or age > self.config.max_age.total_seconds():
             log.warning("stale Zalo webhook refused (timestamp %s)", timestamp)
             return web.json_response({"error": "stale"}, status=401)
         key = event_id(event)
@@ -372,11 +374,11 @@ class ZaloChannel:
             text = str(message.get("text", ""))
             if text.startswith(BUTTON_PREFIX):
                 return Inbound(InboundKind.BUTTON, payload=text[len(BUTTON_PREFIX) :])
-            if text.strip().startswith("#") and text.strip()[1:].isdigit():
+            number = ascii_int(text.strip()[1:]) if text.strip().startswith("#") else None
+            if number is not None:  # "#6": the sixth button of the keyboard on screen
                 keyboard = await asyncio.to_thread(self._keyboard, user)
-                index = int(text.strip()[1:]) - 1
-                if 0 <= index < len(keyboard):
-                    return Inbound(InboundKind.BUTTON, payload=keyboard[index]["payload"])
+                if 0 < number <= len(keyboard):
+                    return Inbound(InboundKind.BUTTON, payload=keyboard[number - 1]["payload"])
             return Inbound(InboundKind.TEXT, text=text)
         if name == "user_send_link":
             links = [str((a.get("payload") or {}).get("url", "")) for a in message.get("attachments") or []]
@@ -396,8 +398,8 @@ class ZaloChannel:
             url = str(data.get("url", ""))
             given = str(data.get("name") or "")
             name = sanitize_name(given or photo_name(self.service.clock(), n, len(attachments)))
-            size = str(data.get("size") or "0")
-            if size.isdigit() and int(size) > MAX_DOWNLOAD:
+            size = ascii_int(str(data.get("size") or "0"))  # else measured as it downloads
+            if size is not None and size > MAX_DOWNLOAD:
                 rejected.append(Rejected(name, "too_large"))
                 continue
             try:
