@@ -5,8 +5,9 @@ pace) and the service between them. Telegram forgets an update once the bot has 
 bot confirms an update only after handling it (stored, replies queued): if the process dies first,
 Telegram delivers the update again and its id makes the second handling a no-op.
 
-- Webhook: Telegram's secret-token header is checked (401 otherwise), and the 200 is answered when the
-  update has been handled (a few milliseconds). An album part is answered once it is held in the
+- Webhook: Telegram's secret-token header is checked before the body is read (401 otherwise; a body
+  that is not an update gets 400), and the 200 is answered when the update has been handled (a few
+  milliseconds). An album part is answered once it is held in the
   database (storage/held.py), as Telegram may wait for that answer before sending the next part; the
   album is handled when its parts stop coming. Parts a crashed process held are handled by any live
   process once they are older than an album could still be waiting (`held_stale`), checked at start and
@@ -22,13 +23,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import secrets
 import time
 from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.methods import GetUpdates
+from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -36,6 +39,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 
 from bot.channels.held_replay import replay_held
 from bot.channels.telegram import TelegramChannel, TelegramTransport, escape
+from bot.channels.wire import same_secret
 from bot.outbox import OutboxSender, Pace, RateLimiter
 from bot.scheduler import ReminderScheduler
 from bot.scheduler import start as start_reminders
@@ -46,6 +50,27 @@ from storage.held import HELD_STALE
 from storage.outbox import STALE_CLAIM
 
 log = logging.getLogger(__name__)
+
+
+class WebhookHandler(SimpleRequestHandler):
+    """aiogram's webhook handler with the secret compared as bytes (aiogram compares the `str`s, which
+    raises on non-ASCII ones) and the body read before it is handled: a request that is not a Telegram
+    update gets 400, not a 500 and a traceback. A database error while handling still answers 500, so
+    that Telegram delivers the update again."""
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        return same_secret(telegram_secret_token, self.secret_token or "")
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        try:  # the secret was right: the body is Telegram's, parsed once it is known to be
+            update = Update.model_validate(json.loads(await request.read()), context={"bot": bot})
+        except (ValueError, RecursionError):  # not JSON, nested past the parser, or not an update
+            log.warning("Telegram webhook body that is not an update refused")
+            return web.Response(body="Bad Request", status=400)
+        result: TelegramMethod[Any] | None = await self.dispatcher.feed_webhook_update(
+            bot, update, **self.data
+        )
+        return web.Response(body=self._build_response_writer(bot=bot, result=result))
 
 
 @dataclass
@@ -183,7 +208,7 @@ class TelegramApp:
 
     def webhook_app(self, path: str, secret: str) -> web.Application:
         app = web.Application(client_max_size=25 * 1024 * 1024)
-        SimpleRequestHandler(
+        WebhookHandler(
             self.channel.dispatcher, self.bot, secret_token=secret, handle_in_background=False
         ).register(app, path=path)
         return app

@@ -1,7 +1,8 @@
 """Zalo Official Account: the same assessment where most officials already are.
 
-Webhook in: `X-ZEvent-Signature` is checked (mac = sha256(app_id + raw body + timestamp + secret),
-compared in constant time), stale timestamps are refused, Zalo gets its answer as soon as the event is
+Webhook in: `X-ZEvent-Signature` is checked on the raw body before it is parsed (mac = sha256(app_id +
+raw body + timestamp + secret), compared as bytes in constant time: 401 otherwise), a signed body that
+is not an event gets 400, stale timestamps are refused, Zalo gets its answer as soon as the event is
 held in the database (storage/held.py) and the event is handled in the background, then released; a
 process that dies in between leaves it held, and a live one handles it later. A repeated delivery (same
 msg_id) is applied once. Text, button payloads
@@ -21,9 +22,10 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import hmac
+import itertools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +36,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels.held_replay import HeldUpdates
-from bot.channels.wire import ascii_int
+from bot.channels.wire import ascii_int, same_secret
 from bot.channels.zalo_client import (
     MAX_BUTTONS,
     FileTooLarge,
@@ -235,6 +237,42 @@ def signature(app_id: str, body: bytes, timestamp: str, secret: str) -> str:
     return "mac=" + hashlib.sha256(app_id.encode() + body + timestamp.encode() + secret.encode()).hexdigest()
 
 
+# The event's time, which its signature covers, read from the raw body: the signature is checked
+# before the body is parsed. A key further in (a message's text cannot hold one: its quotes are
+# escaped) is a candidate too; the one the signature matches is checked against the parsed event.
+_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"?([0-9]{1,18})"?')
+_CANDIDATES = 4
+
+
+def signed_timestamp(raw: bytes, given: str, config: ZaloConfig) -> str | None:
+    """The timestamp with which `given` signs `raw`, or None: a forged, unsigned or unreadable body."""
+    for found in itertools.islice(_TIMESTAMP.finditer(raw), _CANDIDATES):
+        timestamp = found.group(1).decode("ascii")
+        if same_secret(given, signature(config.app_id, raw, timestamp, config.signature_secret)):
+            return timestamp
+    return None
+
+
+def parse_event(raw: bytes, timestamp: str) -> dict[str, Any] | None:
+    """A signed body as an event, if it is one of the shape the channel reads (else None): an object
+    with the signed timestamp, its sender, message and attachments objects where present."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8 JSON, or nested deeper than the parser goes
+        return None
+    if not isinstance(event, dict) or str(event.get("timestamp")) != timestamp:
+        return None
+    message = event.get("message")
+    attachments = message.get("attachments") if isinstance(message, dict) else None
+    shapes = [
+        isinstance(event.get("sender"), dict | None),
+        isinstance(message, dict | None),
+        isinstance(attachments, list | None),
+        *(isinstance(a, dict) and isinstance(a.get("payload"), dict | None) for a in attachments or []),
+    ]
+    return event if all(shapes) else None
+
+
 def event_id(event: dict[str, Any]) -> str:
     """The event's id, by which a repeated delivery is recognised: the message's, or for events
     without one (follow, unfollow) the event, its sender and its time."""
@@ -268,19 +306,16 @@ class ZaloChannel:
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        try:
-            event = json.loads(raw)
-            timestamp = str(event["timestamp"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "bad request"}, status=400)
-        expected = signature(self.config.app_id, raw, timestamp, self.config.signature_secret)
-        given = request.headers.get("X-ZEvent-Signature", "")
-        if not hmac.compare_digest(expected.encode(), given.encode()):
+        timestamp = signed_timestamp(raw, request.headers.get("X-ZEvent-Signature", ""), self.config)
+        if timestamp is None:  # nothing a forger sent is parsed
             log.warning("Zalo webhook with a bad signature refused")
             return web.json_response({"error": "bad signature"}, status=401)
-        sent = ascii_int(timestamp)  # milliseconds; arithmetic only: any year would overflow a datetime
-        age = abs(self.service.clock().timestamp() - (sent or 0) / 1000)
-        if sent is None or age > self.config.max_age.total_seconds():
+        event = parse_event(raw, timestamp)
+        if event is None:
+            log.warning("signed Zalo webhook that is not an event refused")
+            return web.json_response({"error": "bad request"}, status=400)
+        sent = int(timestamp)  # milliseconds; arithmetic only: any year would overflow a datetime
+        if abs(self.service.clock().timestamp() - sent / 1000) > self.config.max_age.total_seconds():
             log.warning("stale Zalo webhook refused (timestamp %s)", timestamp)
             return web.json_response({"error": "stale"}, status=401)
         key = event_id(event)
