@@ -1,6 +1,6 @@
 """A fake Telegram Bot API on 127.0.0.1 for tests: the real aiogram `Bot` is pointed at it.
 
-It implements what the bot calls (getMe, getUpdates, sendMessage, sendPhoto, editMessageText,
+It implements what the bot calls (getMe, getUpdates, sendMessage, sendPhoto, sendDocument, editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, getFile and the file download, setMyCommands,
 setWebhook, deleteWebhook), keeps every chat's transcript, enforces Telegram's pace (about one
 message per second in a chat, about 30 per second overall) by answering 429 with `retry_after`, and
@@ -35,6 +35,8 @@ class Sent:
     buttons: list[dict[str, str]]
     photo: bytes | None = None
     keyboard_removed: bool = False
+    document: bytes | None = None
+    document_name: str | None = None
     at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
 
@@ -120,7 +122,13 @@ class FakeTelegram:
         handler = getattr(self, f"m_{method}", None)
         if handler is None:
             return self._error(404, f"Not Found: method {method}")
-        if method in ("sendmessage", "sendphoto", "editmessagereplymarkup", "editmessagetext"):
+        if method in (
+            "sendmessage",
+            "sendphoto",
+            "senddocument",
+            "editmessagereplymarkup",
+            "editmessagetext",
+        ):
             fault = self._fault()
             if fault == "500":
                 return self._error(502, "Bad Gateway")
@@ -194,6 +202,26 @@ class FakeTelegram:
         message["photo"] = [
             {"file_id": "p1", "file_unique_id": "p1u", "width": 1080, "height": 1350, "file_size": len(raw)}
         ]
+        return self._ok(message)
+
+    async def m_senddocument(self, data: dict[str, Any]) -> web.Response:
+        document = data["document"]
+        if isinstance(document, str) and document.startswith("attach://"):
+            document = data[document.removeprefix("attach://")]
+        if not hasattr(document, "file"):
+            return self._error(400, "Bad Request: there is no document in the request")
+        document.file.seek(0)
+        raw = document.file.read()
+        message = self._record(data, str(data.get("caption", "")))
+        sent = self.transcripts[int(data["chat_id"])][-1]
+        sent.document, sent.document_name = raw, str(document.filename)
+        message.pop("text", None)
+        message["document"] = {
+            "file_id": f"sent{message['message_id']}",
+            "file_unique_id": f"sent{message['message_id']}u",
+            "file_name": sent.document_name,
+            "file_size": len(raw),
+        }
         return self._ok(message)
 
     def _record(self, data: dict[str, Any], text: str, photo: bytes | None = None) -> dict[str, Any]:

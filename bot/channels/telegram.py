@@ -72,7 +72,7 @@ from bot.render.reply import escape_html
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
-from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
 from storage.held import HELD_STALE
 from storage.outbox import set_blocked
 
@@ -194,8 +194,8 @@ class TelegramTransport:
             return Result(Outcome.SENT)
         for doc in payload.get("documents") or []:
             if parts.due() and self.store is not None and self.store.exists(doc["sha256"]):
-                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
-                await self.bot.send_document(chat, BufferedInputFile(data, doc["name"]))
+                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+                await self.bot.send_document(chat, BufferedInputFile(data, name))
                 await parts.done()
         markup = keyboard(payload.get("buttons") or [])
         text = str(payload.get("text", ""))
@@ -420,7 +420,9 @@ class TelegramChannel:
             except EvidenceRejected as exc:
                 rejected.append(Rejected(name, exc.reason))
                 continue
-            files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
+            files.append(
+                FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
+            )
         return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
 
     async def _download(self, file_id: str) -> bytes:

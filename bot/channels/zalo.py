@@ -49,7 +49,7 @@ from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
-from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
 from storage.held import HELD_STALE
 from storage.outbox import last_keyboard, set_blocked
 from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
@@ -187,8 +187,8 @@ class ZaloTransport:
     async def _deliver(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         for doc in payload.get("documents") or []:
             if parts.due() and self.store.exists(doc["sha256"]):
-                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
-                await self.client.send_file(chat_id, await self.client.upload_file(data, doc["name"]))
+                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+                await self.client.send_file(chat_id, await self.client.upload_file(data, name))
                 await parts.done()
         text = str(payload.get("text", ""))
         if payload.get("photo_png_b64"):
@@ -451,7 +451,9 @@ class ZaloChannel:
             except EvidenceRejected as exc:
                 rejected.append(Rejected(name, exc.reason))
                 continue
-            files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
+            files.append(
+                FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
+            )
         caption = str(message.get("text", ""))
         return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
 
