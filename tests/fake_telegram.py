@@ -55,6 +55,7 @@ class FakeTelegram:
     fault_kinds: tuple[str, ...] = ("500", "timeout", "drop")
     scripted_faults: list[str | None] = field(default_factory=list)  # the next send calls' fates, in order
     timeout_seconds: float = 3.0
+    unavailable: int = 0  # the next calls, of any method, answer 502 (Telegram unreachable for a while)
     seed: int = 1
     url: str = ""
     transcripts: dict[int, list[Sent]] = field(default_factory=lambda: defaultdict(list))
@@ -81,13 +82,14 @@ class FakeTelegram:
 
     # -- server ----------------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """Serve on `port` (0: a free one); returns the URL the bot is pointed at."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # a hung fault ends with the fake
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
@@ -119,6 +121,9 @@ class FakeTelegram:
         form = await request.post()
         data: dict[str, Any] = dict(form.items())
         self.calls.append(method)
+        if self.unavailable:
+            self.unavailable -= 1
+            return self._error(502, "Bad Gateway")
         handler = getattr(self, f"m_{method}", None)
         if handler is None:
             return self._error(404, f"Not Found: method {method}")

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import datetime as dt
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +120,18 @@ def schemas() -> list[type[BaseModel]]:
 escape = escape_html  # HTML parse mode; the function lives where a database process can load it lightly
 
 
+# What @BotFather issues: the bot's id, a colon, a secret of letters, digits, "_" and "-". aiogram's own
+# check lets "²:abc" and "1:ábc" through, to fail later with a traceback.
+_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
+
+
+class BadToken(ValueError):
+    """The bot token is not of the form Telegram issues (never repeated in the message: it is a secret)."""
+
+
 def make_bot(token: str, api_url: str | None = None, timeout: float = 30.0) -> Bot:
+    if not _TOKEN.fullmatch(token):
+        raise BadToken("TELEGRAM_BOT_TOKEN is malformed")
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
     session.timeout = timeout
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))

@@ -12,6 +12,9 @@ Telegram delivers the update again and its id makes the second handling a no-op.
   album is handled when its parts stop coming. Parts a crashed process held are handled by any live
   process once they are older than an album could still be waiting (`held_stale`), checked at start and
   every `held_every` seconds.
+- Start: the Bot API calls the start needs (getMe, deleteWebhook, setMyCommands, setWebhook) are
+  retried while Telegram is unreachable, each try logged, waiting 1, 2, 4 … 60 seconds between them; a
+  token or address Telegram refuses stops the start (`StartRefused`).
 - Polling: `Poller` handles updates concurrently but never moves getUpdates' offset past the oldest
   one still being handled (aiogram's own loop confirms each update as soon as it starts it, which
   loses what is in flight at a crash).
@@ -23,14 +26,24 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -71,6 +84,19 @@ class WebhookHandler(SimpleRequestHandler):
             bot, update, **self.data
         )
         return web.Response(body=self._build_response_writer(bot=bot, result=result))
+
+
+class StartRefused(RuntimeError):
+    """Telegram refused the bot at start — its token (401) or the API address (404): waiting cannot
+    help, an operator must fix the setting."""
+
+
+def start_delays(first: float, cap: float) -> Iterator[float]:
+    """Seconds between tries to reach Telegram at start: doubling from `first`, at most `cap`."""
+    delay = first
+    while True:
+        yield min(delay, cap)
+        delay *= 2
 
 
 @dataclass
@@ -142,6 +168,8 @@ class Poller:
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         self._reap()
+        if self._newest < 0:
+            return  # nothing was received: nothing to confirm
         with contextlib.suppress(Exception):  # best effort: unconfirmed ones come again, applied once
             confirm = GetUpdates(offset=self.offset(time.monotonic()), timeout=0, limit=1)
             await self.bot(confirm, request_timeout=2)
@@ -166,7 +194,10 @@ class TelegramApp:
     service: Service = field(init=False)
     sender: OutboxSender = field(init=False)
     channel: TelegramChannel = field(init=False)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    start_backoff: tuple[float, float] = (1.0, 60.0)  # seconds: the first wait for Telegram at start, the cap
+    stopping: asyncio.Event = field(
+        default_factory=asyncio.Event
+    )  # set: the app stops (or gives up starting)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _aps: AsyncIOScheduler | None = None
     _poller: Poller | None = None
@@ -187,24 +218,57 @@ class TelegramApp:
             self.bot, self.service, self.store, self.sender, album_wait=self.album_wait
         )
 
+    async def _at_start(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
+        """A Bot API call the start needs, made until Telegram answers it: a network error, a 5xx or a
+        429 is waited out (`start_delays`) and logged; a refused token or address raises
+        `StartRefused` at once. Returns without calling once the app is stopping."""
+        delays = start_delays(*self.start_backoff)
+        for attempt in itertools.count(1):
+            if self.stopping.is_set():
+                return
+            try:
+                await call()
+                return
+            except (TelegramUnauthorizedError, TelegramNotFound) as exc:
+                raise StartRefused(f"{what}: {exc.message}") from exc
+            except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter, ClientDecodeError) as exc:
+                delay = max(next(delays), float(getattr(exc, "retry_after", 0)))
+                problem = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
+                log.warning(
+                    "Telegram Bot API unreachable at start (%s: %s); retry %d in %g s",
+                    what,
+                    problem,
+                    attempt,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+
     async def start_sender(self) -> None:
         if self.service.db_process:
             self.service.database_process().start()  # its imports overlap with the calls below
-        await self.channel.set_commands()
-        self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
+        await self._at_start("setMyCommands", self.channel.set_commands)
+        if self.stopping.is_set():
+            return  # stopped while waiting for Telegram: nothing to run
+        self._tasks.append(asyncio.create_task(self.sender.run(self.stopping)))
         replay = functools.partial(self.channel.replay_held, self.held_stale)
-        self._tasks.append(asyncio.create_task(replay_held(replay, self._stop, self.held_every)))
+        self._tasks.append(asyncio.create_task(replay_held(replay, self.stopping, self.held_every)))
         if self.remind_every is not None:
             reminders = ReminderScheduler(self.db, escapes={"telegram": escape})
             self._aps = start_reminders(reminders, self.remind_every, self.sender.wake)
 
     async def start_polling(self) -> None:
         """Poll in the background (tests and `dtibot run telegram`)."""
-        await self.bot.delete_webhook(drop_pending_updates=False)
+        await self._at_start("getMe", self.bot.get_me)  # the token, before anything else
+        await self._at_start(
+            "deleteWebhook", functools.partial(self.bot.delete_webhook, drop_pending_updates=False)
+        )
         await self.start_sender()
+        if self.stopping.is_set():
+            return  # stopped while waiting for Telegram
         self.channel.albums_before_confirming = True
         self._poller = Poller(self.bot, self.channel.dispatcher, timeout=self.poll_timeout)
-        self._polling = asyncio.create_task(self._poller.run(self._stop))
+        self._polling = asyncio.create_task(self._poller.run(self.stopping))
 
     def webhook_app(self, path: str, secret: str) -> web.Application:
         app = web.Application(client_max_size=25 * 1024 * 1024)
@@ -217,18 +281,26 @@ class TelegramApp:
         self, url: str, path: str, host: str, port: int, secret: str | None = None
     ) -> web.AppRunner:
         secret = secret or secrets.token_urlsafe(32)
+        await self._at_start("getMe", self.bot.get_me)
         await self.start_sender()
         runner = web.AppRunner(self.webhook_app(path, secret))
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        await self.bot.set_webhook(url, secret_token=secret, drop_pending_updates=False)
+        try:
+            await web.TCPSite(runner, host, port).start()
+            register = functools.partial(
+                self.bot.set_webhook, url, secret_token=secret, drop_pending_updates=False
+            )
+            await self._at_start("setWebhook", register)
+        except BaseException:
+            await runner.cleanup()
+            raise
         return runner
 
     async def stop(self) -> None:
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
-        self._stop.set()
+        self.stopping.set()
         if self._polling is not None:
             self._polling.cancel()  # it may be inside a long getUpdates call
             with contextlib.suppress(asyncio.CancelledError):
