@@ -65,6 +65,8 @@ class FakeTelegram:
     calls: list[str] = field(default_factory=list)
     too_many: int = 0
     faults: int = 0
+    get_updates_calls: int = 0  # answered getUpdates calls
+    updates_returned: int = 0  # updates in their answers, counted again each time one is sent again
     files: dict[str, bytes] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
     first_update_id: int = 100  # a fresh fake over a database that saw earlier ids needs new ones
@@ -183,14 +185,27 @@ class FakeTelegram:
         return self._ok(BOT_USER)
 
     async def m_getupdates(self, data: dict[str, Any]) -> web.Response:
+        """As Telegram: an offset confirms every update below it, which is then gone for good; the
+        answer is the oldest `limit` (1 – 100) updates still there, waiting up to `timeout` seconds
+        (at most one here) when there are none."""
         offset = int(data.get("offset", 0) or 0)
+        limit = max(1, min(100, int(data.get("limit", 100) or 100)))
         timeout = min(float(data.get("timeout", 0) or 0), 1.0)
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates and timeout:
             self._new_update.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), timeout)
-        return self._ok([u for u in self._updates if u["update_id"] >= offset][:100])
+        answer = self._updates[:limit]
+        self.get_updates_calls += 1
+        self.updates_returned += len(answer)
+        return self._ok(answer)
+
+    @property
+    def pending(self) -> int:
+        """Updates not yet confirmed by the bot."""
+        return len(self._updates)
 
     async def m_sendmessage(self, data: dict[str, Any]) -> web.Response:
         return self._ok(self._record(data, str(data.get("text", ""))))

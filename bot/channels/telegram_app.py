@@ -29,6 +29,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -107,20 +108,47 @@ class Poller:
     being handled, so Telegram keeps answering with those until they finish (they are skipped, not
     started twice). So that one slow update (a large file on a bad connection) cannot hold back
     everyone else's, an update is confirmed anyway once it has been running for `hold` seconds.
+
+    Since Telegram answers with the updates from the offset on, a call made while updates are in hand
+    first returns the whole window in hand (the oldest unfinished one up to the newest received) again,
+    and only then new ones, up to `limit` in all. So while updates are in hand the next call waits
+    until that window is at most half a call (as many new updates can come back as old ones) and
+    `pause` has passed since the last call; if the oldest one is stuck (the offset has not moved for
+    `stuck` seconds), it asks every `stuck` seconds while new updates can still fit. With nothing in
+    hand it long-polls at once.
     """
 
     bot: Bot
     dispatcher: Dispatcher
     timeout: int = 25  # seconds Telegram may hold a getUpdates call open when there is nothing new
     hold: float = 30.0
+    limit: int = 100  # updates one call returns at most (Telegram's maximum)
+    pause: float = 0.1  # seconds at least between two calls while updates are in hand
+    stuck: float = 1.0  # seconds without the offset moving, after which the window may be asked for
     _running: dict[int, tuple[asyncio.Task[object], float]] = field(default_factory=dict)
     _newest: int = -1
+    _last_call: float = -math.inf
+    _offset: int | None = None
+    _moved: float = 0.0  # when the offset last moved
 
     def offset(self, now: float) -> int | None:
         waiting = [uid for uid, (_, started) in self._running.items() if now - started < self.hold]
         if waiting:
             return min(waiting)
         return self._newest + 1 if self._newest >= 0 else None
+
+    def wait(self, offset: int | None, now: float) -> float:
+        """Seconds until the next getUpdates call is worth making (0: now), given the offset it would
+        send; an update finishing sooner is a reason to look again."""
+        if offset is None or offset > self._newest:
+            return 0.0  # nothing in hand: the call returns only new updates
+        window = self._newest - offset + 1  # returned again before any new update
+        since = now - self._last_call
+        if window <= self.limit // 2:
+            return max(0.0, self.pause - since)
+        if window < self.limit and now - self._moved >= self.stuck:
+            return max(0.0, self.stuck - since)
+        return self.pause
 
     def _reap(self) -> None:
         for uid, (task, _) in list(self._running.items()):
@@ -129,24 +157,31 @@ class Poller:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("update %s failed", uid, exc_info=task.exception())
 
-    def _start(self, updates: list[Update]) -> bool:
-        fresh = False
+    def _start(self, updates: list[Update]) -> None:
         for update in updates:
             if update.update_id <= self._newest:
-                continue  # still being handled: Telegram sends it until it is confirmed
-            self._newest, fresh = update.update_id, True
+                continue  # still in hand: Telegram sends it until it is confirmed
+            self._newest = update.update_id
             task = asyncio.create_task(self.dispatcher.feed_update(self.bot, update))
             self._running[update.update_id] = (task, time.monotonic())
-        return fresh
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             self._reap()
-            offset = self.offset(time.monotonic())
+            now = time.monotonic()
+            offset = self.offset(now)
+            if offset != self._offset:
+                self._offset, self._moved = offset, now
+            wait = self.wait(offset, now)
+            if wait > 0:  # updates are in hand (being handled): one finishing may make a call worth it
+                tasks = [task for task, _ in self._running.values()]
+                await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                continue
             holding = offset is not None and offset <= self._newest  # Telegram answers at once anyway
-            request = GetUpdates(offset=offset, timeout=0 if holding else self.timeout)
+            request = GetUpdates(offset=offset, limit=self.limit, timeout=0 if holding else self.timeout)
             patience = int(self.bot.session.timeout) + self.timeout
+            self._last_call = now
             try:
                 updates = await self.bot(request, request_timeout=patience)
             except Exception as exc:  # network, 5xx, 429: wait and ask again, as aiogram does
@@ -157,10 +192,7 @@ class Poller:
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
             failures = 0
-            if not self._start(updates) and self._running:
-                # only updates still being handled came back: wait a little for one to finish
-                tasks = [task for task, _ in self._running.values()]
-                await asyncio.wait(tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            self._start(updates)
 
     async def drain(self) -> None:
         """At shutdown: finish the updates being handled, then confirm them to Telegram."""
