@@ -60,6 +60,7 @@ bench: all
 	$(BIN)/python bench/score_bench.py
 	$(BIN)/python bench/reminder_bench.py
 	$(BIN)/python bench/update_bench.py --steps 10
+	$(BIN)/python bench/polling_bench.py
 	$(BIN)/python bench/profile_updates.py
 	$(BIN)/python bench/cold_start_bench.py
 	$(BIN)/python bench/export_bench.py

@@ -781,25 +781,35 @@ def cmd_run_telegram(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         service = _early_service(ctx, db, {"telegram": escape_html})
         try:
-            from bot.channels.telegram import make_bot
-            from bot.channels.telegram_app import TelegramApp
+            from bot.channels.telegram import BadToken, make_bot
+            from bot.channels.telegram_app import StartRefused, TelegramApp
 
             async def serve() -> None:
-                bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
+                try:
+                    bot = make_bot(token, os.environ.get("TELEGRAM_API_URL") or None)
+                except BadToken:
+                    ctx.fail(ctx.t("cli.telegram_token_malformed"))
                 store = EvidenceStore(evidence_dir())
                 app = TelegramApp(db, bot, store, pace=pace, lease=lease, given_service=service)
-                stop = asyncio.Event()
+                stop = app.stopping  # a signal also ends the wait for an unreachable Telegram at start
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
                 runner = None
-                if args.webhook:
-                    secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
-                    runner = await app.start_webhook(args.webhook, args.path, args.host, args.port, secret)
-                else:
-                    await app.start_polling()
-                heap.settle()  # started: what lives now lives as long as the process
-                print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
+                try:
+                    if args.webhook:
+                        secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET") or None
+                        runner = await app.start_webhook(
+                            args.webhook, args.path, args.host, args.port, secret
+                        )
+                    else:
+                        await app.start_polling()
+                except StartRefused as exc:
+                    await app.stop()
+                    ctx.fail(ctx.t("cli.telegram_token_refused", error=str(exc)))
+                if not stop.is_set():  # else stopped while waiting for Telegram at start
+                    heap.settle()  # started: what lives now lives as long as the process
+                    print(ctx.t("cli.telegram_running", mode=args.webhook or "polling"), file=ctx.err)
                 await stop.wait()
                 await app.stop()
                 if runner is not None:

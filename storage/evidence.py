@@ -4,7 +4,9 @@ A file is accepted only if its bytes are a document or image type officials actu
 Office and OpenDocument files); the type comes from the content, never from the name. Files live at
 `<root>/<sha[0:2]>/<sha[2:4]>/<sha256>`: no user-supplied text ever reaches a path. Writes go to a temp file
 in `<root>/tmp/`, are fsynced, then hard-linked into place, which fails instead of replacing an existing
-file. The original file name is kept only as display metadata (`sanitize_name`).
+file. The original file name is kept only as display metadata (`sanitize_name`), with the extension of
+the detected type (`download_name`): a PDF sent as `baocao.bat` is recorded, shown, sent and exported as
+`baocao.pdf`.
 """
 
 from __future__ import annotations
@@ -301,14 +303,41 @@ def sanitize_name(name: str) -> str:
     return text or FALLBACK_NAME
 
 
-def download_name(original_name: str | None, extension: str) -> str:
-    """A safe file name to send a stored file under, whose extension matches its detected type."""
+def _looks_like_extension(text: str) -> bool:
+    """ "bat", "html", "pdf": a file extension; "2025" (from "15.2025"), "QĐ-UBND", "final version": not."""
+    return 0 < len(text) <= 8 and text.isascii() and text.isalnum() and not text.isdigit()
+
+
+def download_name(original_name: str | None, extension: str | None) -> str:
+    """The name a stored file is recorded, shown, sent and exported under: whatever the sender called
+    it, it ends in the extension of the type detected from its content (`extension`). A name already
+    ending in it (or an alias: `.jpeg` for a JPEG) is kept; otherwise its last extension is replaced
+    (`baocao.bat` → `baocao.pdf`, `x.pdf.html` → `x.pdf.pdf`) and a name without one gets it
+    (`Báo cáo 15.2025` → `Báo cáo 15.2025.pdf`). Without an `extension` (not a stored file): the name
+    made safe only."""
     name = sanitize_name(original_name or FALLBACK_NAME)
-    claimed = claimed_extension(name)
-    expected = EXTENSION_ALIASES.get(extension.lower())
-    if claimed is not None and (claimed == extension.lower() or EXTENSION_ALIASES.get(claimed) is expected):
+    if not extension:
         return name
+    extension = extension.lower()
+    expected = EXTENSION_ALIASES.get(extension)
+    claimed = claimed_extension(name)
+    if claimed is not None and (
+        claimed == extension or (expected and EXTENSION_ALIASES.get(claimed) is expected)
+    ):
+        return name
+    stem, dot, last = name.rpartition(".")
+    if dot and stem and _looks_like_extension(last):
+        name = stem
     return sanitize_name(f"{name}.{extension}")
+
+
+_BY_MIME = {t.mime: t for t in SUPPORTED_TYPES}
+
+
+def extension_for(mime: str | None) -> str | None:
+    """The extension of an accepted type, by its MIME type as recorded with the evidence."""
+    found = _BY_MIME.get(mime or "")
+    return found.extension if found is not None else None
 
 
 def _file_sha256(path: Path) -> tuple[str, int]:
@@ -349,6 +378,13 @@ class EvidenceStore:
     def open(self, sha256: str) -> BinaryIO:
         """The stored file for reading (FileNotFoundError if it is not stored)."""
         return self.path_for(sha256).open("rb")
+
+    def document(self, sha256: str, name: str | None) -> tuple[bytes, str]:
+        """A stored file's bytes and the name to send it under, which carries its detected type's
+        extension whatever name it was recorded with (rows stored before names were so recorded)."""
+        data = self.path_for(sha256).read_bytes()
+        found = detect_type(data, name)
+        return data, download_name(name, found.extension if found is not None else None)
 
     # -- writing ---------------------------------------------------------------------------------------
 

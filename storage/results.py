@@ -19,6 +19,7 @@ from flows.model import FINAL
 from scoring.answers import Answer, Evidence, decode_value
 from scoring.model import Framework
 from storage.appraisal import appraised_points
+from storage.evidence import download_name, extension_for
 from storage.models import (
     AnswerRevision,
     AppraisalDecision,
@@ -240,7 +241,7 @@ def evidence_index(s: Session, period_id: int, unit_code: str | None = None) -> 
         query.order_by(col(Unit.code), col(EvidenceRow.indicator_code), col(EvidenceRow.id))
     ):
         name = (
-            ev.original_name
+            (download_name(ev.original_name, extension_for(ev.mime)) if ev.original_name else None)
             or (f"{ev.citation_number} – {ev.citation_summary}" if ev.citation_number else ev.url)
             or ev.kind
         )

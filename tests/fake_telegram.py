@@ -1,6 +1,6 @@
 """A fake Telegram Bot API on 127.0.0.1 for tests: the real aiogram `Bot` is pointed at it.
 
-It implements what the bot calls (getMe, getUpdates, sendMessage, sendPhoto, editMessageText,
+It implements what the bot calls (getMe, getUpdates, sendMessage, sendPhoto, sendDocument, editMessageText,
 editMessageReplyMarkup, answerCallbackQuery, getFile and the file download, setMyCommands,
 setWebhook, deleteWebhook), keeps every chat's transcript, enforces Telegram's pace (about one
 message per second in a chat, about 30 per second overall) by answering 429 with `retry_after`, and
@@ -35,6 +35,8 @@ class Sent:
     buttons: list[dict[str, str]]
     photo: bytes | None = None
     keyboard_removed: bool = False
+    document: bytes | None = None
+    document_name: str | None = None
     at: float = field(default_factory=time.monotonic)  # when the fake accepted it
 
 
@@ -53,6 +55,7 @@ class FakeTelegram:
     fault_kinds: tuple[str, ...] = ("500", "timeout", "drop")
     scripted_faults: list[str | None] = field(default_factory=list)  # the next send calls' fates, in order
     timeout_seconds: float = 3.0
+    unavailable: int = 0  # the next calls, of any method, answer 502 (Telegram unreachable for a while)
     seed: int = 1
     url: str = ""
     transcripts: dict[int, list[Sent]] = field(default_factory=lambda: defaultdict(list))
@@ -62,6 +65,8 @@ class FakeTelegram:
     calls: list[str] = field(default_factory=list)
     too_many: int = 0
     faults: int = 0
+    get_updates_calls: int = 0  # answered getUpdates calls
+    updates_returned: int = 0  # updates in their answers, counted again each time one is sent again
     files: dict[str, bytes] = field(default_factory=dict)
     _updates: list[dict[str, Any]] = field(default_factory=list)
     first_update_id: int = 100  # a fresh fake over a database that saw earlier ids needs new ones
@@ -79,13 +84,14 @@ class FakeTelegram:
 
     # -- server ----------------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """Serve on `port` (0: a free one); returns the URL the bot is pointed at."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # a hung fault ends with the fake
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
@@ -117,10 +123,19 @@ class FakeTelegram:
         form = await request.post()
         data: dict[str, Any] = dict(form.items())
         self.calls.append(method)
+        if self.unavailable:
+            self.unavailable -= 1
+            return self._error(502, "Bad Gateway")
         handler = getattr(self, f"m_{method}", None)
         if handler is None:
             return self._error(404, f"Not Found: method {method}")
-        if method in ("sendmessage", "sendphoto", "editmessagereplymarkup", "editmessagetext"):
+        if method in (
+            "sendmessage",
+            "sendphoto",
+            "senddocument",
+            "editmessagereplymarkup",
+            "editmessagetext",
+        ):
             fault = self._fault()
             if fault == "500":
                 return self._error(502, "Bad Gateway")
@@ -170,14 +185,27 @@ class FakeTelegram:
         return self._ok(BOT_USER)
 
     async def m_getupdates(self, data: dict[str, Any]) -> web.Response:
+        """As Telegram: an offset confirms every update below it, which is then gone for good; the
+        answer is the oldest `limit` (1 – 100) updates still there, waiting up to `timeout` seconds
+        (at most one here) when there are none."""
         offset = int(data.get("offset", 0) or 0)
+        limit = max(1, min(100, int(data.get("limit", 100) or 100)))
         timeout = min(float(data.get("timeout", 0) or 0), 1.0)
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates and timeout:
             self._new_update.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), timeout)
-        return self._ok([u for u in self._updates if u["update_id"] >= offset][:100])
+        answer = self._updates[:limit]
+        self.get_updates_calls += 1
+        self.updates_returned += len(answer)
+        return self._ok(answer)
+
+    @property
+    def pending(self) -> int:
+        """Updates not yet confirmed by the bot."""
+        return len(self._updates)
 
     async def m_sendmessage(self, data: dict[str, Any]) -> web.Response:
         return self._ok(self._record(data, str(data.get("text", ""))))
@@ -194,6 +222,26 @@ class FakeTelegram:
         message["photo"] = [
             {"file_id": "p1", "file_unique_id": "p1u", "width": 1080, "height": 1350, "file_size": len(raw)}
         ]
+        return self._ok(message)
+
+    async def m_senddocument(self, data: dict[str, Any]) -> web.Response:
+        document = data["document"]
+        if isinstance(document, str) and document.startswith("attach://"):
+            document = data[document.removeprefix("attach://")]
+        if not hasattr(document, "file"):
+            return self._error(400, "Bad Request: there is no document in the request")
+        document.file.seek(0)
+        raw = document.file.read()
+        message = self._record(data, str(data.get("caption", "")))
+        sent = self.transcripts[int(data["chat_id"])][-1]
+        sent.document, sent.document_name = raw, str(document.filename)
+        message.pop("text", None)
+        message["document"] = {
+            "file_id": f"sent{message['message_id']}",
+            "file_unique_id": f"sent{message['message_id']}u",
+            "file_name": sent.document_name,
+            "file_size": len(raw),
+        }
         return self._ok(message)
 
     def _record(self, data: dict[str, Any], text: str, photo: bytes | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Sent:
     text: str = ""
     buttons: list[dict[str, str]] = field(default_factory=list)
     data: bytes = b""
+    name: str = ""  # a file's, as uploaded
 
 
 @dataclass
@@ -58,6 +59,7 @@ class FakeZalo:
     _tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
     _msg_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _uploads: dict[str, bytes] = field(default_factory=dict)
+    _upload_names: dict[str, str] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _rnd: random.Random = field(init=False)
 
@@ -126,7 +128,8 @@ class FakeZalo:
                 data=self._uploads.get(payload["elements"][0]["attachment_id"], b""),
             )
         elif attachment.get("type") == "file":
-            sent = Sent("file", data=self._uploads.get(payload["token"], b""))
+            token = payload["token"]
+            sent = Sent("file", data=self._uploads.get(token, b""), name=self._upload_names.get(token, ""))
         else:
             sent = Sent("text", message.get("text", ""))
         if len(sent.text) > 2000:
@@ -158,6 +161,7 @@ class FakeZalo:
         data = upload.file.read() if hasattr(upload, "file") else b""
         key = f"u{next(self._msg_ids)}"
         self._uploads[key] = data
+        self._upload_names[key] = str(getattr(upload, "filename", "") or "")
         return web.json_response({"error": 0, "data": {"attachment_id": key, "token": key}})
 
     async def _oauth(self, request: web.Request) -> web.Response:

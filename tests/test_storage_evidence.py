@@ -16,14 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.evidence import (
+    EXTENSION_ALIASES,
     MAX_NAME_BYTES,
+    SUPPORTED_TYPES,
     EvidenceConflict,
     EvidenceRejected,
     EvidenceStore,
+    FileType,
     StoredFile,
+    claimed_extension,
     detect_type,
     download_name,
     evidence_dir,
+    extension_for,
     sanitize_name,
 )
 
@@ -217,10 +222,39 @@ def test_unsupported_content_is_rejected_whatever_its_name(
 def test_detected_type_wins_over_the_name(store: EvidenceStore) -> None:
     stored = store.put(PNG, original_name="scan.pdf")
     assert (stored.mime, stored.extension) == ("image/png", "png")
-    assert download_name("scan.pdf", stored.extension) == "scan.pdf.png"
+    assert download_name("scan.pdf", stored.extension) == "scan.png"
     assert download_name("Ảnh.JPEG", "jpg") == "Ảnh.JPEG"
     assert download_name(None, "pdf") == "tep.pdf"
     assert download_name("../../x.docx", "docx") == "x.docx"
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "expected"),
+    [
+        ("baocao.bat", "pdf", "baocao.pdf"),
+        ("trang.html", "pdf", "trang.pdf"),
+        ("x.pdf.html", "pdf", "x.pdf.pdf"),
+        ("bieu-do.svg", "png", "bieu-do.png"),
+        ("mau-bieu.jar", "docx", "mau-bieu.docx"),
+        ("BAOCAO.PDF", "pdf", "BAOCAO.PDF"),
+        ("anh.jpeg", "jpg", "anh.jpeg"),
+        ("Báo cáo 15.2025", "pdf", "Báo cáo 15.2025.pdf"),
+        ("QĐ 45.QĐ-UBND", "pdf", "QĐ 45.QĐ-UBND.pdf"),
+        ("bao cao", "pdf", "bao cao.pdf"),
+        (".bat", "pdf", "bat.pdf"),
+        ("baocao.bat", None, "baocao.bat"),
+    ],
+)
+def test_download_name_carries_the_detected_extension(
+    name: str, extension: str | None, expected: str
+) -> None:
+    assert download_name(name, extension) == expected
+
+
+def test_a_stored_document_is_sent_under_its_detected_type(store: EvidenceStore) -> None:
+    stored = store.put(PDF, original_name="baocao.bat")
+    assert extension_for(stored.mime) == "pdf" and extension_for("text/html") is None
+    assert store.document(stored.sha256, "baocao.bat") == (PDF, "baocao.pdf")
 
 
 def test_compound_file_name_breaks_ties() -> None:
@@ -439,3 +473,14 @@ def test_sanitize_name_is_always_safe(raw: str) -> None:
     assert all(char.isprintable() or char == " " for char in clean)
     assert clean == clean.strip()
     assert sanitize_name(clean) == clean
+
+
+@given(
+    st.one_of(st.text(), st.text(NAME_CHARS, max_size=50), st.text(NAME_CHARS, min_size=100, max_size=400)),
+    st.sampled_from(SUPPORTED_TYPES),
+)
+def test_download_name_always_ends_in_the_detected_type(raw: str, found: FileType) -> None:
+    name = download_name(raw, found.extension)
+    assert name == sanitize_name(name) and len(name.encode("utf-8")) <= MAX_NAME_BYTES
+    claimed = claimed_extension(name)
+    assert claimed is not None and EXTENSION_ALIASES[claimed] is found

@@ -423,7 +423,7 @@ async def test_links_expired_files_long_keyboards_and_unfollow(
         await h.text(p.invite("25840", "respondent"))
         await h.text("70,4")
         out = await h.send(fake.image(USER, png_bytes(), "photo.jpg"))
-        assert re.search(r"Đã nhận tệp anh-\d{8}-\d{6}\.jpg", out)  # named by when it arrived
+        assert re.search(r"Đã nhận tệp anh-\d{8}-\d{6}\.png", out)  # named by when it arrived, and its type
         expired = fake.file(USER, "het-han.pdf", pdf_bytes("x"))
         del fake.files["het-han.pdf"]  # Zalo's link expired before we fetched it
         out = await h.send(expired)

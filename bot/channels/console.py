@@ -23,11 +23,11 @@ from sqlalchemy.exc import OperationalError
 from bot.i18n import Translator
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
-from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
 from storage.outbox import mark_sent, pending
 
 CHANNEL = "console"
-_BUTTON = re.compile(r"^#(\d{1,2})$")
+_BUTTON = re.compile(r"^#([0-9]{1,2})$")  # ASCII digits only: "#²" is text
 
 
 @dataclass
@@ -63,10 +63,9 @@ class ConsoleChannel:
             print(self._save_picture(row_id, payload["photo_png_b64"]), file=out)
         for doc in payload.get("documents") or []:
             t = Translator(self.language)
-            print(
-                t("console.document", name=doc["name"], path=str(self.store.path_for(doc["sha256"]))),
-                file=out,
-            )
+            stored = self.store.exists(doc["sha256"])
+            name = self.store.document(doc["sha256"], doc["name"])[1] if stored else doc["name"]
+            print(t("console.document", name=name, path=str(self.store.path_for(doc["sha256"]))), file=out)
         buttons = payload.get("buttons") or []
         if buttons:
             self.keyboard = buttons
@@ -107,7 +106,7 @@ class ConsoleChannel:
             stored = self.store.put(data, name)
         except EvidenceRejected as exc:
             return Inbound(InboundKind.FILE, text=name, rejected=(Rejected(name, exc.reason),))
-        info = FileInfo(stored.sha256, stored.size, stored.mime, name)
+        info = FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
         return Inbound(InboundKind.FILE, text=name, files=(info,))
 
     def send(self, inbound: Inbound) -> None:

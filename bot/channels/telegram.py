@@ -21,6 +21,7 @@ import base64
 import contextlib
 import datetime as dt
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,7 @@ from bot.render.reply import escape_html
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from scoring.messages import N_
-from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
 from storage.held import HELD_STALE
 from storage.outbox import set_blocked
 
@@ -119,7 +120,18 @@ def schemas() -> list[type[BaseModel]]:
 escape = escape_html  # HTML parse mode; the function lives where a database process can load it lightly
 
 
+# What @BotFather issues: the bot's id, a colon, a secret of letters, digits, "_" and "-". aiogram's own
+# check lets "²:abc" and "1:ábc" through, to fail later with a traceback.
+_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
+
+
+class BadToken(ValueError):
+    """The bot token is not of the form Telegram issues (never repeated in the message: it is a secret)."""
+
+
 def make_bot(token: str, api_url: str | None = None, timeout: float = 30.0) -> Bot:
+    if not _TOKEN.fullmatch(token):
+        raise BadToken("TELEGRAM_BOT_TOKEN is malformed")
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
     session.timeout = timeout
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
@@ -194,8 +206,8 @@ class TelegramTransport:
             return Result(Outcome.SENT)
         for doc in payload.get("documents") or []:
             if parts.due() and self.store is not None and self.store.exists(doc["sha256"]):
-                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
-                await self.bot.send_document(chat, BufferedInputFile(data, doc["name"]))
+                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+                await self.bot.send_document(chat, BufferedInputFile(data, name))
                 await parts.done()
         markup = keyboard(payload.get("buttons") or [])
         text = str(payload.get("text", ""))
@@ -420,7 +432,9 @@ class TelegramChannel:
             except EvidenceRejected as exc:
                 rejected.append(Rejected(name, exc.reason))
                 continue
-            files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
+            files.append(
+                FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
+            )
         return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
 
     async def _download(self, file_id: str) -> bytes:

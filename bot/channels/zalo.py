@@ -1,7 +1,8 @@
 """Zalo Official Account: the same assessment where most officials already are.
 
-Webhook in: `X-ZEvent-Signature` is checked (mac = sha256(app_id + raw body + timestamp + secret),
-compared in constant time), stale timestamps are refused, Zalo gets its answer as soon as the event is
+Webhook in: `X-ZEvent-Signature` is checked on the raw body before it is parsed (mac = sha256(app_id +
+raw body + timestamp + secret), compared as bytes in constant time: 401 otherwise), a signed body that
+is not an event gets 400, stale timestamps are refused, Zalo gets its answer as soon as the event is
 held in the database (storage/held.py) and the event is handled in the background, then released; a
 process that dies in between leaves it held, and a live one handles it later. A repeated delivery (same
 msg_id) is applied once. Text, button payloads
@@ -21,9 +22,10 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import hmac
+import itertools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.channels.held_replay import HeldUpdates
+from bot.channels.wire import ascii_int, same_secret
 from bot.channels.zalo_client import (
     MAX_BUTTONS,
     FileTooLarge,
@@ -46,7 +49,7 @@ from bot.i18n import Translator
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
-from storage.evidence import EvidenceRejected, EvidenceStore, sanitize_name
+from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
 from storage.held import HELD_STALE
 from storage.outbox import last_keyboard, set_blocked
 from storage.zalo import last_inbound, refresh_failed, save_token, token, touch
@@ -181,8 +184,8 @@ class ZaloTransport:
     async def _deliver(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
         for doc in payload.get("documents") or []:
             if parts.due() and self.store.exists(doc["sha256"]):
-                data = await asyncio.to_thread(self.store.path_for(doc["sha256"]).read_bytes)
-                await self.client.send_file(chat_id, await self.client.upload_file(data, doc["name"]))
+                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+                await self.client.send_file(chat_id, await self.client.upload_file(data, name))
                 await parts.done()
         text = str(payload.get("text", ""))
         if payload.get("photo_png_b64"):
@@ -231,6 +234,42 @@ def signature(app_id: str, body: bytes, timestamp: str, secret: str) -> str:
     return "mac=" + hashlib.sha256(app_id.encode() + body + timestamp.encode() + secret.encode()).hexdigest()
 
 
+# The event's time, which its signature covers, read from the raw body: the signature is checked
+# before the body is parsed. A key further in (a message's text cannot hold one: its quotes are
+# escaped) is a candidate too; the one the signature matches is checked against the parsed event.
+_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"?([0-9]{1,18})"?')
+_CANDIDATES = 4
+
+
+def signed_timestamp(raw: bytes, given: str, config: ZaloConfig) -> str | None:
+    """The timestamp with which `given` signs `raw`, or None: a forged, unsigned or unreadable body."""
+    for found in itertools.islice(_TIMESTAMP.finditer(raw), _CANDIDATES):
+        timestamp = found.group(1).decode("ascii")
+        if same_secret(given, signature(config.app_id, raw, timestamp, config.signature_secret)):
+            return timestamp
+    return None
+
+
+def parse_event(raw: bytes, timestamp: str) -> dict[str, Any] | None:
+    """A signed body as an event, if it is one of the shape the channel reads (else None): an object
+    with the signed timestamp, its sender, message and attachments objects where present."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8 JSON, or nested deeper than the parser goes
+        return None
+    if not isinstance(event, dict) or str(event.get("timestamp")) != timestamp:
+        return None
+    message = event.get("message")
+    attachments = message.get("attachments") if isinstance(message, dict) else None
+    shapes = [
+        isinstance(event.get("sender"), dict | None),
+        isinstance(message, dict | None),
+        isinstance(attachments, list | None),
+        *(isinstance(a, dict) and isinstance(a.get("payload"), dict | None) for a in attachments or []),
+    ]
+    return event if all(shapes) else None
+
+
 def event_id(event: dict[str, Any]) -> str:
     """The event's id, by which a repeated delivery is recognised: the message's, or for events
     without one (follow, unfollow) the event, its sender and its time."""
@@ -264,18 +303,16 @@ class ZaloChannel:
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        try:
-            event = json.loads(raw)
-            timestamp = str(event["timestamp"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "bad request"}, status=400)
-        expected = signature(self.config.app_id, raw, timestamp, self.config.signature_secret)
-        given = request.headers.get("X-ZEvent-Signature", "")
-        if not hmac.compare_digest(expected.encode(), given.encode()):
+        timestamp = signed_timestamp(raw, request.headers.get("X-ZEvent-Signature", ""), self.config)
+        if timestamp is None:  # nothing a forger sent is parsed
             log.warning("Zalo webhook with a bad signature refused")
             return web.json_response({"error": "bad signature"}, status=401)
-        sent = dt.datetime.fromtimestamp(int(timestamp) / 1000 if timestamp.isdigit() else 0, dt.UTC)
-        if abs(self.service.clock() - sent) > self.config.max_age:
+        event = parse_event(raw, timestamp)
+        if event is None:
+            log.warning("signed Zalo webhook that is not an event refused")
+            return web.json_response({"error": "bad request"}, status=400)
+        sent = int(timestamp)  # milliseconds; arithmetic only: any year would overflow a datetime
+        if abs(self.service.clock().timestamp() - sent / 1000) > self.config.max_age.total_seconds():
             log.warning("stale Zalo webhook refused (timestamp %s)", timestamp)
             return web.json_response({"error": "stale"}, status=401)
         key = event_id(event)
@@ -369,11 +406,11 @@ class ZaloChannel:
             text = str(message.get("text", ""))
             if text.startswith(BUTTON_PREFIX):
                 return Inbound(InboundKind.BUTTON, payload=text[len(BUTTON_PREFIX) :])
-            if text.strip().startswith("#") and text.strip()[1:].isdigit():
+            number = ascii_int(text.strip()[1:]) if text.strip().startswith("#") else None
+            if number is not None:  # "#6": the sixth button of the keyboard on screen
                 keyboard = await asyncio.to_thread(self._keyboard, user)
-                index = int(text.strip()[1:]) - 1
-                if 0 <= index < len(keyboard):
-                    return Inbound(InboundKind.BUTTON, payload=keyboard[index]["payload"])
+                if 0 < number <= len(keyboard):
+                    return Inbound(InboundKind.BUTTON, payload=keyboard[number - 1]["payload"])
             return Inbound(InboundKind.TEXT, text=text)
         if name == "user_send_link":
             links = [str((a.get("payload") or {}).get("url", "")) for a in message.get("attachments") or []]
@@ -393,8 +430,8 @@ class ZaloChannel:
             url = str(data.get("url", ""))
             given = str(data.get("name") or "")
             name = sanitize_name(given or photo_name(self.service.clock(), n, len(attachments)))
-            size = str(data.get("size") or "0")
-            if size.isdigit() and int(size) > MAX_DOWNLOAD:
+            size = ascii_int(str(data.get("size") or "0"))  # else measured as it downloads
+            if size is not None and size > MAX_DOWNLOAD:
                 rejected.append(Rejected(name, "too_large"))
                 continue
             try:
@@ -411,7 +448,9 @@ class ZaloChannel:
             except EvidenceRejected as exc:
                 rejected.append(Rejected(name, exc.reason))
                 continue
-            files.append(FileInfo(stored.sha256, stored.size, stored.mime, name))
+            files.append(
+                FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
+            )
         caption = str(message.get("text", ""))
         return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
 

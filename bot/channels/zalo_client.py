@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from bot.channels.wire import ascii_int
+
 API_BASE = "https://openapi.zalo.me"
 OAUTH_BASE = "https://oauth.zaloapp.com"
 MAX_TEXT = 2000  # Zalo's limit for the text of one message
@@ -159,9 +161,9 @@ class ZaloClient:
         size = 0
         async with self.http.stream("GET", url) as response:
             response.raise_for_status()
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > max_size:
-                raise FileTooLarge(int(declared))
+            declared = ascii_int(response.headers.get("content-length", ""))
+            if declared is not None and declared > max_size:
+                raise FileTooLarge(declared)
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > max_size:
