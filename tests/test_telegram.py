@@ -506,3 +506,37 @@ async def test_the_fake_bot_api_in_a_process_of_its_own_serves_the_bot() -> None
         finally:
             await bot.session.close()
     assert calls() == 2  # getFile and answerCallbackQuery (a download is not an API call)
+
+
+async def test_an_album_handled_after_newer_messages_is_not_filed_under_another_question(
+    db: Database, tmp_path: Path, fake: FakeTelegram
+) -> None:
+    """An album sent for 1.1 is held when the process dies; the official types on (1.2 is open now) and
+    the next process handles the held album: it is not filed under 1.2, the official is asked to send
+    it again."""
+    p = make_province(db, tmp_path)
+    h = Harness(fake, p, "webhook", held_stale=dt.timedelta(0), held_every=0.05)
+    app = await h.start()
+    try:
+        await h.text(f"/start {p.invite('25840', 'respondent')}")
+        await h.text("70,4")
+        parts = [fake.photo(CHAT, png_bytes() + bytes([i]), media_group="late") for i in range(2)]
+        for update in parts:
+            assert await h.deliver(update) == 200
+        for album in app.channel._albums.values():  # the process dies before the album's wait ends
+            assert album.timer is not None
+            album.timer.cancel()
+        app.channel._albums.clear()
+        await h.stop()
+        h = Harness(fake, p, "webhook")  # the next process: a newer message first
+        await h.start()
+        await h.text("để sau")
+        assert h.state().current == "1.2"
+        before = len(fake.transcripts[CHAT])
+        assert h.app is not None and await h.app.channel.replay_held(dt.timedelta(0)) == 2  # its parts
+        await h.processed(f"album:{CHAT}:late")
+        await h.settle()
+        assert "đến chậm" in fake.text_of(CHAT, before)
+        assert h.state().current == "1.2" and not p.evidence("25840")
+    finally:
+        await h.stop()

@@ -567,3 +567,39 @@ async def test_a_users_events_are_handled_in_the_order_they_arrived(
         assert h.state().current == "1.2"
     finally:
         await h.app.stop()
+
+
+async def test_a_held_event_replayed_after_newer_ones_is_never_filed_under_another_question(
+    db: Database, tmp_path: Path, fake: FakeZalo
+) -> None:
+    """A PDF for 1.1 is held (the database was down when it came) while the official goes on to 1.2; when
+    a live process replays it, it is not filed under 1.2: the official is asked to send it again."""
+    from bot.channels.zalo import event_id
+    from storage.held import hold
+    from storage.models import Evidence
+
+    p = make_province(db, tmp_path)
+    seed_token(p, fake)
+    h = Harness(fake, p)
+    await h.start()
+    try:
+        await h.text(p.invite("25840", "respondent"))
+        await h.text("70,4")
+        assert h.state().mode is Mode.EVIDENCE and h.state().current == "1.1"
+        pdf = fake.file(USER, "bao-cao-1.1.pdf", pdf_bytes("cho 1.1"))
+        with db.session() as s:  # held by a process that could not handle it
+            hold(s, "zalo", [(event_id(pdf), USER, json.dumps(pdf))], dt.datetime.now(dt.UTC))
+        newer = fake.text(USER, "để sau")
+        newer["timestamp"] = str(int(pdf["timestamp"]) + 1000)
+        await h.send(newer)
+        assert h.state().current == "1.2"
+        before = len(fake.transcripts[USER])
+        assert await h.app.channel.replay_held(dt.timedelta(0)) == 1
+        await h.app.channel.flush()
+        await h.app.sender.drain()
+        assert "bao-cao-1.1.pdf đến chậm" in fake.said(USER, before)
+        assert h.state().current == "1.2"
+        with db.session() as s:
+            assert s.exec(select(Evidence)).all() == []
+    finally:
+        await h.app.stop()

@@ -307,9 +307,8 @@ class TelegramChannel:
                 await asyncio.shield(handled)
             return
         if message.text is not None:
-            await self.process(
-                message.chat.id, inbound_id, Inbound(InboundKind.TEXT, text=_command_text(message.text))
-            )
+            text = Inbound(InboundKind.TEXT, text=_command_text(message.text), seq=message.message_id)
+            await self.process(message.chat.id, inbound_id, text)
             return
         if message.document is not None or message.photo:
             inbound = await self._files([message])
@@ -435,7 +434,12 @@ class TelegramChannel:
             files.append(
                 FileInfo(stored.sha256, stored.size, stored.mime, download_name(name, stored.extension))
             )
-        return Inbound(InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption)
+        # in the chat's order from its first part: a file that comes after newer messages is not filed
+        # under whatever question is open by then (flows/engine.py `_late`)
+        seq = min(m.message_id for m in messages)
+        return Inbound(
+            InboundKind.FILE, files=tuple(files), rejected=tuple(rejected), caption=caption, seq=seq
+        )
 
     async def _download(self, file_id: str) -> bytes:
         file = await self.bot.get_file(file_id)

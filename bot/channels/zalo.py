@@ -27,7 +27,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -382,6 +382,9 @@ class ZaloChannel:
         if inbound is None:
             log.info("Zalo event %s ignored", name)
             return True
+        # in the chat's order by the time it was sent: an event replayed after newer ones is not applied
+        # to whatever question is open by then (flows/engine.py `_late`)
+        inbound = replace(inbound, seq=ascii_int(str(event.get("timestamp", ""))))
         try:
             await self.service.handle_async(CHANNEL, user, msg_id, inbound)
         except Unavailable:
