@@ -3,9 +3,11 @@
 A tick looks at every open period: each unit's work and deadlines (extensions applied), each member
 who can be reached, the policy. For every reminder due by now it inserts the ledger row and, in the
 same transaction, the outbox message — or records it as deferred when quiet hours or the weekend hold
-it back; a later tick sends it then, with the counts of that moment. Reviewers get one digest of
-their lagging units a day before a deadline. `plan(..., write=False)` is the dry run: who would get
-what at a given time, without touching anything.
+it back; a later tick sends it then, with the counts of that moment. Who is reminded of what follows
+the assessment's state (`flows.reminders.unit_task`): a returned unit by the reviewer's own deadline
+for the returned indicators, an appraised one never. Reviewers get one digest of the units lagging for
+a deadline a day before it, and reminders of the appraisals they have not closed.
+`plan(..., write=False)` is the dry run: who would get what at a given time, without touching anything.
 
 APScheduler 3 drives `tick` once a minute inside the bot process.
 """
@@ -27,16 +29,19 @@ from flows.model import Reply, Role
 from flows.reminders import (
     APPRAISAL,
     ESCALATION,
+    RETURNED,
     SELF_ASSESSMENT,
     SUPPLEMENT,
     Due,
     Policy,
+    Task,
     UnitWork,
+    appraisal_reply,
     due_now,
     escalation_due,
     escalation_reply,
-    has_work,
     reminder_reply,
+    unit_task,
 )
 from storage.conversations import queue_replies
 from storage.db import Database
@@ -79,31 +84,26 @@ class _Context:
 
     def reply_for(self, member: Member, deadline: str, offset_key: str) -> Reply | None:
         """What this member is told for this reminder now, or None when there is nothing left to do."""
-        pid = self.period.id or 0
         role = Role(member.role)
         if role is Role.REVIEWER:
             units = self.scopes.get(member.id or 0, (member, []))[1]
             if offset_key == ESCALATION:
-                lagging = [w for w in units if has_work(Role.RESPONDENT, deadline, w)]
                 due_at = getattr(self.period, deadline)
-                return escalation_reply(deadline, lagging, due_at) if lagging and due_at else None
-            pending = sum(1 for w in units if w.status == "submitted")
-            due_at = self.period.appraisal_due
-            if (
-                deadline != APPRAISAL
-                or due_at is None
-                or not units
-                or not has_work(role, APPRAISAL, units[0], pending)
-            ):
+                return escalation_reply(deadline, units, due_at, self.now) if due_at else None
+            if deadline != APPRAISAL or self.period.appraisal_due is None:
                 return None
-            return reminder_reply(role, APPRAISAL, units[0], due_at, self.now, pid, pending)
+            return appraisal_reply(units, self.period.appraisal_due, self.now)
+        task = self.task_for(member, deadline)
+        if task is None:
+            return None
+        return reminder_reply(role, task, self.works[member.unit_id], self.now, self.period.id or 0)
+
+    def task_for(self, member: Member, deadline: str) -> Task | None:
+        """A respondent's or leader's work for `deadline`: their unit's."""
         work = self.works.get(member.unit_id)
-        if work is None:
+        if work is None or Role(member.role) not in (Role.RESPONDENT, Role.LEADER):
             return None
-        due_at = work.deadlines.get(deadline)
-        if due_at is None or not has_work(role, deadline, work):
-            return None
-        return reminder_reply(role, deadline, work, due_at, self.now, pid)
+        return unit_task(deadline, work, self.now)
 
 
 @dataclass
@@ -171,10 +171,9 @@ class ReminderScheduler:
         """Every (member, deadline, reminder) the policy wants by now, before checking the ledger."""
         items: list[tuple[Member, str, Due]] = []
         for member in reachable_members(s, ctx.works):
-            work = ctx.works[member.unit_id]
-            for deadline in (SELF_ASSESSMENT, SUPPLEMENT):
-                due_at = work.deadlines.get(deadline)
-                due = due_now(deadline, due_at, policy, ctx.now) if due_at is not None else None
+            for deadline in (SELF_ASSESSMENT, SUPPLEMENT, RETURNED):
+                task = ctx.task_for(member, deadline)
+                due = due_now(deadline, task.due_at, policy, ctx.now, tag=task.tag) if task else None
                 if due is not None:
                     items.append((member, deadline, due))
         for reviewer, _ in ctx.scopes.values():
