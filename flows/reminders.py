@@ -226,6 +226,15 @@ def reminder_reply(role: Role, task: Task, work: UnitWork, now: dt.datetime, per
             codes=", ".join(task.evidence),
             when=when,
         )
+    elif task.deadline == SUPPLEMENT and work.status == AssessmentStatus.SUBMITTED:
+        # submitted answers are final, its evidence is not (until this deadline): say so, or it looks done
+        text = msg(
+            N_("remind.supplement_submitted"),
+            unit=work.unit_name,
+            evidence=len(task.evidence),
+            codes=", ".join(task.evidence),
+            when=when,
+        )
     elif task.deadline == SUPPLEMENT:
         text = msg(N_("remind.supplement"), unit=work.unit_name, evidence=len(task.evidence), when=when)
     elif task.unanswered:

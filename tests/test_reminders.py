@@ -178,7 +178,11 @@ def test_each_state_has_work_only_for_the_deadlines_it_can_still_meet() -> None:
     assert said(Role.LEADER, "draft", sa, ()) == ["remind.submit", "button.send_evidence go|7|1.2|"]
     assert said(Role.LEADER, "awaiting_leader", sa) == ["remind.leader_confirm"]
     assert said(Role.RESPONDENT, "awaiting_leader", sa) == ["remind.awaiting_leader"]
-    assert said(Role.RESPONDENT, "submitted", sup) == ["remind.supplement", "button.send_evidence go|7|1.2|"]
+    assert said(Role.RESPONDENT, "submitted", sup) == [
+        "remind.supplement_submitted",
+        "button.send_evidence go|7|1.2|",
+    ]
+    assert said(Role.RESPONDENT, "draft", sup) == ["remind.supplement", "button.send_evidence go|7|1.2|"]
     assert said(Role.LEADER, "returned", ret) == ["remind.returned", "button.send_evidence go|7|1.1|"]
 
     # the reviewer: appraisals not closed; digests list only the units late for that deadline
@@ -583,7 +587,26 @@ def test_who_is_reminded_follows_the_state_and_the_deadline(
         "⏰ Còn 2 đơn vị chưa kết thúc thẩm định: 1 bản chờ bạn thẩm định, 1 đơn vị đang bổ sung minh chứng"
         " theo yêu cầu của bạn; hạn 25/01/2027 17:00 — còn 3 ngày."
     )
+    # submitted: told that the evidence (not the answers) can still be supplemented, and where
+    assert texts[("l3", sup, "3d")] == (
+        "⏰ Xã 70103 đã nộp bản tự đánh giá; vẫn bổ sung được minh chứng cho 1 chỉ tiêu còn thiếu (1.2),"
+        " hạn 20/01/2027 17:00 — còn 2 ngày. Minh chứng nộp sau hạn được 0 điểm."
+    )
+    assert {str(payload["buttons"]) for payload in outbox_payloads(db, "l3")} == {
+        str([{"label": "Gửi minh chứng câu 1.2", "payload": "go|1|1.2|"}])
+    }
     # every button leads to something its member can still do
+    answer, evidence = "Trả lời câu 1.2", "Gửi minh chứng câu 1.1"  # the draft: answers, then evidence only
+    assert [payload["buttons"][0]["label"] for payload in outbox_payloads(db, "r1")] == [  # type: ignore[index]
+        answer,
+        answer,
+        evidence,
+        answer,
+        answer,
+        evidence,
+        evidence,
+        evidence,
+    ]
     [l4_first, *_] = outbox_payloads(db, "l4")
     assert l4_first["buttons"] == [{"label": "Gửi minh chứng câu 1.1", "payload": "go|1|1.1|"}]
     waiting = outbox_payloads(db, "r2") + outbox_payloads(db, "l2")
