@@ -36,6 +36,7 @@ from flows.reminders import (
     Policy,
     Task,
     UnitWork,
+    allowed_time,
     appraisal_reply,
     due_now,
     escalation_due,
@@ -54,6 +55,7 @@ from storage.reminders import (
     ready_deferred,
     reviewers_by_unit,
     set_outbox,
+    supersede,
     unit_states,
 )
 
@@ -144,28 +146,64 @@ class ReminderScheduler:
                 for reviewer in reviewers:
                     if reviewer.id is not None and not reviewer.paused_reminders:
                         ctx.scopes.setdefault(reviewer.id, (reviewer, []))[1].append(ctx.works[unit_id])
-        existing = _ledger_keys(s, period.id)
+        ledger = _ledger(s, period.id)
         out: list[Planned] = []
         for member, deadline, due in self._due(s, ctx, policy):
-            if member.id is None or (member.id, deadline, due.offset_key) in existing:
+            if member.id is None:
+                continue
+            older = [o for o in due.superseded if _unsent(ledger, (member.id, deadline, o.offset_key))]
+            key = (member.id, deadline, due.offset_key)
+            if key in ledger and not older:
                 continue
             reply = ctx.reply_for(member, deadline, due.offset_key)
             if reply is None:
                 continue
-            deferred = due.send_at > now
+            status = "deferred" if due.send_at > now else "queued"
             if write:
-                ledger_id = insert_ledger(
-                    s, member.id, period.id, deadline, due, "deferred" if deferred else "queued", now
-                )
+                if not self._supersede(s, member.id, period.id, deadline, older, due, ledger, now):
+                    status = "superseded"  # an older one went out in this very moment: never both
+                if key in ledger:
+                    continue
+                ledger_id = insert_ledger(s, member.id, period.id, deadline, due, status, now)
                 if ledger_id is None:
                     continue  # another scheduler got there first
-                if not deferred:
+                ledger[key] = (ledger_id, status)
+                if status == "queued":
                     self._queue(s, member, ledger_id, reply, now)
-            existing.add((member.id, deadline, due.offset_key))
-            out.append(self._planned(member, ctx, deadline, due.offset_key, due.send_at, deferred, reply))
-        if write:
+            elif key in ledger:
+                continue
+            if status != "superseded":
+                deferred = status == "deferred"
+                out.append(self._planned(member, ctx, deadline, due.offset_key, due.send_at, deferred, reply))
+        if write and allowed_time(now, policy) == now:  # a held reminder waits out quiet hours, even late
             out += self._promote(s, ctx)
         return out
+
+    def _supersede(
+        self,
+        s: Session,
+        member_id: int,
+        period_id: int,
+        deadline: str,
+        older: list[Due],
+        by: Due,
+        ledger: dict[tuple[int, str, str], tuple[int, str]],
+        now: dt.datetime,
+    ) -> bool:
+        """Record the older reminders `by` replaces as superseded; False if one of them was sent meanwhile
+        (by another scheduler, in this same moment)."""
+        detail = f"superseded by {by.offset_key}"
+        for old in older:
+            key = (member_id, deadline, old.offset_key)
+            if key in ledger:
+                if not supersede(s, ledger[key][0], detail):
+                    return False
+                ledger[key] = (ledger[key][0], "superseded")
+                continue
+            ledger_id = insert_ledger(s, member_id, period_id, deadline, old, "superseded", now, detail)
+            if ledger_id is not None:
+                ledger[key] = (ledger_id, "superseded")
+        return True
 
     def _due(self, s: Session, ctx: _Context, policy: Policy) -> list[tuple[Member, str, Due]]:
         """Every (member, deadline, reminder) the policy wants by now, before checking the ledger."""
@@ -234,9 +272,15 @@ class ReminderScheduler:
         set_outbox(s, ledger_id, outbox_id)
 
 
-def _ledger_keys(s: Session, period_id: int) -> set[tuple[int, str, str]]:
+def _unsent(ledger: dict[tuple[int, str, str], tuple[int, str]], key: tuple[int, str, str]) -> bool:
+    """A reminder not recorded yet, or recorded and held back: one that a more recent one can replace."""
+    return key not in ledger or ledger[key][1] == "deferred"
+
+
+def _ledger(s: Session, period_id: int) -> dict[tuple[int, str, str], tuple[int, str]]:
+    """(member, deadline, offset) → (ledger id, status) of the period's reminders so far."""
     return {
-        (r.member_id, r.deadline, r.offset_key)
+        (r.member_id, r.deadline, r.offset_key): (r.id or 0, r.status)
         for r in s.exec(select(Reminder).where(Reminder.period_id == period_id))
     }
 

@@ -2,13 +2,16 @@
 
 For each deadline of a period the policy names offsets (7, 3 and 1 days before, and the morning of
 the day); a reminder's planned time is that day at the send hour, moved forward out of quiet hours
-(21:00–07:00) and weekends — never dropped. Only the most recent due offset is sent: after a day of
-downtime a member gets one reminder, not three. Who has work follows from the assessment's state and
-the deadline the reminder is about (`unit_task`): answers until the unit submits (self-assessment
-deadline), evidence until the supplement deadline even once submitted, a returned unit's returned
-indicators until the reviewer's own deadline, nothing once appraised. The message says what is left for
-that deadline — "Còn 12 chỉ tiêu chưa trả lời, 5 chỉ tiêu thiếu minh chứng, hạn 15/01/2027 17:00 — còn
-3 ngày" — with a button to the first thing the member can still do.
+(21:00–07:00) and weekends — a reminder missed while the bot was down too. Only the most recent due
+offset is sent, the older ones are superseded: after a day of downtime a member gets one reminder, not
+three, and one held over a weekend gives way to the next one planned on the day it would arrive.
+
+Who has work follows from the assessment's state and the deadline the reminder is about (`unit_task`):
+answers until the unit submits (self-assessment deadline), evidence until the supplement deadline even
+once submitted, a returned unit's returned indicators until the reviewer's own deadline, nothing once
+appraised. The message says what is left for that deadline — "Còn 12 chỉ tiêu chưa trả lời, 5 chỉ tiêu
+thiếu minh chứng, hạn 15/01/2027 17:00 — còn 3 ngày" — with a button to the first thing the member can
+still do.
 """
 
 from __future__ import annotations
@@ -103,39 +106,65 @@ class Due:
     offset_key: str
     planned_at: dt.datetime
     send_at: dt.datetime
+    superseded: tuple[Due, ...] = ()  # older offsets this one replaces: recorded, never sent
 
-    @property
-    def deferred(self) -> bool:
-        return self.send_at > self.planned_at
+
+def _send_time(
+    planned: dt.datetime, due_at: dt.datetime, policy: Policy, now: dt.datetime
+) -> dt.datetime | None:
+    """When a reminder planned at `planned` may go, seen at `now`: at once, or the next moment outside
+    quiet hours and weekends — a missed one is caught up there too, never at 22:00. None when no such
+    moment is left before the deadline, unless the policy itself planned the reminder inside quiet hours
+    (a deadline inside them): then better a late-evening message than none."""
+    send_at = allowed_time(max(planned, now), policy)
+    if send_at < due_at:
+        return send_at
+    if allowed_time(planned, policy) > planned:
+        return max(planned, now)
+    return None
+
+
+def _day(at: dt.datetime) -> dt.date:
+    return at.astimezone(VIETNAM_TZ).date()
 
 
 def due_now(
     deadline_name: str, due_at: dt.datetime, policy: Policy, now: dt.datetime, *, tag: str = ""
 ) -> Due | None:
-    """The one reminder the policy wants for this deadline by `now`: the latest offset already reached
-    (its ledger key the offset, "3d", followed by `tag`)."""
+    """The one reminder the policy wants for this deadline by `now` (its ledger key the offset, "3d",
+    followed by `tag`): the most recent offset reached, the older ones superseded. A reminder that would
+    arrive on the day a more recent offset is planned — Saturday's held to Monday, a missed one caught up
+    at 07:00 — gives way to that one, so a member never gets two for one deadline in a morning."""
     if now >= due_at:
         return None
-    reached = [
-        (days, planned_time(due_at, days, policy))
-        for days in sorted(policy.offsets_days)
-        if planned_time(due_at, days, policy) <= now
-    ]
+    planned = {days: planned_time(due_at, days, policy) for days in set(policy.offsets_days)}
+    reached = sorted(days for days, at in planned.items() if at <= now)
     if not reached:
         return None
-    days, planned = reached[0]
-    send_at = allowed_time(planned, policy)
-    if send_at >= due_at:
-        send_at = planned  # a deadline inside quiet hours: better a late-evening message than none
-    return Due(deadline_name, f"{days}d{tag}", planned, send_at)
+    days = reached[0]
+    send_at = _send_time(planned[days], due_at, policy, now)
+    while send_at is not None:
+        newer = [d for d in planned if d < days and _day(planned[d]) <= _day(send_at)]
+        if not newer:
+            break
+        days = min(newer)
+        send_at = _send_time(planned[days], due_at, policy, now)
+    if send_at is None:
+        return None
+    older = tuple(
+        Due(deadline_name, f"{d}d{tag}", planned[d], planned[d])
+        for d in sorted(planned)
+        if d > days and planned[d] <= now
+    )
+    return Due(deadline_name, f"{days}d{tag}", planned[days], send_at, older)
 
 
 def escalation_due(due_at: dt.datetime, policy: Policy, now: dt.datetime) -> Due | None:
     planned = planned_time(due_at, policy.escalation_days, policy)
     if now >= due_at or planned > now:
         return None
-    send_at = allowed_time(planned, policy)
-    return Due("", ESCALATION, planned, planned if send_at >= due_at else send_at)
+    send_at = _send_time(planned, due_at, policy, now)
+    return None if send_at is None else Due("", ESCALATION, planned, send_at)
 
 
 # -- who has work, and what to tell them ---------------------------------------------------------

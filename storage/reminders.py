@@ -215,6 +215,17 @@ def ready_deferred(s: Session, now: dt.datetime) -> list[Reminder]:
     return claimed
 
 
+def supersede(s: Session, reminder_id: int, detail: str) -> bool:
+    """A deferred reminder replaced by a more recent one: it will never be sent. False if it is no longer
+    deferred (another scheduler has just queued it)."""
+    result = s.execute(
+        sa.update(Reminder)
+        .where(col(Reminder.id) == reminder_id, col(Reminder.status) == "deferred")
+        .values(status="superseded", detail=detail)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def set_outbox(s: Session, reminder_id: int, outbox_id: int) -> None:
     s.connection().execute(
         sa.update(Reminder).where(col(Reminder.id) == reminder_id).values(outbox_id=outbox_id)

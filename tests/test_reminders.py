@@ -22,12 +22,14 @@ from bot.results import compute, publish_results
 from bot.scheduler import Planned, ReminderScheduler
 from flows.model import AssessmentStatus, Inbound, InboundKind, Mode, Role
 from flows.reminders import (
+    Due,
     Policy,
     Task,
     UnitWork,
     allowed_time,
     appraisal_reply,
     due_now,
+    escalation_due,
     escalation_reply,
     planned_time,
     reminder_reply,
@@ -126,6 +128,94 @@ def test_policy_times() -> None:
     due = due_now("self_assessment_due", SELF_DUE, policy, local(13, 1, 9))
     assert due is not None and due.offset_key == "3d"
     assert due_now("self_assessment_due", SELF_DUE, policy, local(15, 1, 17, 1)) is None
+
+
+def test_a_missed_reminder_keeps_quiet_hours_and_gives_way_to_a_more_recent_one() -> None:
+    policy, sa = Policy(), "self_assessment_due"
+
+    def when(due: Due | None) -> tuple[str, dt.datetime, dt.datetime, list[str]] | None:
+        if due is None:
+            return None
+        return due.offset_key, due.planned_at, due.send_at, [d.offset_key for d in due.superseded]
+
+    # 3d (Tuesday 12/01 08:00) missed while the bot was down: caught up at once in the afternoon, but
+    # not at 22:00 — then at the next allowed moment; the 7d one it replaces is never sent
+    assert when(due_now(sa, SELF_DUE, policy, local(12, 1, 15))) == (
+        "3d",
+        local(12, 1, 8),
+        local(12, 1, 15),
+        ["7d"],
+    )
+    assert when(due_now(sa, SELF_DUE, policy, local(12, 1, 22))) == (
+        "3d",
+        local(12, 1, 8),
+        local(13, 1, 7),
+        ["7d"],
+    )
+    # a deadline at 23:59 whose morning reminder was missed: no allowed moment is left, nothing at 22:00
+    assert due_now(sa, local(15, 1, 23, 59), policy, local(15, 1, 22)) is None
+    # a deadline inside quiet hours: its own reminder goes at the planned time rather than never
+    assert when(due_now(sa, local(13, 1, 6), policy, local(13, 1, 5))) == (
+        "0d",
+        local(13, 1, 5),
+        local(13, 1, 5),
+        ["1d", "3d", "7d"],
+    )
+    # Tuesday's deadline: Saturday's 3d reminder, held to Monday, gives way to Monday's own 1d at 08:00
+    tuesday = local(19, 1, 17)
+    assert when(due_now(sa, tuesday, policy, local(16, 1, 8))) == (
+        "1d",
+        local(18, 1, 8),
+        local(18, 1, 8),
+        ["3d", "7d"],
+    )
+    # a missed reminder caught up at 07:00 waits for the more recent one planned at 08:00 the same day
+    assert when(due_now(sa, tuesday, policy, local(18, 1, 7))) == (
+        "1d",
+        local(18, 1, 8),
+        local(18, 1, 8),
+        ["3d", "7d"],
+    )
+    assert when(due_now(sa, tuesday, policy, local(18, 1, 8))) == (
+        "1d",
+        local(18, 1, 8),
+        local(18, 1, 8),
+        ["3d", "7d"],
+    )
+    # the digest a day before: the same rules
+    assert escalation_due(local(15, 1, 23, 59), policy, local(14, 1, 23)) is not None
+    escalation = escalation_due(SELF_DUE, policy, local(14, 1, 22))
+    assert escalation is not None and escalation.send_at == local(15, 1, 7)
+
+
+def test_several_offsets_due_at_once_send_only_the_most_recent(db: Database, tmp_path: Path) -> None:
+    p = make_province(db, tmp_path)
+    setup_period(p)
+    join(p, "b", "25843", "respondent")
+    say(p, "b", "câu 3.5", "có", "để sau")  # evidence missing: reminders before the supplement deadline
+    scheduler = ReminderScheduler(p.db)
+    sup = "supplement_due"
+
+    def tick(at: dt.datetime) -> list[tuple[str, bool, dt.datetime]]:
+        return [
+            (item.offset_key, item.deferred, item.send_at.astimezone(VIETNAM_TZ))
+            for item in scheduler.tick(at)
+            if item.deadline == sup
+        ]
+
+    # the bot was down from 12/01 to Sunday 17/01: 3d is due (held to Monday 07:00), 7d is superseded
+    assert tick(local(17, 1, 8)) == [("3d", True, local(18, 1, 7))]
+    # down again all Monday: at 22:00 the held 3d could only arrive on Tuesday morning, an hour before
+    # Tuesday's own 1d — so it gives way to it
+    assert tick(local(18, 1, 22)) == [("1d", True, local(19, 1, 8))]
+    assert tick(local(19, 1, 7)) == []
+    assert tick(local(19, 1, 8)) == [("1d", False, local(19, 1, 8))]
+    assert tick(local(20, 1, 8)) == [("0d", False, local(20, 1, 8))]
+    with db.session() as s:
+        ledger = {r.offset_key: r.status for r in s.exec(select(Reminder).where(Reminder.deadline == sup))}
+        outbox = s.exec(select(Outbox).where(Outbox.chat_id == "b", Outbox.priority == 10)).all()
+    assert ledger == {"7d": "superseded", "3d": "superseded", "1d": "queued", "0d": "queued"}
+    assert len(outbox) == 2  # never both
 
 
 def test_each_state_has_work_only_for_the_deadlines_it_can_still_meet() -> None:
@@ -239,8 +329,7 @@ def test_a_period_from_opening_to_publication(db: Database, tmp_path: Path) -> N
         (ap, "7d", local(18, 1, 8)),  # A's submission waits for appraisal
         (sup, "escalation", local(19, 1, 8)),
         (ap, "3d", local(22, 1, 8)),
-        (ap, "1d", local(25, 1, 7)),  # Sunday 24/01 → Monday 07:00
-        (ap, "0d", local(25, 1, 8)),
+        (ap, "0d", local(25, 1, 8)),  # Sunday's 1d, held to Monday, gave way to Monday's own
     ]
 
     texts = {(item.chat_id, item.deadline, item.offset_key): item.text for _, item in sent}
@@ -259,7 +348,8 @@ def test_a_period_from_opening_to_publication(db: Database, tmp_path: Path) -> N
     assert payload["buttons"][0]["payload"].startswith("go|") and payload["buttons"][0]["payload"].endswith(
         "|1.1|"
     )
-    assert {r.status for r in reminders} == {"queued"}
+    assert {(r.deadline, r.offset_key) for r in reminders if r.status != "queued"} == {(ap, "1d")}
+    assert next(r for r in reminders if r.offset_key == "1d" and r.deadline == ap).status == "superseded"
 
 
 def test_quiet_hours_defer_and_never_drop(db: Database, tmp_path: Path) -> None:
@@ -275,6 +365,53 @@ def test_quiet_hours_defer_and_never_drop(db: Database, tmp_path: Path) -> None:
     out = scheduler.tick(local(13, 1, 7))
     assert [(d.chat_id, d.deferred) for d in out] == [("a", False)]
     assert scheduler.tick(local(13, 1, 8)) == []
+
+
+def test_schedulers_catching_up_at_once_send_one_reminder(db: Database, tmp_path: Path) -> None:
+    p = make_province(db, tmp_path)
+    setup_period(p)
+    join(p, "b", "25843", "respondent")
+    say(p, "b", "câu 3.5", "có", "để sau")
+    ReminderScheduler(p.db).tick(local(17, 1, 8))  # 3d held to Monday 07:00; then down until Tuesday
+    barrier = threading.Barrier(3)
+
+    def run() -> None:
+        barrier.wait()
+        ReminderScheduler(p.db).tick(local(19, 1, 9))  # three processes: the held 3d and Tuesday's 1d
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.session() as s:
+        member = s.exec(select(Member).where(Member.chat_id == "b")).one()
+        ledger = {
+            r.offset_key: r.status for r in s.exec(select(Reminder).where(Reminder.member_id == member.id))
+        }
+        outbox = s.exec(select(Outbox).where(Outbox.chat_id == "b", Outbox.priority == 10)).all()
+    assert len(outbox) == 1 and ledger["1d"] == "queued" and ledger["3d"] == "superseded"
+
+
+def test_a_held_reminder_missed_at_its_time_waits_out_quiet_hours(db: Database, tmp_path: Path) -> None:
+    p = make_province(db, tmp_path)
+    setup_period(p, Policy(offsets_days=(3, 0)))
+    join(p, "b", "25843", "respondent")
+    say(p, "b", "câu 3.5", "có", "để sau")
+    scheduler = ReminderScheduler(p.db)
+
+    def tick(at: dt.datetime) -> list[tuple[str, bool, dt.datetime]]:
+        return [
+            (item.offset_key, item.deferred, item.send_at.astimezone(VIETNAM_TZ))
+            for item in scheduler.tick(at)
+            if item.deadline == "supplement_due"
+        ]
+
+    assert tick(local(17, 1, 8)) == [("3d", True, local(18, 1, 7))]  # Sunday → Monday 07:00
+    assert tick(local(18, 1, 22)) == []  # the bot was down all Monday: not at 22:00…
+    assert tick(local(19, 1, 6, 59)) == []
+    assert tick(local(19, 1, 7)) == [("3d", False, local(19, 1, 7))]  # …but first thing on Tuesday
+    assert tick(local(20, 1, 8)) == [("0d", False, local(20, 1, 8))]
 
 
 def test_restarts_and_concurrent_schedulers_send_nothing_twice(db: Database, tmp_path: Path) -> None:
@@ -559,8 +696,7 @@ def test_who_is_reminded_follows_the_state_and_the_deadline(
         (ap, "7d", local(18, 1, 8)),
         (sup, "escalation", local(19, 1, 8)),
         (ap, "3d", local(22, 1, 8)),
-        (ap, "1d", local(25, 1, 7)),
-        (ap, "0d", local(25, 1, 8)),
+        (ap, "0d", local(25, 1, 8)),  # Sunday's 1d, held to Monday, gave way to Monday's own
     ]
 
     texts = {(item.chat_id, item.deadline, item.offset_key): item.text for _, item in sent}
