@@ -3,9 +3,11 @@
 A tick looks at every open period: each unit's work and deadlines (extensions applied), each member
 who can be reached, the policy. For every reminder due by now it inserts the ledger row and, in the
 same transaction, the outbox message — or records it as deferred when quiet hours or the weekend hold
-it back; a later tick sends it then, with the counts of that moment. Reviewers get one digest of
-their lagging units a day before a deadline. `plan(..., write=False)` is the dry run: who would get
-what at a given time, without touching anything.
+it back; a later tick sends it then, with the counts of that moment. Who is reminded of what follows
+the assessment's state (`flows.reminders.unit_task`): a returned unit by the reviewer's own deadline
+for the returned indicators, an appraised one never. Reviewers get one digest of the units lagging for
+a deadline a day before it, and reminders of the appraisals they have not closed.
+`plan(..., write=False)` is the dry run: who would get what at a given time, without touching anything.
 
 APScheduler 3 drives `tick` once a minute inside the bot process.
 """
@@ -27,16 +29,20 @@ from flows.model import Reply, Role
 from flows.reminders import (
     APPRAISAL,
     ESCALATION,
+    RETURNED,
     SELF_ASSESSMENT,
     SUPPLEMENT,
     Due,
     Policy,
+    Task,
     UnitWork,
+    allowed_time,
+    appraisal_reply,
     due_now,
     escalation_due,
     escalation_reply,
-    has_work,
     reminder_reply,
+    unit_task,
 )
 from storage.db import Database
 from storage.models import OUTBOX_PRIORITY_REMINDER, Member, Period, Reminder
@@ -49,6 +55,7 @@ from storage.reminders import (
     ready_deferred,
     reviewers_by_unit,
     set_outbox,
+    supersede,
     unit_states,
 )
 
@@ -79,31 +86,26 @@ class _Context:
 
     def reply_for(self, member: Member, deadline: str, offset_key: str) -> Reply | None:
         """What this member is told for this reminder now, or None when there is nothing left to do."""
-        pid = self.period.id or 0
         role = Role(member.role)
         if role is Role.REVIEWER:
             units = self.scopes.get(member.id or 0, (member, []))[1]
             if offset_key == ESCALATION:
-                lagging = [w for w in units if has_work(Role.RESPONDENT, deadline, w)]
                 due_at = getattr(self.period, deadline)
-                return escalation_reply(deadline, lagging, due_at) if lagging and due_at else None
-            pending = sum(1 for w in units if w.status == "submitted")
-            due_at = self.period.appraisal_due
-            if (
-                deadline != APPRAISAL
-                or due_at is None
-                or not units
-                or not has_work(role, APPRAISAL, units[0], pending)
-            ):
+                return escalation_reply(deadline, units, due_at, self.now) if due_at else None
+            if deadline != APPRAISAL or self.period.appraisal_due is None:
                 return None
-            return reminder_reply(role, APPRAISAL, units[0], due_at, self.now, pid, pending)
+            return appraisal_reply(units, self.period.appraisal_due, self.now)
+        task = self.task_for(member, deadline)
+        if task is None:
+            return None
+        return reminder_reply(role, task, self.works[member.unit_id], self.now, self.period.id or 0)
+
+    def task_for(self, member: Member, deadline: str) -> Task | None:
+        """A respondent's or leader's work for `deadline`: their unit's."""
         work = self.works.get(member.unit_id)
-        if work is None:
+        if work is None or Role(member.role) not in (Role.RESPONDENT, Role.LEADER):
             return None
-        due_at = work.deadlines.get(deadline)
-        if due_at is None or not has_work(role, deadline, work):
-            return None
-        return reminder_reply(role, deadline, work, due_at, self.now, pid)
+        return unit_task(deadline, work, self.now)
 
 
 @dataclass
@@ -144,37 +146,72 @@ class ReminderScheduler:
                 for reviewer in reviewers:
                     if reviewer.id is not None and not reviewer.paused_reminders:
                         ctx.scopes.setdefault(reviewer.id, (reviewer, []))[1].append(ctx.works[unit_id])
-        existing = _ledger_keys(s, period.id)
+        ledger = _ledger(s, period.id)
         out: list[Planned] = []
         for member, deadline, due in self._due(s, ctx, policy):
-            if member.id is None or (member.id, deadline, due.offset_key) in existing:
+            if member.id is None:
+                continue
+            older = [o for o in due.superseded if _unsent(ledger, (member.id, deadline, o.offset_key))]
+            key = (member.id, deadline, due.offset_key)
+            if key in ledger and not older:
                 continue
             reply = ctx.reply_for(member, deadline, due.offset_key)
             if reply is None:
                 continue
-            deferred = due.send_at > now
+            status = "deferred" if due.send_at > now else "queued"
             if write:
-                ledger_id = insert_ledger(
-                    s, member.id, period.id, deadline, due, "deferred" if deferred else "queued", now
-                )
+                if not self._supersede(s, member.id, period.id, deadline, older, due, ledger, now):
+                    status = "superseded"  # an older one went out in this very moment: never both
+                if key in ledger:
+                    continue
+                ledger_id = insert_ledger(s, member.id, period.id, deadline, due, status, now)
                 if ledger_id is None:
                     continue  # another scheduler got there first
-                if not deferred:
+                ledger[key] = (ledger_id, status)
+                if status == "queued":
                     self._queue(s, member, ledger_id, reply, now)
-            existing.add((member.id, deadline, due.offset_key))
-            out.append(self._planned(member, ctx, deadline, due.offset_key, due.send_at, deferred, reply))
-        if write:
+            elif key in ledger:
+                continue
+            if status != "superseded":
+                deferred = status == "deferred"
+                out.append(self._planned(member, ctx, deadline, due.offset_key, due.send_at, deferred, reply))
+        if write and allowed_time(now, policy) == now:  # a held reminder waits out quiet hours, even late
             out += self._promote(s, ctx)
         return out
+
+    def _supersede(
+        self,
+        s: Session,
+        member_id: int,
+        period_id: int,
+        deadline: str,
+        older: list[Due],
+        by: Due,
+        ledger: dict[tuple[int, str, str], tuple[int, str]],
+        now: dt.datetime,
+    ) -> bool:
+        """Record the older reminders `by` replaces as superseded; False if one of them was sent meanwhile
+        (by another scheduler, in this same moment)."""
+        detail = f"superseded by {by.offset_key}"
+        for old in older:
+            key = (member_id, deadline, old.offset_key)
+            if key in ledger:
+                if not supersede(s, ledger[key][0], detail):
+                    return False
+                ledger[key] = (ledger[key][0], "superseded")
+                continue
+            ledger_id = insert_ledger(s, member_id, period_id, deadline, old, "superseded", now, detail)
+            if ledger_id is not None:
+                ledger[key] = (ledger_id, "superseded")
+        return True
 
     def _due(self, s: Session, ctx: _Context, policy: Policy) -> list[tuple[Member, str, Due]]:
         """Every (member, deadline, reminder) the policy wants by now, before checking the ledger."""
         items: list[tuple[Member, str, Due]] = []
         for member in reachable_members(s, ctx.works):
-            work = ctx.works[member.unit_id]
-            for deadline in (SELF_ASSESSMENT, SUPPLEMENT):
-                due_at = work.deadlines.get(deadline)
-                due = due_now(deadline, due_at, policy, ctx.now) if due_at is not None else None
+            for deadline in (SELF_ASSESSMENT, SUPPLEMENT, RETURNED):
+                task = ctx.task_for(member, deadline)
+                due = due_now(deadline, task.due_at, policy, ctx.now, tag=task.tag) if task else None
                 if due is not None:
                     items.append((member, deadline, due))
         for reviewer, _ in ctx.scopes.values():
@@ -235,9 +272,15 @@ class ReminderScheduler:
         set_outbox(s, ledger_id, outbox_id)
 
 
-def _ledger_keys(s: Session, period_id: int) -> set[tuple[int, str, str]]:
+def _unsent(ledger: dict[tuple[int, str, str], tuple[int, str]], key: tuple[int, str, str]) -> bool:
+    """A reminder not recorded yet, or recorded and held back: one that a more recent one can replace."""
+    return key not in ledger or ledger[key][1] == "deferred"
+
+
+def _ledger(s: Session, period_id: int) -> dict[tuple[int, str, str], tuple[int, str]]:
+    """(member, deadline, offset) → (ledger id, status) of the period's reminders so far."""
     return {
-        (r.member_id, r.deadline, r.offset_key)
+        (r.member_id, r.deadline, r.offset_key): (r.id or 0, r.status)
         for r in s.exec(select(Reminder).where(Reminder.period_id == period_id))
     }
 

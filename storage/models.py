@@ -309,7 +309,7 @@ class Extension(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-REMINDER_STATUSES = ("queued", "deferred", "undeliverable", "skipped")
+REMINDER_STATUSES = ("queued", "deferred", "undeliverable", "skipped", "superseded")
 
 
 class Reminder(SQLModel, table=True):

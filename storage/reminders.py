@@ -17,13 +17,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from flows.model import Role
-from flows.reminders import DEADLINES, Due, UnitWork
+from flows.model import AssessmentStatus, Role
+from flows.reminders import DEADLINES, SUPPLEMENT, Due, UnitWork
 from scoring.answers import Answer, Evidence, decode_value
 from scoring.engine import Report, Rules, Status, score
 from scoring.model import Framework
 from storage.admin import progress
-from storage.models import Extension, Member, Outbox, Period, Reminder, Unit
+from storage.appraisal import decisions
+from storage.models import Assessment, Extension, Member, Outbox, Period, Reminder, Unit
 
 
 def open_periods(s: Session) -> list[Period]:
@@ -62,12 +63,41 @@ class UnitState:
     updated_at: dt.datetime | None
 
 
+def returned_indicators(
+    s: Session, period: Period, framework: Framework, deadlines: Mapping[int, Mapping[str, dt.datetime]]
+) -> dict[int, dict[str, dt.datetime]]:
+    """Per returned unit: each indicator the reviewer returned, in the framework's order, with the
+    reviewer's supplement deadline for it (else the unit's own supplement deadline, as the chat has it)."""
+    out: dict[int, dict[str, dt.datetime]] = {}
+    for unit_id, assessment_id in s.exec(
+        select(Assessment.unit_id, Assessment.id).where(
+            Assessment.period_id == period.id, Assessment.status == AssessmentStatus.RETURNED.value
+        )
+    ):
+        assert assessment_id is not None
+        made = decisions(s, assessment_id)
+        fallback = deadlines.get(unit_id, {}).get(SUPPLEMENT)
+        returned: dict[str, dt.datetime] = {}
+        for ind in framework.indicators:
+            decision = made.get(ind.code)
+            if decision is None or decision.decision != "return":
+                continue
+            due = decision.supplement_due or fallback
+            if due is not None:
+                returned[ind.code] = due
+        out[unit_id] = returned
+    return out
+
+
 def unit_states(s: Session, period: Period, framework: Framework) -> dict[str, UnitState]:
-    """Per unit code of the framework's level: unanswered indicators, claimed points lacking evidence,
-    the score under the evidence rules, and the deadlines with the unit's extensions applied."""
+    """Per unit code of the framework's level: its assessment's state, unanswered indicators, claimed
+    points lacking evidence, returned indicators, the score under the evidence rules, and the deadlines
+    with the unit's extensions applied."""
     assert period.id is not None
     ext = extensions(s, period.id)
     units = {u.code: u for u in s.exec(select(Unit).where(Unit.level == framework.level.value))}
+    deadlines = {u.id: unit_deadlines(period, u.id, ext) for u in units.values() if u.id is not None}
+    returned = returned_indicators(s, period, framework, deadlines)
     out: dict[str, UnitState] = {}
     for row in progress(s, period, framework.level.value):
         unit = units[row.code]
@@ -82,7 +112,9 @@ def unit_states(s: Session, period: Period, framework: Framework) -> dict[str, U
         report = score(framework, answers, Rules())
         unanswered = tuple(i.code for i in framework.indicators if i.code not in answers)
         missing = tuple(r.code for r in report.indicators if r.status is Status.EVIDENCE_MISSING)
-        work = UnitWork(unit.name, row.status, unanswered, missing, unit_deadlines(period, unit.id, ext))
+        work = UnitWork(
+            unit.name, row.status, unanswered, missing, deadlines[unit.id], returned.get(unit.id, {})
+        )
         out[row.code] = UnitState(unit, work, report, len(answers), row.updated_at)
     return out
 
@@ -186,6 +218,17 @@ def ready_deferred(s: Session, now: dt.datetime) -> list[Reminder]:
         if result.rowcount == 1:  # type: ignore[attr-defined]
             claimed.append(r)
     return claimed
+
+
+def supersede(s: Session, reminder_id: int, detail: str) -> bool:
+    """A deferred reminder replaced by a more recent one: it will never be sent. False if it is no longer
+    deferred (another scheduler has just queued it)."""
+    result = s.execute(
+        sa.update(Reminder)
+        .where(col(Reminder.id) == reminder_id, col(Reminder.status) == "deferred")
+        .values(status="superseded", detail=detail)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def set_outbox(s: Session, reminder_id: int, outbox_id: int) -> None:
