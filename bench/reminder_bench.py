@@ -32,7 +32,6 @@ from sqlmodel import select
 from bot.channels.telegram import TelegramTransport, escape, make_bot
 from bot.outbox import OutboxSender, RateLimiter
 from bot.scheduler import ReminderScheduler
-from bot.service import Service
 from flows.reminders import Policy
 from scoring.answers import VIETNAM_TZ
 from storage import migrate
@@ -75,9 +74,8 @@ def build(db: Database, members: int) -> None:
 
 async def deliver(db: Database, fake: FakeTelegram, per_second: float) -> tuple[float, int]:
     bot = make_bot(fake.token, fake.url, timeout=10)
-    service = Service(db, escapes={"telegram": escape})
     sender = OutboxSender(
-        db, TelegramTransport(bot, service), RateLimiter(per_second, 1.0), concurrency=64, batch=500
+        db, TelegramTransport(bot), RateLimiter(per_second, 1.0), concurrency=64, batch=500
     )
     started = time.perf_counter()
     await sender.drain(timeout=3600)

@@ -298,7 +298,7 @@ async def run(url: str, args: argparse.Namespace, framework: Framework, tmp: Pat
             children = (await service.database_process().ready(),) if args.db_process else ()
             pace = Pace()
             sender = OutboxSender(
-                db, TelegramTransport(bot, service), RateLimiter(pace.per_second, pace.chat_interval)
+                db, TelegramTransport(bot), RateLimiter(pace.per_second, pace.chat_interval)
             )
             channel = TelegramChannel(bot, service, EvidenceStore(tmp / "ev"), sender)
             feed = feeder(channel.dispatcher, bot)

@@ -32,7 +32,7 @@ from bot.render.labels import LEVEL, ROLE
 from bot.render.reply import CHANNEL_ESCAPES
 from bot.results import NothingComputed, Premature, compute, premature, publish_results
 from bot.scheduler import ReminderScheduler
-from bot.service import Service, render_payload, utc_now
+from bot.service import Service, render, utc_now
 from bot.sheets import SheetError, read_rows
 from flows.engine import join_code
 from flows.model import Reply, msg
@@ -537,7 +537,7 @@ def cmd_member_remove(ctx: Context, args: argparse.Namespace) -> int:
                 row = remove_member(s, args.id, now, operator(args))
                 m = row.member
                 told = Reply((msg(N_("member.removed"), unit=row.unit.name),))
-                payload = render_payload(told, m.language, CHANNEL_ESCAPES.get(m.channel, str))
+                payload = render(told, m.language, CHANNEL_ESCAPES.get(m.channel, str)).to_json()
                 queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
         except AdminError as exc:
             _admin_error(ctx, exc)

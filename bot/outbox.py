@@ -20,11 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.coalesce import Coalescer
+from bot.outbound import Outbound
 from storage.db import Database
 from storage.outbox import (
     STALE_CLAIM,
@@ -37,6 +38,7 @@ from storage.outbox import (
     renew,
     requeue_stale,
     retry_later,
+    set_blocked,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Outcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
+    BLOCKED = "blocked"  # the user blocked the bot: failed, and the sender records the member blocked
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ class Parts:
 class Transport(Protocol):
     channel: str
 
-    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result: ...
+    async def send(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
+        """Only the I/O: send `message` and say what happened; the sender records it."""
+        ...
 
 
 CATCH_UP = 3
@@ -262,8 +267,8 @@ class OutboxSender:
         await self.limiter.acquire(row.chat_id)
         parts = Parts(row.parts_sent, functools.partial(self._save_parts, row.id))
         try:
-            payload = json.loads(row.payload_json)
-            send = self.transport.send(row.chat_id, payload, parts)
+            message = Outbound.from_json(json.loads(row.payload_json))
+            send = self.transport.send(row.chat_id, message, parts)
             result = await asyncio.wait_for(send, self.send_timeout)
         except TimeoutError:
             result = Result(Outcome.RETRY, error="timeout", parts=parts.sent)
@@ -294,7 +299,9 @@ class OutboxSender:
     def _record(self, row: Claimed, result: Result, parts_sent: int) -> None:
         now = self.clock()
         with self.db.session() as s:
-            if result.outcome is Outcome.FAILED or row.attempts + 1 >= self.max_attempts:
+            if result.outcome is Outcome.BLOCKED:
+                set_blocked(s, self.transport.channel, row.chat_id, now)
+            if result.outcome in (Outcome.FAILED, Outcome.BLOCKED) or row.attempts + 1 >= self.max_attempts:
                 mark_failed(s, row.id, result.error)
                 self.failed += 1
             else:

@@ -19,7 +19,7 @@ from typing import Any
 
 from bot import catalog
 from bot.render.reply import CHANNEL_ESCAPES
-from bot.service import render_payload, utc_now
+from bot.service import render, utc_now
 from flows.results import result_reply
 from scoring.engine import Report, Rules, score, score_units
 from scoring.model import Framework
@@ -195,7 +195,9 @@ def publish_results(
             for member in unit_recipients(s, row["unit_id"]):
                 assert member.id is not None
                 if member.id not in already:
-                    payload = render_payload(reply, member.language, CHANNEL_ESCAPES.get(member.channel, str))
+                    payload = render(
+                        reply, member.language, CHANNEL_ESCAPES.get(member.channel, str)
+                    ).to_json()
                     queue_replies(
                         s, member.channel, member.chat_id, member.id, [payload], at, priority=PRIORITY_RESULTS
                     )

@@ -18,13 +18,13 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from sqlmodel import Session, select
 
 from bot import catalog
-from bot.service import render_payload, utc_now
+from bot.service import render, utc_now
 from flows.model import Reply, Role
 from flows.reminders import (
     APPRAISAL,
@@ -252,13 +252,13 @@ class ReminderScheduler:
         reply: Reply,
     ) -> Planned:
         assert member.id is not None
-        text = str(render_payload(reply, member.language, self.escapes.get(member.channel, str))["text"])
+        text = render(reply, member.language, self.escapes.get(member.channel, str)).text
         unit = ctx.works[member.unit_id].unit_name if member.unit_id in ctx.works else ""
         return Planned(member.id, member.channel, member.chat_id, unit, deadline, offset, at, deferred, text)
 
     def _queue(self, s: Session, member: Member, ledger_id: int, reply: Reply, now: dt.datetime) -> None:
-        payload = render_payload(reply, member.language, self.escapes.get(member.channel, str))
-        payload["reminder"] = True  # outside Zalo's reply window only reminders may take the template path
+        rendered = render(reply, member.language, self.escapes.get(member.channel, str))
+        payload = replace(rendered, reminder=True).to_json()
         (outbox_id,) = queue_replies(
             s,
             member.channel,

@@ -18,7 +18,6 @@ the dispatcher (bot/dispatch.py), which forms the batches and keeps each chat's 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import logging
@@ -35,7 +34,8 @@ from bot import catalog
 from bot.db_process import DatabaseProcess
 from bot.dispatch import Dispatcher
 from bot.i18n import Translator
-from bot.render.reply import Rendered, ReplyRenderer
+from bot.outbound import Document, Outbound, OutButton
+from bot.render.reply import ReplyRenderer
 from flows import step
 from flows.appraise import focus
 from flows.engine import join_code
@@ -84,31 +84,23 @@ def _pinned(framework_id: str, version: str, frameworks_dir: str | None) -> Fram
     return catalog.framework(f"{framework_id}@{version}")
 
 
-def payload_of(rendered: Rendered) -> dict[str, object]:
-    payload: dict[str, object] = {
-        "text": rendered.text,
-        "buttons": [{"label": b.label, "payload": b.payload} for b in rendered.buttons],
-    }
-    if rendered.image is not None:
-        payload["photo_png_b64"] = base64.b64encode(rendered.image).decode("ascii")
-    if rendered.files:
-        payload["documents"] = [{"sha256": sha, "name": name} for sha, name in rendered.files]
-    return payload
-
-
 def _identity(text: str) -> str:
     return text
 
 
-def render_payload(
-    reply: Reply, language: str, escape: Callable[[str], str] = _identity
-) -> dict[str, object]:
-    """A reply as the outbox stores it: text, buttons and an optional picture, in `language`."""
-    return payload_of(ReplyRenderer(Translator(language), escape).reply(reply))
+def render(reply: Reply, language: str, escape: Callable[[str], str] = _identity) -> Outbound:
+    """A reply as it is sent: text, buttons, a picture, files, in `language`."""
+    out = ReplyRenderer(Translator(language), escape).reply(reply)
+    return Outbound(
+        out.text,
+        tuple(OutButton(b.label, b.payload) for b in out.buttons),
+        out.image,
+        tuple(Document(sha, name) for sha, name in out.files),
+    )
 
 
 # one message for `Service.handle`: channel, chat id, inbound id, the message, rows to queue first
-Item = tuple[str, str, str | None, Inbound, Sequence[dict[str, object]]]
+Item = tuple[str, str, str | None, Inbound, Sequence[Outbound]]
 _LATER = object()  # a message of a unit an earlier message of the batch reads: in the next batch
 
 
@@ -148,8 +140,8 @@ class Service:
         chat_id: str,
         inbound_id: str | None,
         inbound: Inbound,
-        prepend: Sequence[dict[str, object]] = (),
-        keep: list[dict[str, object]] | None = None,
+        prepend: Sequence[Outbound] = (),
+        keep: list[Outbound] | None = None,
     ) -> list[int]:
         """One message, as a batch of one; returns the ids of the outbox rows it produced. `prepend`:
         channel-specific rows queued before the replies, only if the message is processed now.
@@ -165,22 +157,22 @@ class Service:
         chat_id: str,
         inbound_id: str | None,
         inbound: Inbound,
-        prepend: Sequence[dict[str, object]] = (),
+        prepend: Sequence[Outbound] = (),
     ) -> list[int]:
         """`handle` for channels on an event loop, through the dispatcher (bot/dispatch.py)."""
         return await self.dispatcher.submit((channel, chat_id, inbound_id, inbound, tuple(prepend)))
 
-    def handle_web(self, member_id: int, inbound: Inbound) -> list[dict[str, object]]:
+    def handle_web(self, member_id: int, inbound: Inbound) -> list[Outbound]:
         """A message from the member's web workspace (a form, an upload): handled like any other, its
         replies returned for the page instead of queued; notices to others go out as usual."""
         with self.db.session() as s:
             chat_id = open_web_chat(s, member_id, self.clock())
-        kept: list[dict[str, object]] = []
+        kept: list[Outbound] = []
         self.handle(WEB, chat_id, None, inbound, keep=kept)
         return kept
 
     def handle_batch(
-        self, items: Sequence[Item], keep: list[dict[str, object]] | None = None
+        self, items: Sequence[Item], keep: list[Outbound] | None = None
     ) -> list[list[int] | BaseException]:
         """Several messages, all of different chats, in one transaction where they can share one; each
         gets its outbox row ids or its exception."""
@@ -193,9 +185,7 @@ class Service:
             for lock in reversed(locks):
                 lock.release()
 
-    def _handle(
-        self, items: list[Item], keep: list[dict[str, object]] | None
-    ) -> list[list[int] | BaseException]:
+    def _handle(self, items: list[Item], keep: list[Outbound] | None) -> list[list[int] | BaseException]:
         outcomes: list[list[int] | BaseException | object] = [_LATER] * len(items)
         todo = list(range(len(items)))
         alone = len(items) == 1
@@ -224,7 +214,7 @@ class Service:
             return None
 
     def _attempts(
-        self, batch: list[Item], keep: list[dict[str, object]] | None
+        self, batch: list[Item], keep: list[Outbound] | None
     ) -> list[list[int] | BaseException | object]:
         """A lone message, again while it conflicts with other processes."""
         for attempt in range(self.attempts):
@@ -241,7 +231,7 @@ class Service:
         raise AssertionError("unreachable")
 
     def _with_backoff(
-        self, batch: list[Item], keep: list[dict[str, object]] | None
+        self, batch: list[Item], keep: list[Outbound] | None
     ) -> list[list[int] | BaseException | object]:
         for attempt in range(self.attempts):
             if keep is not None:
@@ -260,7 +250,7 @@ class Service:
         UNEXPECTED.append(f"{ids}: {exc!r}")
 
     def _once(
-        self, batch: Sequence[Item], keep: list[dict[str, object]] | None
+        self, batch: Sequence[Item], keep: list[Outbound] | None
     ) -> list[list[int] | BaseException | object]:
         """One transaction: read, decide, render, record. `_LATER` for a message of a unit an earlier
         message reads (it goes in the next batch)."""
@@ -292,8 +282,8 @@ class Service:
         s: Session,
         loaded: Loaded,
         decision: Decision,
-        prepend: Sequence[dict[str, object]],
-        keep: list[dict[str, object]] | None,
+        prepend: Sequence[Outbound],
+        keep: list[Outbound] | None,
     ) -> list[Outgoing]:
         """The replies to the chat (in its member's language, once changed) and the notices to others."""
         snap = loaded.snapshot
@@ -306,22 +296,17 @@ class Service:
         out: list[Outgoing] = []
         if keep is not None:
             keep.extend(replies)
-        else:
-            out = [
-                Outgoing(snap.channel, snap.chat_id, None, p) for p in replies
-            ]  # the chat's member: set by `write`
+        else:  # the chat's member is set by `write` (a member joining now has no id yet)
+            out = [Outgoing(snap.channel, snap.chat_id, None, m.to_json()) for m in replies]
         sender = loaded if joining is None else joining.after
         for notice in decision.notices:
             for r in recipients(s, sender, notice):
-                out.append(
-                    Outgoing(
-                        r.channel, r.chat_id, r.member_id, self._render(notice.reply, r.language, r.channel)
-                    )
-                )
+                told = self._render(notice.reply, r.language, r.channel)
+                out.append(Outgoing(r.channel, r.chat_id, r.member_id, told.to_json()))
         return out
 
-    def _render(self, reply: Reply, language: str, channel: str) -> dict[str, object]:
-        return render_payload(reply, language, self.escapes.get(channel, _identity))
+    def _render(self, reply: Reply, language: str, channel: str) -> Outbound:
+        return render(reply, language, self.escapes.get(channel, _identity))
 
     def close(self) -> None:
         """Stop the database process and threads once every message handed over was handled. A

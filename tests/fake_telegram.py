@@ -142,6 +142,8 @@ class FakeTelegram:
             if fault == "timeout":
                 await asyncio.sleep(self.timeout_seconds)
                 return self._error(504, "Gateway Timeout")
+            if fault == "blocked":
+                return self._error(403, "Forbidden: bot was blocked by the user")
             if fault == "drop":
                 assert request.transport is not None
                 request.transport.close()

@@ -78,7 +78,7 @@ for method in telegram.METHODS:
     key = next(k for k in results if answer.__name__ == f"Response[{k}]")
     parsed = answer.model_validate({"ok": True, "result": results[key]})
     out.append(parsed.model_dump(mode="json", exclude_unset=True))
-keyboard = telegram.keyboard([{"label": "Có", "payload": "yes"}, {"label": "Không", "payload": "no"}])
+keyboard = telegram.keyboard([OutButton("Có", "yes"), OutButton("Không", "no")])
 request = telegram.SendMessage(chat_id=chat, text="Chỉ tiêu 1.2", reply_markup=keyboard)
 out.append(request.model_dump(mode="json", exclude_defaults=True))
 

@@ -13,6 +13,7 @@ import pytest
 
 from bot.channels.zalo import ZaloConfig
 from bot.channels.zalo_app import ZaloApp
+from bot.outbound import OutButton
 from flows.model import InboundKind
 from storage.db import Database
 from storage.zalo import save_token
@@ -112,7 +113,7 @@ async def test_zalo_timestamp_and_file_size_in_unicode_digits(
 def test_console_button_numbers_are_ascii_digits(db: Database, tmp_path: Path) -> None:
     p = make_province(db, tmp_path)
     chat, _ = p.chat("con-1")
-    chat.keyboard = [{"label": f"Mục {n}", "payload": f"pick:{n}"} for n in range(1, 4)]
+    chat.keyboard = tuple(OutButton(f"Mục {n}", f"pick:{n}") for n in range(1, 4))
     pressed = chat.inbound_for("#3")
     assert pressed is not None and pressed.kind is InboundKind.BUTTON and pressed.payload == "pick:3"
     for typed in ("#٣", "#³", "#③"):

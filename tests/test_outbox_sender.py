@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from bot.outbound import Outbound
 from bot.outbox import OutboxSender, Outcome, Parts, RateLimiter, Result
 from storage import migrate
 from storage.db import Database
@@ -28,8 +29,8 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
-        self.sent.append((chat_id, str(payload["text"])))
+    async def send(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
+        self.sent.append((chat_id, message.text))
         return Result(Outcome.SENT, external_id=str(len(self.sent)))
 
 
@@ -69,7 +70,6 @@ async def test_a_long_message_cut_short_by_a_fault_is_finished_not_repeated(tmp_
     fails (502, then a dropped connection); the retries send it and the last piece, never the first
     again."""
     from bot.channels.telegram import TelegramTransport, make_bot
-    from bot.service import Service
     from tests.fake_telegram import FakeTelegram, Limits
 
     url = f"sqlite:///{tmp_path / 'dti.db'}"
@@ -83,7 +83,7 @@ async def test_a_long_message_cut_short_by_a_fault_is_finished_not_repeated(tmp_
         pieces = ["một " * 1000, "hai " * 1000, "ba " * 1000]  # about 4,000 characters each
         with db.session() as s:
             queue_replies(s, "telegram", "42", None, [{"text": "\n".join(pieces)}], dt.datetime.now(dt.UTC))
-        sender = OutboxSender(db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0), backoff=(0,))
+        sender = OutboxSender(db, TelegramTransport(bot), RateLimiter(1000, 0.0), backoff=(0,))
         for _ in range(10):
             await sender.cycle()
             if sender.sent:
@@ -103,7 +103,6 @@ async def test_a_long_message_cut_short_by_a_crash_is_finished_by_the_next_proce
     sender, nothing in memory) takes the row over once its claim is stale and sends the second and
     third pieces: the first, which the user has, is not sent again."""
     from bot.channels.telegram import TelegramTransport, make_bot
-    from bot.service import Service
     from storage.models import Outbox
     from storage.outbox import STALE_CLAIM
     from tests.fake_telegram import FakeTelegram, Limits
@@ -118,7 +117,7 @@ async def test_a_long_message_cut_short_by_a_crash_is_finished_by_the_next_proce
         now = dt.datetime.now(dt.UTC)
         with db.session() as s:
             queue_replies(s, "telegram", "42", None, [{"text": "\n".join(pieces)}], now)
-        first = OutboxSender(db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0))
+        first = OutboxSender(db, TelegramTransport(bot), RateLimiter(1000, 0.0))
         dying = asyncio.create_task(first.cycle())
         for _ in range(500):
             if fake.calls.count("sendmessage") == 2:
@@ -132,9 +131,7 @@ async def test_a_long_message_cut_short_by_a_crash_is_finished_by_the_next_proce
             assert (row.status, row.parts_sent) == ("sending", 1)
         later = now + STALE_CLAIM + dt.timedelta(seconds=1)
         monkeypatch.setattr(fake, "scripted_faults", [])
-        second = OutboxSender(
-            db, TelegramTransport(bot, Service(db)), RateLimiter(1000, 0.0), clock=lambda: later
-        )
+        second = OutboxSender(db, TelegramTransport(bot), RateLimiter(1000, 0.0), clock=lambda: later)
         second._requeue()
         assert await second.cycle() >= 1
         assert second.sent == 1
@@ -149,9 +146,9 @@ class Echo:
 
     channel = "telegram"
 
-    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
+    async def send(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
         await asyncio.sleep(0.001)
-        return Result(Outcome.SENT, external_id=f"msg-{payload['text']}")
+        return Result(Outcome.SENT, external_id=f"msg-{message.text}")
 
 
 async def test_rows_sent_to_many_chats_at_once_are_recorded_together(
@@ -213,3 +210,38 @@ async def test_a_failed_record_of_sent_rows_leaves_them_claimed(
     with db.session() as s:
         assert {r.status for r in s.exec(select(Outbox))} == {"sending"}
     assert sender.sent == 0
+
+
+async def test_a_user_who_blocked_the_bot_is_recorded_by_the_sender_not_the_transport(tmp_path: Path) -> None:
+    """Telegram refuses a message with 403: the transport only says so (`Outcome.BLOCKED`), and the
+    sender marks the row failed and the member blocked, in one transaction."""
+    from bot.channels.telegram import TelegramTransport, make_bot
+    from storage.models import Member, Outbox, Unit
+    from tests.fake_telegram import FakeTelegram, Limits
+
+    url = f"sqlite:///{tmp_path / 'dti.db'}"
+    migrate.upgrade(url)
+    db = Database(url)
+    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=1000.0))
+    fake.scripted_faults = ["blocked"]
+    await fake.start()
+    bot = make_bot(fake.token, fake.url, timeout=2.0)
+    try:
+        with db.session() as s:
+            unit = Unit(code="25840", name="Xã An Bình", level="commune")
+            s.add(unit)
+            s.flush()
+            assert unit.id is not None
+            s.add(Member(channel="telegram", chat_id="42", unit_id=unit.id, role="respondent"))
+            queue_replies(s, "telegram", "42", None, [{"text": "xin chào"}], dt.datetime.now(dt.UTC))
+        transport = TelegramTransport(bot)
+        assert not hasattr(transport, "service")  # no database of its own
+        sender = OutboxSender(db, transport, RateLimiter(1000, 0.0), backoff=(0,))
+        await sender.cycle()
+        with db.session() as s:
+            assert s.exec(select(Outbox.status)).one() == "failed"
+            assert s.exec(select(Member.blocked_at)).one() is not None
+    finally:
+        await bot.session.close()
+        await fake.stop()
+        db.dispose()

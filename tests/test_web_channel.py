@@ -53,9 +53,9 @@ def test_a_web_decision_is_the_chat_decision(submitted: tuple[Province, Chat, in
     service = p.service()
     unit = unit_id(p)
     out = service.handle_web(reviewer, form("adjust:0", "1.1", unit=unit, points="99", comment="x"))
-    assert "phải là số từ 0 đến 10" in str(out[0]["text"])
+    assert "phải là số từ 0 đến 10" in out[0].text
     out = service.handle_web(reviewer, form("adjust:0", "1.1", unit=unit, points="6,5", comment="Số liệu cũ"))
-    assert "1.1: điều chỉnh (6,5 điểm)" in str(out[0]["text"])
+    assert "1.1: điều chỉnh (6,5 điểm)" in out[0].text
     with p.db.session() as s:
         (decision,) = s.exec(select(AppraisalDecision)).all()
         assert (decision.decision, decision.appraised_points, decision.revision) == ("adjust", "6.5", 1)
@@ -63,7 +63,7 @@ def test_a_web_decision_is_the_chat_decision(submitted: tuple[Province, Chat, in
         assert audit.channel == "web"
         assert not s.exec(select(Outbox).where(Outbox.channel == "web")).all()  # the page shows it
     out = service.handle_web(reviewer, form("accept:0", "1.1", unit=unit))  # a stale page
-    assert "vừa được người thẩm định khác quyết định" in str(out[0]["text"])
+    assert "vừa được người thẩm định khác quyết định" in out[0].text
 
 
 def test_web_and_chat_racing_on_one_indicator(submitted: tuple[Province, Chat, int]) -> None:
@@ -81,7 +81,7 @@ def test_web_and_chat_racing_on_one_indicator(submitted: tuple[Province, Chat, i
 def test_a_web_form_for_a_unit_outside_the_scope_is_refused(submitted: tuple[Province, Chat, int]) -> None:
     p, _, reviewer = submitted
     out = p.service().handle_web(reviewer, form("accept:0", "1.1", unit="999999"))
-    assert "đã cũ nên không được ghi nhận" in str(out[0]["text"])
+    assert "đã cũ nên không được ghi nhận" in out[0].text
     with p.db.session() as s:
         assert s.exec(select(AppraisalDecision)).all() == []
 
@@ -92,7 +92,7 @@ def test_a_member_uploads_evidence_from_the_web(submitted: tuple[Province, Chat,
     stored = p.store.put(pdf_bytes("tu may tinh"), "bien-ban.pdf")
     info = FileInfo(stored.sha256, stored.size, stored.mime, "bien-ban.pdf")
     out = p.service().handle_web(leader, Inbound(InboundKind.FILE, files=(info,), fields=(("code", "1.1"),)))
-    assert "Đã nhận tệp bien-ban.pdf" in str(out[-1]["text"])
+    assert "Đã nhận tệp bien-ban.pdf" in out[-1].text
     with p.db.session() as s:
         names = [e.original_name for e in s.exec(select(Evidence).order_by(col(Evidence.id)))]
         assert names == ["bao-cao.pdf", "bien-ban.pdf"]

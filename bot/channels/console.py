@@ -8,19 +8,19 @@ conversation can be piped in and read back as a transcript.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from sqlalchemy.exc import OperationalError
 
 from bot.i18n import Translator
+from bot.outbound import Outbound, OutButton
 from bot.service import Service, Unavailable
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
 from storage.evidence import EvidenceRejected, EvidenceStore, download_name, sanitize_name
@@ -38,7 +38,7 @@ class ConsoleChannel:
     out: TextIO
     echo: bool = False
     language: str = "vi"
-    keyboard: list[dict[str, str]] = field(default_factory=list)
+    keyboard: tuple[OutButton, ...] = ()
 
     def deliver(self) -> int:
         """Print what the outbox holds for this chat, in order, once it is marked sent (a locked
@@ -48,7 +48,7 @@ class ConsoleChannel:
             with self.service.db.session() as s:
                 rows = pending(s, CHANNEL, self.chat_id)
                 for row in rows:
-                    self._print(json.loads(row.payload_json), row.id, text)
+                    self._print(Outbound.from_json(json.loads(row.payload_json)), row.id, text)
                 if rows:
                     mark_sent(s, [r.id for r in rows if r.id is not None], self.service.clock())
         except OperationalError:
@@ -57,27 +57,26 @@ class ConsoleChannel:
         self.out.flush()
         return len(rows)
 
-    def _print(self, payload: dict[str, Any], row_id: int | None, out: TextIO) -> None:
-        print(payload["text"], file=out)
-        if payload.get("photo_png_b64"):
-            print(self._save_picture(row_id, payload["photo_png_b64"]), file=out)
-        for doc in payload.get("documents") or []:
+    def _print(self, message: Outbound, row_id: int | None, out: TextIO) -> None:
+        print(message.text, file=out)
+        if message.photo_png is not None:
+            print(self._save_picture(row_id, message.photo_png), file=out)
+        for doc in message.documents:
             t = Translator(self.language)
-            stored = self.store.exists(doc["sha256"])
-            name = self.store.document(doc["sha256"], doc["name"])[1] if stored else doc["name"]
-            print(t("console.document", name=name, path=str(self.store.path_for(doc["sha256"]))), file=out)
-        buttons = payload.get("buttons") or []
-        if buttons:
-            self.keyboard = buttons
-            print("   " + "  ".join(f"[#{i} {b['label']}]" for i, b in enumerate(buttons, 1)), file=out)
+            stored = self.store.exists(doc.sha256)
+            name = self.store.document(doc.sha256, doc.name)[1] if stored else doc.name
+            print(t("console.document", name=name, path=str(self.store.path_for(doc.sha256))), file=out)
+        if message.buttons:
+            self.keyboard = message.buttons
+            print("   " + "  ".join(f"[#{i} {b.label}]" for i, b in enumerate(message.buttons, 1)), file=out)
         print(file=out)
 
-    def _save_picture(self, row_id: int | None, data: str) -> str:
+    def _save_picture(self, row_id: int | None, data: bytes) -> str:
         """A terminal cannot show a picture: save it next to the evidence and say where."""
         folder = self.store.root / "charts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"chart-{self.chat_id}-{row_id}.png"
-        path.write_bytes(base64.b64decode(data))
+        path.write_bytes(data)
         t = Translator(self.language)
         return t("console.picture_saved", path=str(path))
 
@@ -86,7 +85,7 @@ class ConsoleChannel:
         if m is not None:
             index = int(m.group(1)) - 1
             if 0 <= index < len(self.keyboard):
-                return Inbound(InboundKind.BUTTON, payload=self.keyboard[index]["payload"])
+                return Inbound(InboundKind.BUTTON, payload=self.keyboard[index].payload)
             t = Translator(self.language)
             print(t("console.no_such_button", number=index + 1, count=len(self.keyboard)), file=self.out)
             return None

@@ -17,7 +17,6 @@ chart as a photo; Telegram's errors become retry-after, retry or failed for the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import logging
@@ -68,6 +67,7 @@ from pydantic import BaseModel
 from bot.channels import aiogram_schemas
 from bot.channels.held_replay import HeldUpdates
 from bot.i18n import Translator
+from bot.outbound import Outbound, OutButton
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.render.reply import escape_html
 from bot.service import Service, Unavailable
@@ -137,15 +137,15 @@ def make_bot(token: str, api_url: str | None = None, timeout: float = 30.0) -> B
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
-def keyboard(buttons: Sequence[dict[str, str]]) -> InlineKeyboardMarkup | None:
+def keyboard(buttons: Sequence[OutButton]) -> InlineKeyboardMarkup | None:
     """Short labels share a row (yes / no), long ones (choices) get a row each."""
     if not buttons:
         return None
     rows: list[list[InlineKeyboardButton]] = []
     row: list[InlineKeyboardButton] = []
     for b in buttons:
-        button = InlineKeyboardButton(text=b["label"], callback_data=b["payload"])
-        if len(b["label"]) > 18:
+        button = InlineKeyboardButton(text=b.label, callback_data=b.payload)
+        if len(b.label) > 18:
             if row:
                 rows.append(row)
                 row = []
@@ -175,22 +175,20 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
 @dataclass
 class TelegramTransport:
     bot: Bot
-    service: Service
     store: EvidenceStore | None = None  # to send stored evidence files (a reviewer's view)
     channel: str = CHANNEL
 
-    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
+    async def send(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
         try:
-            return await self._send(int(chat_id), payload, parts)
+            return await self._send(int(chat_id), message, parts)
         except TelegramRetryAfter as exc:
             return Result(
                 Outcome.RETRY, retry_after=float(exc.retry_after), error=exc.message, parts=parts.sent
             )
         except TelegramForbiddenError as exc:
-            await asyncio.to_thread(self._blocked, chat_id)
-            return Result(Outcome.FAILED, error=f"forbidden: {exc.message}")
+            return Result(Outcome.BLOCKED, error=f"forbidden: {exc.message}")
         except TelegramBadRequest as exc:
-            if "not modified" in exc.message or (payload.get("op") == "clear_keyboard"):
+            if "not modified" in exc.message or message.clear_keyboard_of is not None:
                 return Result(Outcome.SENT)  # a keyboard already gone is what we wanted
             return Result(Outcome.FAILED, error=f"bad request: {exc.message}")
         except TelegramNotFound as exc:
@@ -198,24 +196,23 @@ class TelegramTransport:
         except (TelegramServerError, TelegramNetworkError) as exc:
             return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc.message}", parts=parts.sent)
 
-    async def _send(self, chat: int, payload: dict[str, Any], parts: Parts) -> Result:
-        if payload.get("op") == "clear_keyboard":
+    async def _send(self, chat: int, message: Outbound, parts: Parts) -> Result:
+        if message.clear_keyboard_of is not None:
             await self.bot.edit_message_reply_markup(
-                chat_id=chat, message_id=int(payload["message_id"]), reply_markup=None
+                chat_id=chat, message_id=message.clear_keyboard_of, reply_markup=None
             )
             return Result(Outcome.SENT)
-        for doc in payload.get("documents") or []:
-            if parts.due() and self.store is not None and self.store.exists(doc["sha256"]):
-                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+        for doc in message.documents:
+            if parts.due() and self.store is not None and self.store.exists(doc.sha256):
+                data, name = await asyncio.to_thread(self.store.document, doc.sha256, doc.name)
                 await self.bot.send_document(chat, BufferedInputFile(data, name))
                 await parts.done()
-        markup = keyboard(payload.get("buttons") or [])
-        text = str(payload.get("text", ""))
-        photo = payload.get("photo_png_b64")
-        if photo:
+        markup = keyboard(message.buttons)
+        text = message.text
+        if message.photo_png is not None:
             sent = await self.bot.send_photo(
                 chat,
-                BufferedInputFile(base64.b64decode(photo), "bieu-do.png"),
+                BufferedInputFile(message.photo_png, "bieu-do.png"),
                 caption=text[:MAX_CAPTION],
                 reply_markup=markup,
             )
@@ -227,10 +224,6 @@ class TelegramTransport:
                 await parts.done()
         sent = await self.bot.send_message(chat, pieces[-1], reply_markup=markup)
         return Result(Outcome.SENT, external_id=str(sent.message_id))
-
-    def _blocked(self, chat_id: str) -> None:
-        with self.service.db.session() as s:
-            set_blocked(s, CHANNEL, chat_id, self.service.clock())
 
 
 @dataclass
@@ -275,7 +268,7 @@ class TelegramChannel:
     # -- inbound ---------------------------------------------------------------------------------
 
     async def process(
-        self, chat_id: int, inbound_id: str, inbound: Inbound, prepend: Sequence[dict[str, Any]] = ()
+        self, chat_id: int, inbound_id: str, inbound: Inbound, prepend: Sequence[Outbound] = ()
     ) -> bool:
         """Handle an inbound message; False if the database was unavailable (the user is told)."""
         try:
@@ -325,7 +318,7 @@ class TelegramChannel:
         message = query.message
         if not isinstance(message, Message) or query.data is None:
             return
-        clear = {"op": "clear_keyboard", "message_id": message.message_id, "text": "", "buttons": []}
+        clear = Outbound(clear_keyboard_of=message.message_id)
         await self.process(
             message.chat.id,
             str(event_update.update_id),

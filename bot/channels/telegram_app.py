@@ -241,7 +241,7 @@ class TelegramApp:
             if given_service is not None
             else Service(self.db, escapes={"telegram": escape}, db_process=self.db_process)
         )
-        transport = TelegramTransport(self.bot, self.service, self.store)
+        transport = TelegramTransport(self.bot, self.store)
         limiter = RateLimiter(self.pace.per_second, self.pace.chat_interval)
         self.sender = OutboxSender(
             self.db, transport, limiter, send_timeout=self.send_timeout, lease=self.lease

@@ -18,7 +18,6 @@ used; a refused refresh token raises an operator alert with the re-authorisation
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -46,6 +45,7 @@ from bot.channels.zalo_client import (
     split_text,
 )
 from bot.i18n import Translator
+from bot.outbound import Outbound
 from bot.outbox import OutboxSender, Outcome, Parts, Result
 from bot.service import Service, Unavailable, utc_now
 from flows.model import FileInfo, Inbound, InboundKind, Rejected
@@ -154,15 +154,15 @@ class ZaloTransport:
     config: ZaloConfig
     channel: str = CHANNEL
 
-    async def send(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
+    async def send(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
         last = await asyncio.to_thread(self._last_inbound, chat_id)
         if last is None or self.service.clock() - last > WINDOW:
-            return await self._outside_window(chat_id, payload)
+            return await self._outside_window(chat_id, message)
         try:
-            return await self._with_token(chat_id, payload, parts)
+            return await self._with_token(chat_id, message, parts)
         except ZaloError as exc:
             if exc.outside_window:
-                return await self._outside_window(chat_id, payload)
+                return await self._outside_window(chat_id, message)
             if exc.rate_limited:
                 return Result(Outcome.RETRY, retry_after=1.0, error=str(exc), parts=parts.sent)
             return Result(Outcome.FAILED, error=str(exc))
@@ -171,33 +171,29 @@ class ZaloTransport:
         except (httpx.HTTPError, OSError) as exc:
             return Result(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}", parts=parts.sent)
 
-    async def _with_token(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
+    async def _with_token(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
         try:
-            return await self._deliver(chat_id, payload, parts)
+            return await self._deliver(chat_id, message, parts)
         except ZaloError as exc:
             if not exc.token_invalid:
                 raise
             await self.tokens.refresh(stale=await self.tokens.access_token())
             parts.restart()  # what went out before the token lapsed stays out
-            return await self._deliver(chat_id, payload, parts)
+            return await self._deliver(chat_id, message, parts)
 
-    async def _deliver(self, chat_id: str, payload: dict[str, Any], parts: Parts) -> Result:
-        for doc in payload.get("documents") or []:
-            if parts.due() and self.store.exists(doc["sha256"]):
-                data, name = await asyncio.to_thread(self.store.document, doc["sha256"], doc["name"])
+    async def _deliver(self, chat_id: str, message: Outbound, parts: Parts) -> Result:
+        for doc in message.documents:
+            if parts.due() and self.store.exists(doc.sha256):
+                data, name = await asyncio.to_thread(self.store.document, doc.sha256, doc.name)
                 await self.client.send_file(chat_id, await self.client.upload_file(data, name))
                 await parts.done()
-        text = str(payload.get("text", ""))
-        if payload.get("photo_png_b64"):
-            attachment = await self.client.upload_image(
-                base64.b64decode(payload["photo_png_b64"]), "bieu-do.png"
-            )
+        text = message.text
+        if message.photo_png is not None:
+            attachment = await self.client.upload_image(message.photo_png, "bieu-do.png")
             return Result(Outcome.SENT, external_id=await self.client.send_image(chat_id, attachment, text))
-        buttons = payload.get("buttons") or []
+        buttons = message.buttons
         if len(buttons) > MAX_BUTTONS:  # the rest can be typed: "#6", "#7", …
-            text += "\n" + "  ".join(
-                f"#{i} {b['label']}" for i, b in enumerate(buttons, 1) if i > MAX_BUTTONS
-            )
+            text += "\n" + "  ".join(f"#{i} {b.label}" for i, b in enumerate(buttons, 1) if i > MAX_BUTTONS)
         pieces = split_text(text)  # a long text in pieces, each counted as a part; the buttons go last
         for piece in pieces[:-1]:
             if parts.due():
@@ -205,12 +201,12 @@ class ZaloTransport:
                 await parts.done()
         if not buttons:
             return Result(Outcome.SENT, external_id=await self.client.send_text(chat_id, pieces[-1]))
-        pairs = [(b["label"], BUTTON_PREFIX + b["payload"]) for b in buttons]
+        pairs = [(b.label, BUTTON_PREFIX + b.payload) for b in buttons]
         return Result(Outcome.SENT, external_id=await self.client.send_buttons(chat_id, pieces[-1], pairs))
 
-    async def _outside_window(self, chat_id: str, payload: dict[str, Any]) -> Result:
-        if payload.get("reminder") and self.config.template_id:
-            data = {self.config.template_param: str(payload.get("text", ""))[:400]}
+    async def _outside_window(self, chat_id: str, message: Outbound) -> Result:
+        if message.reminder and self.config.template_id:
+            data = {self.config.template_param: message.text[:400]}
             try:
                 message_id = await self.client.send_template(chat_id, self.config.template_id, data)
             except ZaloError as exc:
