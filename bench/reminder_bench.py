@@ -74,9 +74,7 @@ def build(db: Database, members: int) -> None:
 
 async def deliver(db: Database, fake: FakeTelegram, per_second: float) -> tuple[float, int]:
     bot = make_bot(fake.token, fake.url, timeout=10)
-    sender = OutboxSender(
-        db, TelegramTransport(bot), RateLimiter(per_second, 1.0), concurrency=64, batch=500
-    )
+    sender = OutboxSender(db, TelegramTransport(bot), RateLimiter(per_second, 1.0), concurrency=64, batch=500)
     started = time.perf_counter()
     await sender.drain(timeout=3600)
     elapsed = time.perf_counter() - started
