@@ -8,12 +8,15 @@ threshold is compared with), so the engine never needs to switch on the method k
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar, cast
 
 from scoring.numbers import ONE, ZERO, clamp, mul_div, percent_of, total
+
+T = TypeVar("T")
 
 
 class UnitLevel(StrEnum):
@@ -277,11 +280,22 @@ class Framework:
     _by_code: Mapping[str, Indicator] = field(default_factory=dict, compare=False, repr=False)
     _positions: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     _codes: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    # Values other modules derive from the framework alone, computed once per framework (see `derived`)
+    _derived: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_code", {ind.code: ind for ind in self.indicators})
         object.__setattr__(self, "_positions", {ind.code: n for n, ind in enumerate(self.indicators, 1)})
         object.__setattr__(self, "_codes", frozenset(self._by_code))
+
+    def derived(self, name: str, make: Callable[[Framework], T]) -> T:
+        """`make(self)`, computed on first use and kept with this immutable framework."""
+        try:
+            return cast(T, self._derived[name])
+        except KeyError:
+            value = make(self)
+            self._derived[name] = value
+            return value
 
     @property
     def codes(self) -> frozenset[str]:
