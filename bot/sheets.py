@@ -55,11 +55,18 @@ class SheetError(ValueError):
 
 def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
     suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".xlsm", ".csv", ".tsv", ".txt"):
+        raise SheetError(f"unsupported file type '{suffix}'")
+    return read_rows_bytes(path.read_bytes(), suffix, sheet)
+
+
+def read_rows_bytes(data: bytes, suffix: str, sheet: str | None = None) -> list[list[object]]:
+    """The rows of a workbook or delimited text file given as bytes, with `suffix` saying which."""
     if suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
         try:
-            wb = load_workbook(path, read_only=True, data_only=True)
+            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
             raise SheetError(str(exc)) from exc
         try:
@@ -71,7 +78,7 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
             wb.close()
     if suffix not in (".csv", ".tsv", ".txt"):
         raise SheetError(f"unsupported file type '{suffix}'")
-    text = path.read_text(encoding="utf-8-sig")
+    text = data.decode("utf-8-sig")
     if suffix == ".tsv":
         delimiter = "\t"
     else:

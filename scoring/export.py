@@ -135,8 +135,21 @@ def framework_data(fw: Framework) -> dict[str, Any]:
     return data
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line texts (an annex's rule with its line breaks) as literal blocks, easy to edit."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump_framework(fw: Framework, header: str | None = None) -> str:
-    text = yaml.safe_dump(framework_data(fw), allow_unicode=True, sort_keys=False, width=100)
+    text = yaml.dump(framework_data(fw), Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
     return text
