@@ -5,6 +5,7 @@ problem, with nothing written and warnings kept apart."""
 from __future__ import annotations
 
 import io
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,8 @@ def test_every_layout_imports_the_same_framework(name: str) -> None:
     fw = result.framework
     assert fw is not None
     assert [(g.id, g.name, g.max_points, g.indicator_codes) for g in fw.groups] == [
-        ("1", "Nhận thức số", 45, ("1.1", "1.2", "1.3")),
-        ("2", "Hạ tầng số", 40, ("2.1", "2.2", "2.3", "2.4")),
+        ("1", "Nhận thức số", D(45), ("1.1", "1.2", "1.3")),
+        ("2", "Hạ tầng số", D(40), ("2.1", "2.2", "2.3", "2.4")),
     ]
     for code, (answer_type, method) in EXPECTED_METHODS.items():
         ind = fw.indicator(code)
@@ -61,16 +62,16 @@ def test_every_layout_imports_the_same_framework(name: str) -> None:
     tiers = fw.indicator("1.2")
     assert tiers is not None and tiers.answer.unit == "lớp"
     assert isinstance(tiers.method, TiersMethod)
-    assert [(t.min, t.points) for t in tiers.method.tiers] == [(6, 15), (3, 10), (1, 5)]
+    assert [(t.min, t.points) for t in tiers.method.tiers] == [(D(6), D(15)), (D(3), D(10)), (D(1), D(5))]
     ratio = fw.indicator("1.3")
     assert ratio is not None and ratio.answer.numerator_label == "Số văn bản đi được ký số"
     assert ratio.answer.denominator_label == "Tổng số văn bản đi của UBND xã"
     choice = fw.indicator("1.1")
     assert choice is not None
     assert [(o.label, o.points) for o in choice.answer.options] == [
-        ("Trưởng ban là Chủ tịch UBND", 10),
-        ("Trưởng ban là Phó Chủ tịch", 5),
-        ("Chưa thành lập", 0),
+        ("Trưởng ban là Chủ tịch UBND", D(10)),
+        ("Trưởng ban là Phó Chủ tịch", D(5)),
+        ("Chưa thành lập", D(0)),
     ]
     # the rule keeps its line breaks; source and verifier are kept as guidance
     assert choice.method_text is not None and choice.method_text.count("\n") == 2
