@@ -133,3 +133,25 @@ def test_imported_yaml_scores_a_sample_answer_file_as_the_rules_say(name: str, t
     scores = {i["code"]: Decimal(str(i["score"])) for i in report["indicators"]}
     assert scores == {code: points for code, (_, points) in SAMPLE.items()}
     assert Decimal(str(report["total"])) == Decimal("40.17") and report["max"] == 85
+
+
+def test_a_ratio_is_asked_term_by_term_by_its_definitions() -> None:
+    chat = Chat(imported("annex-merged-header.xlsx"))
+    chat.send(Inbound(InboundKind.RESUME))
+    chat.text("câu 1.3")
+    out = chat.text("3")
+    assert "a = 3. Bây giờ nhập b = Tổng số văn bản đi của UBND xã" in out
+    assert "1.3" not in chat.snap.answers
+    out = chat.text("2")  # b below a: refused, a is kept
+    assert "1.3" not in chat.snap.answers and "2" in out
+    out = chat.text("4")
+    assert chat.snap.answers["1.3"].value == Ratio(Decimal(3), Decimal(4))
+    assert "15/20 điểm" in out
+    # a term given and then left: the next question starts afresh
+    chat.text("câu 1.3")
+    chat.text("5")
+    chat.text("để sau")
+    chat.text("câu 1.3")
+    chat.text("8")
+    assert chat.snap.answers["1.3"].value == Ratio(Decimal(3), Decimal(4))
+    assert chat.session.draft == "1.3=8"
