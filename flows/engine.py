@@ -10,8 +10,8 @@ renderer turns the replies into text for the member's language and channel.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from dataclasses import replace
+from decimal import Decimal
 
 from flows import prompts as p
 from flows.apply import apply
