@@ -170,7 +170,10 @@ class Clause:
     text: str
 
 
-_OPERATOR_END = re.compile(r"(?:[*/x×]|nhân|nhan|với|voi)\s*$", re.IGNORECASE)
+_OPERATOR_END = re.compile(
+    r"(?:[*/x×]|nhân|nhan|với|voi|trừ|tru|giảm|giam|cộng|cong|thêm|them|mỗi|moi)\s*$", re.IGNORECASE
+)
+_DEDUCTION = re.compile(r"\b(?:bi )?tru(?: di)?\s*\d|\bgiam\s*\d|\bcong them\s*\d|\bthuong\s*\d")
 
 
 def read_clause(text: str, max_points: Decimal) -> Clause:
@@ -213,6 +216,10 @@ class Condition:
 
 _NOT_UNITS = frozenset(
     {"tro", "len", "den", "va", "hoac", "diem", "d", "tren", "duoi", "thi", "dat", "la", "tu", "moi", "trong"}
+)
+_DATE = re.compile(
+    r"\b\d{1,2}\s*/\s*\d{1,2}\b|\bngay\s+\d|\bthang\s+\d+\b(?!\s*lan)"
+    r"|\bquy\s+(?:[ivx]+\b|[1-4]\b(?!\s*lan))|\bnam\s+\d{4}"
 )
 _LEVEL_WORDS = ("muc", "cap", "loai", "nhom", "bac")
 
@@ -317,6 +324,9 @@ def read_rule(text: str | None, max_points: Decimal) -> Reading:
                 for c in over
             ],
         )
+    if _DEDUCTION.search(folded_all):
+        # "chậm: trừ 2 điểm", "cộng thêm 1 điểm": points taken from or added to others, not modelled
+        return _self_assessed(Confidence.LOW, [RuleNote(N_("rule.deduction"))])
     terms = _terms(pieces)
     if terms is not None:
         return _ratio(terms, read, folded_all, max_points)
@@ -325,7 +335,7 @@ def read_rule(text: str | None, max_points: Decimal) -> Reading:
     scored = [c for c in read if c.points is not None]
     if not scored:
         return _self_assessed(Confidence.LOW, [RuleNote(N_("rule.not_understood"))])
-    if any(_CAP.match(fold(c.label)) for c in scored):
+    if any(_CAP.match(fold(c.label)) or fold(c.label).endswith(" toi da") for c in scored):
         # "mỗi hệ thống: 2 điểm, tối đa 10 điểm": points per item up to a cap
         return _self_assessed(Confidence.LOW, [RuleNote(N_("rule.per_item"))])
     notes: list[RuleNote] = []
@@ -432,6 +442,8 @@ def _tiers(
     if len(percents) > 1:
         return None
     percent = percents.pop()
+    if any(_DATE.search(fold(s.label)) for _, s in real):
+        return None  # "trước 30/6": a date, not a count
     if any(c.unit and fold(c.unit).startswith(_LEVEL_WORDS) for c, _ in real) or any(
         re.search(r"\b(?:muc(?: do)?|cap(?: do)?|loai|bac|nhom)\s+\d", fold(s.label)) for _, s in real
     ):
@@ -462,6 +474,9 @@ def _tiers(
         local.append(RuleNote(N_("rule.max_unreachable"), {"max": plain(max_points)}))
     if any(n.key == "rule.clauses_ignored" for n in local):
         confidence = Confidence.MEDIUM
+    if not percent and answer["type"] == "count" and not any(c.unit for c, _ in real if c.min > ZERO):
+        confidence = Confidence.MEDIUM  # a count of what? the officer checks
+        local.append(RuleNote(N_("rule.count_without_unit")))
     if answer["type"] == "count" and percent:
         answer = {"type": "percentage"}
     elif answer["type"] == "count":
