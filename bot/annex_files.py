@@ -19,6 +19,7 @@ from bot.sheets import SheetError, read_rows_bytes
 from scoring.annex import ImportProblem, ReportRow, find_header, import_annex
 from scoring.gate import FrameworkInvalid, GateIssue, build_framework
 from scoring.model import Framework
+from scoring.textfold import fold
 
 ANNEX_SUFFIXES = (".xlsx", ".xlsm", ".docx", ".csv", ".tsv", ".txt")
 
@@ -41,6 +42,12 @@ class ImportResult:
     @property
     def ok(self) -> bool:
         return self.framework is not None
+
+
+def slug(text: str) -> str:
+    """A framework id from a file name: "Phụ lục 1 (xã)" → "phu-luc-1-xa"."""
+    out = "".join(ch if ch.isalnum() else "-" for ch in fold(text))
+    return "-".join(p for p in out.split("-") if p) or "framework"
 
 
 def _cell_text(cell: Any) -> str:
@@ -117,19 +124,26 @@ def import_annex_file(
     source: Path | bytes,
     name: str,
     *,
-    framework_id: str,
-    title: str,
+    framework_id: str | None = None,
+    title: str | None = None,
     level: str = "commune",
     version: str = "1",
     decision: dict[str, Any] | None = None,
     sheet: str | None = None,
 ) -> ImportResult:
-    """Read the annex `source` (a path, or the bytes of a file called `name`) into a checked framework.
-    Raises `AnnexUnreadable` when the file cannot be opened; every other problem is in the result."""
+    """Read the annex `source` (a path, or the bytes of a file called `name`) into a checked framework;
+    its id and title default to the file's name. Raises `AnnexUnreadable` when the file cannot be
+    opened; every other problem is in the result."""
     data = source.read_bytes() if isinstance(source, Path) else source
     rows = annex_rows(data, name, sheet)
+    stem = Path(name).stem
     imported = import_annex(
-        rows, framework_id=framework_id, title=title, level=level, version=version, decision=decision
+        rows,
+        framework_id=framework_id or slug(stem),
+        title=title or stem,
+        level=level,
+        version=version,
+        decision=decision,
     )
     report = tuple(imported.report_for_review())
     errors, warnings = tuple(imported.problems), tuple(imported.notes)

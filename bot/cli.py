@@ -246,8 +246,8 @@ def cmd_framework_import(ctx: Context, args: argparse.Namespace) -> int:
         result = import_annex_file(
             path,
             args.file,
-            framework_id=args.id or _slug(path.stem),
-            title=args.title or path.stem,
+            framework_id=args.id,
+            title=args.title,
             level=args.level,
             version=args.version,
             decision=decision,
@@ -280,13 +280,6 @@ def _write_report(ctx: Context, result: ImportResult, out: Path) -> None:
     except OSError as exc:
         ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
     print(t("annex.report_written", path=str(out), indicators=len(result.report)), file=ctx.err)
-
-
-def _slug(text: str) -> str:
-    from scoring.textfold import fold
-
-    out = "".join(ch if ch.isalnum() else "-" for ch in fold(text))
-    return "-".join(p for p in out.split("-") if p) or "framework"
 
 
 def _write_framework(ctx: Context, result: GateResult, out: Path, source: str) -> None:

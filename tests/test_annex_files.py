@@ -86,8 +86,9 @@ def test_every_layout_imports_the_same_framework(name: str) -> None:
 
 def test_uploaded_bytes_import_like_a_file() -> None:
     data = (DATA / "annex-nested-header.docx").read_bytes()
-    result = import_annex_file(data, "phu-luc.docx", framework_id="annex", title="Phụ lục")
+    result = import_annex_file(data, "Phụ lục 1 (xã).docx")
     assert result.framework is not None and len(result.framework.indicators) == 7
+    assert (result.framework.id, result.framework.title) == ("phu-luc-1-xa", "Phụ lục 1 (xã)")
 
 
 def test_a_file_that_is_no_annex_is_unreadable() -> None:
