@@ -45,7 +45,7 @@ class ImportResult:
 
 
 def slug(text: str) -> str:
-    """A framework id from a file name: "Phụ lục 1 (xã)" → "phu-luc-1-xa"."""
+    """A framework id from a file name: "Phu luc 1 (xa)" → "phu-luc-1-xa", diacritics folded."""
     out = "".join(ch if ch.isalnum() else "-" for ch in fold(text))
     return "-".join(p for p in out.split("-") if p) or "framework"
 

@@ -22,16 +22,16 @@ from sqlalchemy.exc import DBAPIError
 from bot import catalog, cli_admin
 from bot.annex_files import ANNEX_SUFFIXES, AnnexUnreadable, ImportResult, import_annex_file
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
-from bot.render.annex import problem_lines, report_lines, report_sheet
+from bot.render.annex import method_text, problem_lines, report_lines, report_sheet
 from bot.render.labels import ANSWER_TYPE, LEVEL
 from bot.render.problems import answer_problem, gate_issues
 from bot.render.score import report_json, report_text
 from bot.sheets import write_rows
 from scoring.answers import VIETNAM_TZ, AnswerError, parse_answers
 from scoring.engine import Report, Rules, score, score_units
-from scoring.export import dump_framework, framework_rows
+from scoring.export import dump_framework, framework_rows, indicator_data
 from scoring.gate import FrameworkInvalid, GateResult
-from scoring.model import Framework, UnitLevel
+from scoring.model import AnswerType, Framework, TiersMethod, UnitLevel
 from scoring.numbers import round_index
 from scoring.ranking import RankEntry, RankRow, rank
 
@@ -162,6 +162,10 @@ def cmd_framework_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+# Answer types whose scoring `framework show` spells out: what an edited annex framework must confirm.
+_SPELLED_OUT = frozenset({AnswerType.CHOICE, AnswerType.PARTS, AnswerType.COUNT, AnswerType.RATIO})
+
+
 def cmd_framework_show(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     fw = _framework(ctx, args.framework)
@@ -197,6 +201,9 @@ def cmd_framework_show(ctx: Context, args: argparse.Namespace) -> int:
             assert ind is not None
             kind = t(ANSWER_TYPE[ind.answer.type])
             ctx.say(f"  {ind.code:<8} {t.number(ind.max_points):>5}  [{kind}]  {ind.text}")
+            if ind.answer.type in _SPELLED_OUT or isinstance(ind.method, TiersMethod):
+                data = indicator_data(ind)
+                ctx.say(" " * 17 + "↳ " + method_text(t, data["answer"], data["scoring"], ind.max_points))
     return 0
 
 

@@ -43,7 +43,8 @@ def _method_name(method: ScoringMethod) -> str:
     }[type(method).__name__]
 
 
-def _indicator(ind: Indicator) -> dict[str, Any]:
+def indicator_data(ind: Indicator) -> dict[str, Any]:
+    """One indicator as its framework file writes it."""
     answer: dict[str, Any] = {"type": ind.answer.type.value}
     for key in ("unit", "numerator_label", "denominator_label"):
         value = getattr(ind.answer, key)
@@ -128,7 +129,7 @@ def framework_data(fw: Framework) -> dict[str, Any]:
             "id": g.id,
             "name": g.name,
             "max_points": _num(g.max_points),
-            "indicators": [_indicator(i) for i in fw.indicators if i.group_id == g.id],
+            "indicators": [indicator_data(i) for i in fw.indicators if i.group_id == g.id],
         }
         for g in fw.groups
     ]

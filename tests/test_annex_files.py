@@ -213,4 +213,17 @@ def test_cli_writes_framework_and_report(tmp_path: Path) -> None:
     code, shown, err = run("--lang", "vi", "framework", "validate", str(out))
     assert code == 0 and "hợp lệ" in shown
     code, shown, err = run("--lang", "vi", "framework", "show", str(out))
-    assert code == 0 and "1.2" in shown and "85" in shown
+    assert code == 0 and "7 chỉ tiêu · 85 điểm" in shown
+    assert "↳ theo bậc: ≥ 6 lớp → 15; ≥ 3 lớp → 10; ≥ 1 lớp → 5; thấp hơn → 0" in shown
+    assert "↳ theo bậc: ≥ 90 % → 10; ≥ 70 % → 7; thấp hơn → 0" in shown
+    # the officer edits the YAML: validate and show confirm the edit, or name what is wrong
+    edited = yaml.safe_load(out.read_text(encoding="utf-8"))
+    tiers = edited["groups"][0]["indicators"][1]["scoring"]["tiers"]
+    tiers[1]["points"] = 12
+    out.write_text(yaml.safe_dump(edited, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    code, shown, _ = run("--lang", "vi", "framework", "show", str(out))
+    assert code == 0 and "≥ 6 lớp → 15; ≥ 3 lớp → 12; ≥ 1 lớp → 5" in shown
+    tiers[0]["points"] = 20
+    out.write_text(yaml.safe_dump(edited, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    code, _, err = run("--lang", "vi", "framework", "validate", str(out))
+    assert code == 2 and "1.2" in err and "scoring.tiers[0].points" in err

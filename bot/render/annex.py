@@ -28,9 +28,13 @@ def _points(t: Translator, value: object) -> str:
 
 
 def reading_text(t: Translator, reading: Reading, max_points: Decimal) -> str:
-    """How a rule was read, in words: the options, tiers or parts with their points, a and b."""
-    answer, scoring = reading.answer, reading.scoring
-    method = reading.method
+    return method_text(t, reading.answer, reading.scoring, max_points)
+
+
+def method_text(t: Translator, answer: dict[str, Any], scoring: dict[str, Any], max_points: Decimal) -> str:
+    """How an indicator is asked and scored, in words (its framework-file `answer` and `scoring`): the
+    options, tiers or parts with their points, a ratio's a and b, a rate's target."""
+    method = str(scoring["method"])
     options: list[dict[str, Any]] = list(answer.get("options", []))
     if method == "choice":
         items = "; ".join(f"{o['label']} → {_points(t, o['points'])}" for o in options)
@@ -52,7 +56,8 @@ def reading_text(t: Translator, reading: Reading, max_points: Decimal) -> str:
     else:
         return t("annex.read.self_assessed", max=t.number(max_points))
     if answer["type"] == "ratio":
-        text = t("annex.read.ratio", a=answer["numerator_label"], b=answer["denominator_label"]) + " " + text
+        a, b = answer.get("numerator_label") or "a", answer.get("denominator_label") or "b"
+        text = t("annex.read.ratio", a=a, b=b) + " " + text
     return text
 
 
