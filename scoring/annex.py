@@ -47,6 +47,7 @@ _HEADERS: dict[str, tuple[str, ...]] = {
         "chi tieu thanh phan",
         "chi so thanh phan",
         "tieu chi",
+        "ten tieu chi",
         "noi dung",
         "noi dung danh gia",
         "noi dung chi so",
@@ -149,7 +150,7 @@ def _cell(value: Cell, *, lines: bool = False) -> str:
 
 
 def _field(value: Cell) -> str | None:
-    name = fold(_cell(value)).rstrip(":").strip()
+    name = " ".join(re.sub(r"[^\w\s]", " ", fold(_cell(value))).split())
     if not name:
         return None
     for field_name, names in _HEADERS.items():

@@ -227,3 +227,41 @@ def test_cli_writes_framework_and_report(tmp_path: Path) -> None:
     out.write_text(yaml.safe_dump(edited, allow_unicode=True, sort_keys=False), encoding="utf-8")
     code, _, err = run("--lang", "vi", "framework", "validate", str(out))
     assert code == 2 and "1.2" in err and "scoring.tiers[0].points" in err
+
+
+def test_word_table_with_a_merged_two_row_header_and_punctuated_names() -> None:
+    """The common Word layout: "TT" and "Tiêu chí, chỉ số" merged down two rows, "QUY CHUẨN ĐÁNH GIÁ"
+    and "TỰ ĐÁNH GIÁ" merged across their sub-columns."""
+    from docx import Document
+
+    doc = Document()
+    table = doc.add_table(rows=2, cols=8)
+    top, low = table.rows[0].cells, table.rows[1].cells
+    top[0].merge(low[0]).text = "TT"
+    top[1].merge(low[1]).text = "Tiêu chí, chỉ số"
+    top[2].merge(top[3]).text = "QUY CHUẨN ĐÁNH GIÁ"
+    low[2].text, low[3].text = "Điểm tối đa", "Cách xác định và tính điểm"
+    top[4].merge(low[4]).text = "Tài liệu kiểm chứng"
+    top[5].merge(top[6]).text = "TỰ ĐÁNH GIÁ"
+    low[5].text, low[6].text = "Điểm tự chấm", "Giải trình"
+    top[7].merge(low[7]).text = "Ghi chú"
+    for code, text, max_points, rule in (
+        ("I", "HẠ TẦNG SỐ", "20", ""),
+        ("1.1", "Có mạng nội bộ (LAN)", "10", "Có: 10 điểm; Không: 0 điểm"),
+        ("1.2", "Số máy chủ", "10", "Từ 2 máy chủ trở lên: 10 điểm; 1 máy chủ: 5 điểm"),
+    ):
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text, cells[2].text, cells[3].text = code, text, max_points, rule
+        cells[4].text = "Báo cáo" if rule else ""
+    buf = io.BytesIO()
+    doc.save(buf)
+    result = import_annex_file(buf.getvalue(), "phu-luc.docx")
+    fw = result.framework
+    assert fw is not None, result.errors
+    assert [(g.name, g.max_points) for g in fw.groups] == [("HẠ TẦNG SỐ", D(20))]
+    servers = fw.indicator("1.2")
+    assert servers is not None and servers.answer.unit == "máy chủ"
+    assert isinstance(servers.method, TiersMethod)
+    assert [(t.min, t.points) for t in servers.method.tiers] == [(D(2), D(10)), (D(1), D(5))]
+    lan = fw.indicator("1.1")
+    assert lan is not None and lan.answer.type is AnswerType.YES_NO and lan.evidence.description == "Báo cáo"
