@@ -113,7 +113,7 @@ def annex_rows(data: bytes, name: str, sheet: str | None = None) -> list[list[ob
     if suffix == ".docx":
         return [list(r) for r in docx_rows(data)]
     try:
-        return read_rows_bytes(data, suffix, sheet)
+        return read_rows_bytes(data, suffix, sheet, fill_merged_down=True)
     except SheetError as exc:
         raise AnnexUnreadable(str(exc)) from exc
     except UnicodeDecodeError as exc:

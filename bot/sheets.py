@@ -60,20 +60,33 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
     return read_rows_bytes(path.read_bytes(), suffix, sheet)
 
 
-def read_rows_bytes(data: bytes, suffix: str, sheet: str | None = None) -> list[list[object]]:
-    """The rows of a workbook or delimited text file given as bytes, with `suffix` saying which."""
+def read_rows_bytes(
+    data: bytes, suffix: str, sheet: str | None = None, *, fill_merged_down: bool = False
+) -> list[list[object]]:
+    """The rows of a workbook or delimited text file given as bytes, with `suffix` saying which. With
+    `fill_merged_down`, a cell merged down over several rows (a rule or a verifier shared by the rows
+    of a group) gives its value to each of them, as Word does."""
     if suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
         try:
-            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            wb = load_workbook(io.BytesIO(data), read_only=not fill_merged_down, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
             raise SheetError(str(exc)) from exc
         try:
             if sheet is not None and sheet not in wb.sheetnames:
                 raise SheetError(f"sheet '{sheet}' not in {wb.sheetnames}")
             ws = wb[sheet] if sheet is not None else wb.worksheets[0]
-            return [[_restored(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            rows = [[_restored(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            if fill_merged_down:
+                for merged in ws.merged_cells.ranges:
+                    if merged.min_col != merged.max_col:
+                        continue
+                    col = merged.min_col - 1
+                    value = rows[merged.min_row - 1][col]
+                    for r in range(merged.min_row, merged.max_row):
+                        rows[r][col] = value
+            return rows
         finally:
             wb.close()
     if suffix not in (".csv", ".tsv", ".txt"):

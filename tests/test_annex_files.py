@@ -265,3 +265,26 @@ def test_word_table_with_a_merged_two_row_header_and_punctuated_names() -> None:
     assert [(t.min, t.points) for t in servers.method.tiers] == [(D(2), D(10)), (D(1), D(5))]
     lan = fw.indicator("1.1")
     assert lan is not None and lan.answer.type is AnswerType.YES_NO and lan.evidence.description == "Báo cáo"
+
+
+def test_a_sheet_cell_merged_down_over_a_groups_rows_applies_to_each(tmp_path: Path) -> None:
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["STT", "Chỉ tiêu", "Điểm tối đa", "Cách xác định và tính điểm", "Đơn vị xác minh"])
+    ws.append(["I. HẠ TẦNG SỐ"])
+    ws.merge_cells("A2:E2")
+    ws.append(["1.1", "Có mạng nội bộ", 10, "Có: 10 điểm; Không: 0 điểm", "Viễn thông tỉnh"])
+    ws.append(["1.2", "Có wifi công cộng", 10, None, None])
+    ws.merge_cells("D3:D4")
+    ws.merge_cells("E3:E4")
+    path = tmp_path / "phu-luc.xlsx"
+    wb.save(path)
+    result = import_annex_file(path, path.name)
+    fw = result.framework
+    assert fw is not None, result.errors
+    assert [g.name for g in fw.groups] == ["HẠ TẦNG SỐ"]
+    for code in ("1.1", "1.2"):
+        ind = fw.indicator(code)
+        assert ind is not None and ind.answer.type is AnswerType.YES_NO
+        assert ind.guidance == "Đơn vị xác minh: Viễn thông tỉnh"
