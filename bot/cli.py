@@ -283,7 +283,13 @@ def _write_report(ctx: Context, result: ImportResult, out: Path) -> None:
     if out.suffix.lower() not in (".xlsx", ".csv", ".tsv"):
         ctx.fail(t("cli.output_type", path=str(out)))
     try:
-        write_rows(out, report_sheet(t, result.report), title=t("annex.sheet_title"))
+        write_rows(
+            out,
+            report_sheet(t, result.report),
+            title=t("annex.sheet_title"),
+            widths=(7, 9, 40, 8, 60, 60, 14, 16, 50),
+            wrapped=(3, 5, 6, 9),
+        )
     except OSError as exc:
         ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
     print(t("annex.report_written", path=str(out), indicators=len(result.report)), file=ctx.err)

@@ -102,11 +102,24 @@ def read_rows_bytes(
     return [[_restored(v) for v in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
-def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet1") -> None:
+_WIDTHS = (10, 80, 30, 12, 40, 40, 14)
+
+
+def write_rows(
+    path: Path,
+    rows: Sequence[Sequence[object]],
+    title: str = "Sheet1",
+    *,
+    widths: Sequence[int] = _WIDTHS,
+    wrapped: Sequence[int] = (2,),
+) -> None:
+    """Rows to .xlsx (bold frozen header, column `widths`, the 1-based `wrapped` columns wrapped), .csv
+    or .tsv; every text cell through `text_cell`."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         from openpyxl import Workbook
         from openpyxl.styles import Alignment, Font
+        from openpyxl.utils import get_column_letter
 
         wb = Workbook()
         ws = wb.active
@@ -117,11 +130,12 @@ def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet
         for cell in ws[1]:
             cell.font = Font(bold=True)
         ws.freeze_panes = "A2"
-        for col, width in zip("ABCDEFG", (10, 80, 30, 12, 40, 40, 14), strict=False):
-            ws.column_dimensions[col].width = width
-        for row in ws.iter_rows(min_row=2, min_col=2, max_col=2):
-            for cell in row:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for n, width in enumerate(widths, 1):
+            ws.column_dimensions[get_column_letter(n)].width = width
+        for col in wrapped:
+            for row in ws.iter_rows(min_row=2, min_col=col, max_col=col):
+                for cell in row:
+                    cell.alignment = Alignment(wrap_text=True, vertical="top")
         wb.save(path)
         return
     delimiter = "\t" if suffix == ".tsv" else ","
