@@ -60,7 +60,10 @@ def indicator_data(ind: Indicator) -> dict[str, Any]:
     ):
         scoring["target"] = _num(ind.method.target)
     if isinstance(ind.method, TiersMethod):
-        scoring["tiers"] = [{"min": _num(t.min), "points": _num(t.points)} for t in ind.method.tiers]
+        scoring["tiers"] = [
+            {"min": _num(t.min), "points": _num(t.points), **({"above": True} if t.above else {})}
+            for t in ind.method.tiers
+        ]
     out: dict[str, Any] = {"code": ind.code, "text": ind.text, "max_points": _num(ind.max_points)}
     if ind.guidance is not None:
         out["guidance"] = ind.guidance

@@ -137,7 +137,7 @@ _INDICATOR_KEYS = (
 _ANSWER_KEYS = ("type", "unit", "numerator_label", "denominator_label", "options")
 _OPTION_KEYS = ("key", "label", "points", "fraction")
 _SCORING_KEYS = ("method", "target", "tiers")
-_TIER_KEYS = ("min", "points")
+_TIER_KEYS = ("min", "points", "above")
 _EVIDENCE_KEYS = ("required", "kinds", "description")
 _CLASSIFICATION_KEYS = ("scheme", "basis", "bands")
 _BAND_KEYS = ("id", "label", "min", "below")
@@ -401,9 +401,10 @@ def _tiers(c: _Checker, raw: object, code: str, max_points: Decimal | None) -> t
         data = c.mapping(item, f, code)
         if data is None:
             return None
-        c.keys(data, _TIER_KEYS, _TIER_KEYS, f, code)
+        c.keys(data, _TIER_KEYS, ("min", "points"), f, code)
         lo = c.number(data.get("min"), _join(f, "min"), code)
         pts = c.number(data.get("points"), _join(f, "points"), code)
+        above = c.flag(data.get("above"), _join(f, "above"), code)
         if lo is None or pts is None:
             return None
         if max_points is not None and pts > max_points:
@@ -414,7 +415,7 @@ def _tiers(c: _Checker, raw: object, code: str, max_points: Decimal | None) -> t
                 points=plain(pts),
                 max=plain(max_points),
             )
-        tiers.append(Tier(lo, pts))
+        tiers.append(Tier(lo, pts, above))
     for i in range(1, len(tiers)):
         prev, cur = tiers[i - 1], tiers[i]
         if not (cur.min < prev.min and cur.points <= prev.points):

@@ -139,6 +139,10 @@ class RateMethod:
 class Tier:
     min: Decimal
     points: Decimal
+    above: bool = False  # the measure must be above `min`, not just reach it ("trên 80%")
+
+    def reached(self, measure: Decimal) -> bool:
+        return measure > self.min if self.above else measure >= self.min
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,7 @@ class TiersMethod:
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
         for tier in self.tiers:
-            if m >= tier.min:
+            if tier.reached(m):
                 return tier.points
         return ZERO
 

@@ -211,7 +211,7 @@ class Condition:
     min: Decimal
     percent: bool
     unit: str | None
-    approximate: bool = False  # "trên 80%": read as ≥ 80 %
+    above: bool = False  # "trên 80%": the measure must be above the bound
 
 
 _NOT_UNITS = frozenset(
@@ -267,7 +267,7 @@ def condition(label: str) -> Condition | None:
         return Condition(ZERO, percent, unit)
     if re.search(r"(?:tren|>(?!=)|lon hon|nhieu hon|vuot)\s*\d", f):
         if percent or (first != first.to_integral_value()):
-            return Condition(first, percent, unit, approximate=True)
+            return Condition(first, percent, unit, above=True)
         return Condition(first + ONE, percent, unit)
     return Condition(first, percent, unit)
 
@@ -461,12 +461,12 @@ def _tiers(
         if previous is not None and (cond.min == previous[0] or pts > previous[1]):
             return None
         previous = (cond.min, pts)
-        if cond.approximate:
-            confidence = Confidence.MEDIUM
-            local.append(RuleNote(N_("rule.bound_approximate"), {"clause": clause.text}))
-        if cond.min == ZERO and pts == ZERO:
+        if cond.min == ZERO and pts == ZERO and not cond.above:
             continue
-        tiers.append({"min": _num(cond.min), "points": _num(pts)})
+        tier: dict[str, Any] = {"min": _num(cond.min), "points": _num(pts)}
+        if cond.above:
+            tier["above"] = True
+        tiers.append(tier)
     if not tiers:
         return None
     if Decimal(str(tiers[0]["points"])) < max_points:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from scoring.gate import build_framework
+from scoring.export import dump_framework
+from scoring.gate import build_framework, load_framework
 from scoring.model import Framework
 from scoring.rules_text import Confidence, Reading, clauses, normalize, points_phrase, read_rule
 
@@ -53,8 +54,12 @@ def matches(reading: Reading, expect: dict[str, Any]) -> bool:
         if got != [_num(p) for p in expect["points"]]:
             return False
     if "tiers" in expect:
-        got_tiers = [(_num(t["min"]), _num(t["points"])) for t in reading.scoring.get("tiers", [])]
-        if got_tiers != [(_num(a), _num(b)) for a, b in expect["tiers"]]:
+        got_tiers = [
+            (_num(t["min"]), _num(t["points"]), bool(t.get("above")))
+            for t in reading.scoring.get("tiers", [])
+        ]
+        want = [(_num(t[0]), _num(t[1]), len(t) > 2 and t[2] == "above") for t in expect["tiers"]]
+        if got_tiers != want:
             return False
     if "unit" in expect and reading.answer.get("unit") != expect["unit"]:
         return False
@@ -164,3 +169,15 @@ def test_word_bullets_and_line_breaks_split_clauses() -> None:
     text = "\uf0b7 Có:  10 điểm\r\n\uf0a7 Không : 0đ ;  ▪ Chưa rõ\u00a0: 0"
     assert clauses(text) == ["Có: 10 điểm", "Không : 0đ", "Chưa rõ : 0"]
     assert normalize(unicodedata.normalize("NFD", "Điểm – tối đa")) == "Điểm - tối đa"
+
+
+def test_above_a_bound_scores_only_past_it_and_survives_the_yaml_file() -> None:
+    reading = read_rule("Trên 80%: 10đ; 50% - 80%: 5đ; Dưới 50%: 0đ", Decimal(10))
+    assert reading.confidence is Confidence.HIGH
+    fw = one_indicator(reading, 10, "Trên 80%: 10đ; 50% - 80%: 5đ; Dưới 50%: 0đ")
+    ind = fw.indicators[0]
+    assert (
+        ind.points(Decimal(80)) == 5 and ind.points(Decimal("80.01")) == 10 and ind.points(Decimal(50)) == 5
+    )
+    again = load_framework(dump_framework(fw), "again").framework.indicators[0]
+    assert again.method == ind.method

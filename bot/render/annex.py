@@ -47,7 +47,8 @@ def method_text(t: Translator, answer: dict[str, Any], scoring: dict[str, Any], 
     if method == "tiers":
         unit = answer.get("unit") or ("%" if answer["type"] in ("percentage", "ratio") else "")
         tiers = "; ".join(
-            f"≥ {_points(t, tier['min'])} {unit}".rstrip() + f" → {_points(t, tier['points'])}"
+            f"{'>' if tier.get('above') else '≥'} {_points(t, tier['min'])} {unit}".rstrip()
+            + f" → {_points(t, tier['points'])}"
             for tier in scoring["tiers"]
         )
         text = t("annex.read.tiers", tiers=tiers)
