@@ -59,6 +59,8 @@ def indicator_data(ind: Indicator) -> dict[str, Any]:
         ind.method.target != HUNDRED or ind.answer.type not in (AnswerType.PERCENTAGE, AnswerType.RATIO)
     ):
         scoring["target"] = _num(ind.method.target)
+    if isinstance(ind.method, RateMethod) and ind.method.full_from is not None:
+        scoring["full_from"] = _num(ind.method.full_from)
     if isinstance(ind.method, TiersMethod):
         scoring["tiers"] = [
             {"min": _num(t.min), "points": _num(t.points), **({"above": True} if t.above else {})}

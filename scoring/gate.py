@@ -136,7 +136,7 @@ _INDICATOR_KEYS = (
 )
 _ANSWER_KEYS = ("type", "unit", "numerator_label", "denominator_label", "options")
 _OPTION_KEYS = ("key", "label", "points", "fraction")
-_SCORING_KEYS = ("method", "target", "tiers")
+_SCORING_KEYS = ("method", "target", "full_from", "tiers")
 _TIER_KEYS = ("min", "points", "above")
 _EVIDENCE_KEYS = ("required", "kinds", "description")
 _CLASSIFICATION_KEYS = ("scheme", "basis", "bands")
@@ -457,7 +457,7 @@ def _method(
             methods=", ".join(sorted(COMPATIBLE_METHODS[spec.type])),
         )
         return None
-    for extra, owner in (("target", "rate"), ("tiers", "tiers")):
+    for extra, owner in (("target", "rate"), ("full_from", "rate"), ("tiers", "tiers")):
         if data.get(extra) is not None and name != owner:
             c.error(N_("gate.key_not_for_method"), f"scoring.{extra}", code, key=extra, method=name)
     if name == "yes_no":
@@ -473,7 +473,17 @@ def _method(
         if is_percent and target > HUNDRED:
             c.error(N_("gate.target_over_100"), "scoring.target", code, value=plain(target))
             return None
-        return RateMethod(target)
+        full_from = c.number(data.get("full_from"), "scoring.full_from", code, positive=True)
+        if full_from is not None and full_from >= target:
+            c.error(
+                N_("gate.full_from_not_below_target"),
+                "scoring.full_from",
+                code,
+                value=plain(full_from),
+                target=plain(target),
+            )
+            return None
+        return RateMethod(target, full_from)
     if name == "tiers":
         tiers = _tiers(c, data.get("tiers"), code, max_points)
         if tiers is None:

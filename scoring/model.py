@@ -122,13 +122,16 @@ class YesNoMethod:
 
 @dataclass(frozen=True, slots=True)
 class RateMethod:
-    """Full points at `target` (100 % by default), proportional below it, capped at max."""
+    """Full points at `target` (100 % by default), proportional below it, capped at max. With
+    `full_from`, full points already from there ("từ 80% trở lên: điểm tối đa; dưới 80%: tỷ lệ ×
+    điểm tối đa"), proportional to `target` below it."""
 
     target: Decimal = Decimal(100)
+    full_from: Decimal | None = None
 
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
-        if m >= self.target:
+        if m >= self.target or (self.full_from is not None and m >= self.full_from):
             return max_points
         if m <= ZERO:
             return ZERO

@@ -403,12 +403,12 @@ def _rate(
             )
         if cond.min == HUNDRED:
             return Reading(answer, {"method": "rate"}, Confidence.HIGH, tuple(notes))
-        # "từ 80% trở lên: điểm tối đa; dưới 80%: tỷ lệ × điểm tối đa" jumps at 80 %: no rate target
-        # scores that, so the official enters the points the rule gives.
-        return _self_assessed(
-            Confidence.LOW,
-            [RuleNote(N_("rule.rate_jump"), {"target": plain(cond.min)})],
-        )
+        # "từ 80% trở lên: điểm tối đa; dưới 80%: tỷ lệ × điểm tối đa": full points from 80 %,
+        # the rate × max below it
+        if cond.above or not ZERO < cond.min < HUNDRED:
+            return _self_assessed(Confidence.LOW, [RuleNote(N_("rule.not_understood"))])
+        scoring = {"method": "rate", "full_from": _num(cond.min)}
+        return Reading(answer, scoring, Confidence.HIGH, tuple(notes))
     if scored:
         bands = _tiers(answer, scored, max_points, notes, rate=True)
         if bands is not None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from scoring.export import dump_framework
-from scoring.gate import build_framework, load_framework
+from scoring.gate import FrameworkInvalid, build_framework, load_framework
 from scoring.model import Framework
 from scoring.rules_text import Confidence, Reading, clauses, normalize, points_phrase, read_rule
 
@@ -64,6 +64,8 @@ def matches(reading: Reading, expect: dict[str, Any]) -> bool:
     if "unit" in expect and reading.answer.get("unit") != expect["unit"]:
         return False
     if "target" in expect and _num(reading.scoring.get("target", 100)) != _num(expect["target"]):
+        return False
+    if reading.scoring.get("full_from") != expect.get("full_from"):
         return False
     if "a" in expect and (
         reading.answer.get("numerator_label") != expect["a"]
@@ -181,3 +183,17 @@ def test_above_a_bound_scores_only_past_it_and_survives_the_yaml_file() -> None:
     )
     again = load_framework(dump_framework(fw), "again").framework.indicators[0]
     assert again.method == ind.method
+
+
+def test_full_points_from_a_bound_and_the_rate_below_it() -> None:
+    text = "Đạt từ 80% trở lên: điểm tối đa; dưới 80%: Tỷ lệ × Điểm tối đa"
+    reading = read_rule(text, Decimal(10))
+    ind = one_indicator(reading, 10, text).indicators[0]
+    assert ind.points(Decimal(85)) == 10 and ind.points(Decimal(80)) == 10
+    assert ind.points(Decimal(70)) == 7 and ind.points(Decimal(0)) == 0
+    again = load_framework(dump_framework(one_indicator(reading, 10, text)), "again").framework
+    assert again.indicators[0].method == ind.method
+    wrong = Reading(reading.answer, {"method": "rate", "full_from": 100}, Confidence.HIGH)
+    with pytest.raises(FrameworkInvalid) as exc:
+        one_indicator(wrong, 10, text)
+    assert [e.key for e in exc.value.errors] == ["gate.full_from_not_below_target"]

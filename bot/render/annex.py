@@ -52,6 +52,12 @@ def method_text(t: Translator, answer: dict[str, Any], scoring: dict[str, Any], 
             for tier in scoring["tiers"]
         )
         text = t("annex.read.tiers", tiers=tiers)
+    elif method == "rate" and scoring.get("full_from") is not None:
+        text = t(
+            "annex.read.rate_full_from",
+            target=_points(t, scoring.get("target", 100)),
+            full=_points(t, scoring["full_from"]),
+        )
     elif method == "rate":
         text = t("annex.read.rate", target=_points(t, scoring.get("target", 100)))
     else:
