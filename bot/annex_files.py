@@ -113,11 +113,33 @@ def annex_rows(data: bytes, name: str, sheet: str | None = None) -> list[list[ob
     if suffix == ".docx":
         return [list(r) for r in docx_rows(data)]
     try:
+        if suffix in (".xlsx", ".xlsm") and sheet is None:
+            return _annex_sheet(data, suffix)
         return read_rows_bytes(data, suffix, sheet, fill_merged_down=True)
     except SheetError as exc:
         raise AnnexUnreadable(str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise AnnexUnreadable(f"not UTF-8 text: {exc.reason}") from exc
+
+
+def _annex_sheet(data: bytes, suffix: str) -> list[list[object]]:
+    """The first sheet of a workbook that has an annex header (a decision's workbook may open with a
+    cover sheet), or the first sheet when none has."""
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True)
+        names = list(wb.sheetnames)
+        wb.close()
+    except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
+        raise SheetError(str(exc)) from exc
+    first: list[list[object]] | None = None
+    for name in names:
+        rows = read_rows_bytes(data, suffix, name, fill_merged_down=True)
+        if find_header(rows) >= 0:
+            return rows
+        first = rows if first is None else first
+    return first or []
 
 
 def import_annex_file(

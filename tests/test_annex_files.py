@@ -288,3 +288,19 @@ def test_a_sheet_cell_merged_down_over_a_groups_rows_applies_to_each(tmp_path: P
         ind = fw.indicator(code)
         assert ind is not None and ind.answer.type is AnswerType.YES_NO
         assert ind.guidance == "Đơn vị xác minh: Viễn thông tỉnh"
+
+
+def test_the_annex_sheet_is_found_behind_a_cover_sheet(tmp_path: Path) -> None:
+    wb = Workbook()
+    cover = wb.active
+    assert cover is not None
+    cover.title = "Quyết định"
+    cover.append(["QUYẾT ĐỊNH số 99/QĐ-UBND ban hành Bộ chỉ số"])
+    annex = wb.create_sheet("Phụ lục I")
+    annex.append(HEADER)
+    annex.append(["I", "HẠ TẦNG SỐ", None, None, None])
+    annex.append(["1.1", "Có mạng nội bộ", 10, "Có: 10 điểm; Không: 0 điểm", "Sơ đồ mạng"])
+    path = tmp_path / "quyet-dinh.xlsx"
+    wb.save(path)
+    result = import_annex_file(path, path.name)
+    assert result.framework is not None and [i.code for i in result.framework.indicators] == ["1.1"]
