@@ -123,10 +123,9 @@ def _decimal(text: str) -> Decimal | None:
 
 def points_phrase(text: str, max_points: Decimal) -> Decimal | None:
     """The points a phrase like "10 điểm", "10đ", "1/2*Điểm tối đa", "50% điểm tối đa" is worth."""
-    f = fold(normalize(text)).replace(" ", " ")
-    f = re.sub(r"\([^)]*\)", " ", f)
+    f = re.sub(r"\([^)]*\)", " ", fold(normalize(text)))  # "(tối đa)", "(làm tròn)"
     f = " ".join(f.split()).strip(" .,:;")
-    f = re.sub(r"\s*\*\s*", " * ", f).replace(" * ", "*")
+    f = re.sub(r"\s*\*\s*", "*", f)
     for pattern, kind in _POINT_PATTERNS:
         m = pattern.match(f)
         if m is None:
