@@ -6,6 +6,7 @@ scores of a sample answer file match the rule texts worked out by hand."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 from decimal import Decimal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import catalog
 from bot.annex_files import import_annex_file
 from bot.cli import main
 from bot.i18n import Translator
@@ -30,7 +32,12 @@ from flows.model import (
     SessionState,
 )
 from flows.model import Review as ReviewView
+from scoring.answers import decode_value
 from scoring.model import Framework, Ratio
+from storage.admin import import_units, open_period
+from storage.db import Database
+from storage.evidence import EvidenceStore
+from tests.e2e_support import NOW, UNITS, Province
 from tests.flows_harness import T0, Chat
 
 DATA = Path(__file__).parent / "data"
@@ -155,3 +162,63 @@ def test_a_ratio_is_asked_term_by_term_by_its_definitions() -> None:
     chat.text("8")
     assert chat.snap.answers["1.3"].value == Ratio(Decimal(3), Decimal(4))
     assert chat.session.draft == "1.3=8"
+
+
+def test_an_imported_annex_runs_a_period_in_the_console_chat(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the annex file to a stored self-assessment: import, the province's frameworks directory,
+    a period on it, and an official answering through the console channel and the database."""
+    frameworks = tmp_path / "frameworks"
+    frameworks.mkdir()
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["framework", "import", str(DATA / "annex-nested-header.docx"), "-o"]
+    argv += [str(frameworks / "tinh-commune-2026.yaml"), "--id", "tinh-commune-2026", "--version", "2026.1"]
+    assert main(argv, out, err) == 0, err.getvalue()
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(frameworks))
+    with db.session() as s:
+        import_units(s, UNITS, NOW)
+        open_period(
+            s,
+            name="DTI 2026",
+            year=2026,
+            framework_id="tinh-commune-2026",
+            framework_version="2026.1",
+            now=NOW,
+            self_assessment_due=NOW + dt.timedelta(days=40),
+        )
+    province = Province(db, EvidenceStore(tmp_path / "evidence"), tmp_path)
+    channel, shown = province.chat("xa-an-binh")
+    for line in [
+        f"/start {province.invite('25840', 'respondent')}",
+        "#2",
+        "4",
+        "3",
+        "4",
+        "85",
+        "1",
+        "#1",
+        "6",
+    ]:
+        inbound = channel.inbound_for(line)
+        assert inbound is not None, line
+        channel.send(inbound)
+    text = shown.getvalue()
+    assert "Nhập số lượng lớp" in text and "a = 3. Bây giờ nhập b = Tổng số văn bản đi của UBND xã" in text
+    assert "Cách xác định và tính điểm:\nCăn cứ kết quả kiểm tra thực tế" in text
+    assert "Câu 7/7 · 6/10 điểm · Tổng 58/85" in text
+    fw = catalog.framework("tinh-commune-2026@2026.1")
+    stored = {}
+    for rev in province.revisions("25840"):
+        ind = fw.indicator(rev.indicator_code)
+        assert ind is not None and rev.value_json is not None
+        stored[rev.indicator_code] = decode_value(ind, json.loads(rev.value_json))
+    assert stored == {
+        "1.1": "o2",
+        "1.2": Decimal(4),
+        "1.3": Ratio(Decimal(3), Decimal(4)),
+        "2.1": Decimal(85),
+        "2.2": frozenset({"o1"}),
+        "2.3": True,
+        "2.4": Decimal(6),
+    }
