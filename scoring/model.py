@@ -125,13 +125,16 @@ class YesNoMethod:
 
 @dataclass(frozen=True, slots=True)
 class RateMethod:
-    """Full points at `target` (100 % by default), proportional below it, capped at max."""
+    """Full points at `target` (100 % by default), proportional below it, capped at max. With
+    `full_from`, full points already from there ("từ 80% trở lên: điểm tối đa; dưới 80%: tỷ lệ ×
+    điểm tối đa"), proportional to `target` below it."""
 
     target: Decimal = Decimal(100)
+    full_from: Decimal | None = None
 
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
-        if m >= self.target:
+        if m >= self.target or (self.full_from is not None and m >= self.full_from):
             return max_points
         if m <= ZERO:
             return ZERO
@@ -142,6 +145,10 @@ class RateMethod:
 class Tier:
     min: Decimal
     points: Decimal
+    above: bool = False  # the measure must be above `min`, not just reach it ("trên 80%")
+
+    def reached(self, measure: Decimal) -> bool:
+        return measure > self.min if self.above else measure >= self.min
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +160,7 @@ class TiersMethod:
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
         for tier in self.tiers:
-            if m >= tier.min:
+            if tier.reached(m):
                 return tier.points
         return ZERO
 

@@ -56,8 +56,8 @@ _INDICATOR_KEYS = (
 )
 _ANSWER_KEYS = ("type", "unit", "numerator_label", "denominator_label", "options")
 _OPTION_KEYS = ("key", "label", "points", "fraction")
-_SCORING_KEYS = ("method", "target", "tiers")
-_TIER_KEYS = ("min", "points")
+_SCORING_KEYS = ("method", "target", "full_from", "tiers")
+_TIER_KEYS = ("min", "points", "above")
 _EVIDENCE_KEYS = ("required", "kinds", "description")
 
 
@@ -146,9 +146,10 @@ def _tiers(c: Checker, raw: object, code: str, max_points: Decimal | None) -> tu
         data = c.mapping(item, f, code)
         if data is None:
             return None
-        c.keys(data, _TIER_KEYS, _TIER_KEYS, f, code)
+        c.keys(data, _TIER_KEYS, ("min", "points"), f, code)
         lo = c.number(data.get("min"), join(f, "min"), code)
         pts = c.number(data.get("points"), join(f, "points"), code)
+        above = c.flag(data.get("above"), join(f, "above"), code)
         if lo is None or pts is None:
             return None
         if max_points is not None and pts > max_points:
@@ -159,7 +160,7 @@ def _tiers(c: Checker, raw: object, code: str, max_points: Decimal | None) -> tu
                 points=plain(pts),
                 max=plain(max_points),
             )
-        tiers.append(Tier(lo, pts))
+        tiers.append(Tier(lo, pts, above))
     for i in range(1, len(tiers)):
         prev, cur = tiers[i - 1], tiers[i]
         if not (cur.min < prev.min and cur.points <= prev.points):
@@ -201,7 +202,7 @@ def _method(
             methods=", ".join(sorted(COMPATIBLE_METHODS[spec.type])),
         )
         return None
-    for extra, owner in (("target", "rate"), ("tiers", "tiers")):
+    for extra, owner in (("target", "rate"), ("full_from", "rate"), ("tiers", "tiers")):
         if data.get(extra) is not None and name != owner:
             c.error(GateKey.KEY_NOT_FOR_METHOD, f"scoring.{extra}", code, key=extra, method=name)
     if name == "yes_no":
@@ -217,7 +218,17 @@ def _method(
         if is_percent and target > HUNDRED:
             c.error(GateKey.TARGET_OVER_100, "scoring.target", code, value=plain(target))
             return None
-        return RateMethod(target)
+        full_from = c.number(data.get("full_from"), "scoring.full_from", code, positive=True)
+        if full_from is not None and full_from >= target:
+            c.error(
+                GateKey.FULL_FROM_NOT_BELOW_TARGET,
+                "scoring.full_from",
+                code,
+                value=plain(full_from),
+                target=plain(target),
+            )
+            return None
+        return RateMethod(target, full_from)
     if name == "tiers":
         tiers = _tiers(c, data.get("tiers"), code, max_points)
         if tiers is None:

@@ -48,6 +48,7 @@ class GateKey(StrEnum):
     EMPTY_GROUP = N_("gate.empty_group"), "group"
     EVIDENCE_DESCRIPTION_MISSING = N_("gate.evidence_description_missing")
     FRACTION_RANGE = N_("gate.fraction_range"), "value"
+    FULL_FROM_NOT_BELOW_TARGET = N_("gate.full_from_not_below_target"), "target", "value"
     GATES_WITHOUT_LEVELS = N_("gate.gates_without_levels")
     GROUP_MAX_MISMATCH = N_("gate.group_max_mismatch"), "declared", "group", "sum"
     GUIDANCE_MISSING = N_("gate.guidance_missing")
