@@ -34,6 +34,7 @@ from bot.results import NothingComputed, Premature, compute, premature, publish_
 from bot.scheduler import ReminderScheduler
 from bot.service import Service, render, utc_now
 from bot.sheets import SheetError, read_rows
+from bot.web import cli as web_cli
 from flows.engine import join_code
 from flows.model import Reply, msg
 from flows.reminders import Policy
@@ -1111,6 +1112,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     zr.add_argument("--port", type=int, default=8081)
     zr.add_argument("--path", default="/zalo/webhook")
     zr.set_defaults(func=cmd_run_zalo)
+    web_cli.register(sub, rsub, t)
 
     zalo = sub.add_parser("zalo", help=t("cli.help.zalo"))
     zsub = zalo.add_subparsers(dest="action", required=True, metavar="ACTION")

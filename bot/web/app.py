@@ -1,0 +1,93 @@
+"""The web workspace application: routes, middlewares, templates, and `dtibot run web`.
+
+Pages are rendered on the server with Jinja2 (autoescape on) from the same catalogs as the chat;
+static files are the vendored htmx and one stylesheet. The database work of a page is short and
+synchronous (SQLAlchemy), as in the bot's webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bot.i18n import Translator
+from bot.service import Service, utc_now, web_url
+from bot.web import auth, board, errors, unit
+from bot.web.pages import STATE, WebState, helpers, state, viewer
+from storage.db import Database
+from storage.evidence import EvidenceStore
+from storage.web import WebRole
+
+HERE = Path(__file__).resolve().parent
+MAX_UPLOAD = 21 * 1024 * 1024  # the evidence store's 20 MB and the form around it
+
+
+async def home(request: web.Request) -> web.Response:
+    """Where a signed-in member starts: the board for staff and reviewers, their unit for a unit."""
+    who = viewer(request)
+    if who.role is WebRole.UNIT:
+        raise web.HTTPSeeOther(f"/units/{who.unit_id}")
+    raise web.HTTPSeeOther("/board")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def make_app(
+    db: Database,
+    store: EvidenceStore,
+    service: Service | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+    base_url: str | None = None,
+) -> web.Application:
+    """The workspace on `db` and `store`; decisions go through `service` (a new one on `db`)."""
+    app = web.Application(middlewares=[errors.errors, auth.authenticate], client_max_size=MAX_UPLOAD)
+    app[STATE] = WebState(db, store, service or Service(db, clock=clock), clock, base_url or web_url())
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+    )
+    vi = helpers(Translator("vi"))
+    cast(Any, env).install_gettext_callables(  # added by the i18n extension
+        vi["_"], lambda one, many, n: vi["_"](one if n == 1 else many), newstyle=False
+    )
+    env.globals.update(vi)
+    app.router.add_static("/static/", HERE / "static", append_version=True)
+    app.router.add_routes(
+        [web.get("/", home), web.get("/healthz", healthz), *auth.routes(), *board.routes(), *unit.routes()]
+    )
+    return app
+
+
+def static_url(app: web.Application, name: str) -> str:
+    return str(app.router["static"].url_for(filename=name)) if "static" in app.router else f"/static/{name}"
+
+
+async def serve(app: web.Application, host: str, port: int, ready: Callable[[int], None]) -> None:
+    """Run until SIGINT or SIGTERM."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ready(port)
+    await stop.wait()
+    await runner.cleanup()
+
+
+__all__ = ["make_app", "serve", "state"]

@@ -1,0 +1,279 @@
+"""The progress board of a period: one row per unit, from a few set-based queries.
+
+Each figure is read for every unit of the period at once (never a query per unit): the units and
+their assessments; their latest answers (answered, evidence missing, last answer); their evidence
+and latest decisions; reminders by status; extensions. The claimed points need the scoring core on
+each answer, so they are kept per assessment and revision (and the appraised points per assessment
+and decisions count): a row changes only when its counter moves, and only those are read again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from scoring.model import Framework
+from scoring.numbers import ZERO
+from storage.load import FrameworkResolver, OpenPeriod, _decoded, _periods
+from storage.models import Extension, Outbox, Reminder, table_of
+from storage.tables import ANSWER, ASSESSMENT, DECISION, EVIDENCE, MEMBER, PERIOD, PUBLICATION, UNIT
+
+EXTENSION = table_of(Extension)
+REMINDER = table_of(Reminder)
+OUTBOX = table_of(Outbox)
+STATES = ("none", "draft", "awaiting_leader", "submitted", "returned", "appraised")
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    unit_id: int
+    code: str
+    name: str
+    district_id: int | None
+    district: str | None
+    status: str  # one of STATES ("none": nothing recorded yet)
+    answered: int
+    total: int
+    evidence_missing: int
+    claimed: Decimal
+    appraised: Decimal | None  # None: nothing decided yet
+    last_activity: dt.datetime | None
+    deadline: dt.datetime | None
+    extended: bool
+    submitted_at: dt.datetime | None
+    reminders: dict[str, int]  # sent, queued, deferred, undeliverable
+
+
+def periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
+    """Every period, newest first, open or not (the board can show a closed one)."""
+    query = sa.select(
+        PERIOD.c.id,
+        PERIOD.c.name,
+        PERIOD.c.framework_id,
+        PERIOD.c.framework_version,
+        PERIOD.c.self_assessment_due,
+        PERIOD.c.supplement_due,
+        sa.select(sa.func.max(PUBLICATION.c.published_at))
+        .where(PUBLICATION.c.period_id == PERIOD.c.id)
+        .scalar_subquery()
+        .label("published_at"),
+    ).order_by(PERIOD.c.opened_at.desc(), PERIOD.c.id.desc())
+    return _periods(s.connection().execute(query), resolve)
+
+
+def _latest_answers() -> sa.Select[Any]:
+    newer = ANSWER.alias("newer")
+    return (
+        sa.select(
+            ANSWER.c.assessment_id,
+            ANSWER.c.indicator_code,
+            ANSWER.c.not_applicable,
+            ANSWER.c.value_json,
+            ANSWER.c.created_at,
+        )
+        .join(ASSESSMENT, ASSESSMENT.c.id == ANSWER.c.assessment_id)
+        .where(
+            ASSESSMENT.c.period_id == sa.bindparam("period"),
+            ~sa.exists().where(
+                newer.c.assessment_id == ANSWER.c.assessment_id,
+                newer.c.indicator_code == ANSWER.c.indicator_code,
+                newer.c.revision > ANSWER.c.revision,
+            ),
+        )
+    )
+
+
+class _Points:
+    """Claimed points per (assessment, revision) and appraised per (assessment, decided), per process."""
+
+    def __init__(self) -> None:
+        self.claimed: dict[int, tuple[int, Decimal]] = {}
+        self.appraised: dict[int, tuple[int, Decimal | None]] = {}
+        self.lock = threading.Lock()
+
+
+_POINTS = _Points()
+
+
+def _claimed(s: Session, fw: Framework, period_id: int, revisions: dict[int, int]) -> dict[int, Decimal]:
+    with _POINTS.lock:
+        known = {a: p for a, (rev, p) in _POINTS.claimed.items() if revisions.get(a) == rev}
+    stale = [a for a in revisions if a not in known]
+    if stale:
+        fresh = dict.fromkeys(stale, ZERO)
+        wanted = set(stale)
+        for aid, code, na, value_json, _ in s.connection().execute(_latest_answers(), {"period": period_id}):
+            if aid not in wanted or na or value_json is None:
+                continue
+            ind = fw.indicator(code)
+            value = _decoded(ind, value_json) if ind is not None else None
+            if ind is not None and value is not None:
+                fresh[aid] += ind.points(value)
+        with _POINTS.lock:
+            for aid, points in fresh.items():
+                _POINTS.claimed[aid] = (revisions[aid], points)
+        known.update(fresh)
+    return known
+
+
+def _appraised(s: Session, period_id: int, decided: dict[int, int]) -> dict[int, Decimal | None]:
+    with _POINTS.lock:
+        known = {a: p for a, (n, p) in _POINTS.appraised.items() if decided.get(a) == n}
+    stale = {a for a, n in decided.items() if a not in known}
+    if stale:
+        fresh: dict[int, Decimal | None] = {a: None for a in stale}
+        latest: dict[tuple[int, str], tuple[int, str | None]] = {}
+        rows = s.connection().execute(
+            sa.select(
+                DECISION.c.assessment_id,
+                DECISION.c.indicator_code,
+                DECISION.c.revision,
+                DECISION.c.appraised_points,
+            )
+            .join(ASSESSMENT, ASSESSMENT.c.id == DECISION.c.assessment_id)
+            .where(ASSESSMENT.c.period_id == period_id, ASSESSMENT.c.decided > 0)
+        )
+        for aid, code, revision, points in rows:
+            if (aid in stale and (aid, code) not in latest) or latest[(aid, code)][0] < revision:
+                latest[(aid, code)] = (revision, points)
+        for (aid, _), (_, points) in latest.items():
+            if aid in stale:
+                fresh[aid] = (fresh[aid] or ZERO) + (Decimal(points) if points is not None else ZERO)
+        with _POINTS.lock:
+            for aid, total in fresh.items():
+                _POINTS.appraised[aid] = (decided[aid], total)
+        known.update(fresh)
+    return known
+
+
+def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt.datetime) -> list[BoardRow]:
+    """Every unit of the period's level (of `visible`, None: all) with its progress, by code."""
+    fw = period.framework
+    conn = s.connection()
+    parent = UNIT.alias("parent")
+    units = conn.execute(
+        sa.select(
+            UNIT.c.id,
+            UNIT.c.code,
+            UNIT.c.name,
+            parent.c.id.label("district_id"),
+            parent.c.name.label("district"),
+            parent.c.level.label("parent_level"),
+            ASSESSMENT.c.id.label("assessment_id"),
+            ASSESSMENT.c.status,
+            ASSESSMENT.c.submitted_at,
+            ASSESSMENT.c.revision,
+            ASSESSMENT.c.decided,
+        )
+        .outerjoin(parent, parent.c.id == UNIT.c.parent_id)
+        .outerjoin(
+            ASSESSMENT, sa.and_(ASSESSMENT.c.unit_id == UNIT.c.id, ASSESSMENT.c.period_id == period.id)
+        )
+        .where(UNIT.c.level == fw.level.value)
+        .order_by(UNIT.c.code)
+    ).all()
+    allowed = set(visible) if visible is not None else None
+    units = [u for u in units if allowed is None or u.id in allowed]
+    required = {ind.code for ind in fw.indicators if ind.evidence.required}
+    answered: dict[int, int] = {}
+    missing: dict[int, int] = {}
+    last: dict[int, dt.datetime] = {}
+    with_evidence = {
+        (aid, code): at
+        for aid, code, at in conn.execute(
+            sa.select(EVIDENCE.c.assessment_id, EVIDENCE.c.indicator_code, sa.func.max(EVIDENCE.c.created_at))
+            .join(ASSESSMENT, ASSESSMENT.c.id == EVIDENCE.c.assessment_id)
+            .where(ASSESSMENT.c.period_id == period.id)
+            .group_by(EVIDENCE.c.assessment_id, EVIDENCE.c.indicator_code)
+        )
+    }
+    for (aid, _), at in with_evidence.items():
+        if aid not in last or at > last[aid]:
+            last[aid] = at
+    for aid, code, na, value_json, at in conn.execute(_latest_answers(), {"period": period.id}):
+        if not na and value_json is None:
+            continue
+        answered[aid] = answered.get(aid, 0) + 1
+        if not na and code in required and (aid, code) not in with_evidence:
+            missing[aid] = missing.get(aid, 0) + 1
+        if aid not in last or at > last[aid]:
+            last[aid] = at
+    revisions = {u.assessment_id: u.revision for u in units if u.assessment_id is not None}
+    claimed = _claimed(s, fw, period.id, revisions)
+    appraised = _appraised(
+        s, period.id, {u.assessment_id: u.decided for u in units if u.assessment_id is not None and u.decided}
+    )
+    extensions = {
+        unit_id: due
+        for unit_id, due in conn.execute(
+            sa.select(EXTENSION.c.unit_id, EXTENSION.c.due_at).where(
+                EXTENSION.c.period_id == period.id, EXTENSION.c.deadline == "self_assessment_due"
+            )
+        )
+    }
+    reminders: dict[int, dict[str, int]] = {}
+    for unit_id, status, sent, count in conn.execute(
+        sa.select(
+            MEMBER.c.unit_id,
+            REMINDER.c.status,
+            OUTBOX.c.status == "sent",
+            sa.func.count(),
+        )
+        .join(MEMBER, MEMBER.c.id == REMINDER.c.member_id)
+        .outerjoin(OUTBOX, OUTBOX.c.id == REMINDER.c.outbox_id)
+        .where(REMINDER.c.period_id == period.id)
+        .group_by(MEMBER.c.unit_id, REMINDER.c.status, OUTBOX.c.status == "sent")
+    ):
+        key = "sent" if status == "queued" and sent else status
+        counts = reminders.setdefault(unit_id, {})
+        counts[key] = counts.get(key, 0) + int(count)
+    rows = []
+    for u in units:
+        aid = u.assessment_id
+        rows.append(
+            BoardRow(
+                u.id,
+                u.code,
+                u.name,
+                u.district_id if u.parent_level == "district" else None,
+                u.district if u.parent_level == "district" else None,
+                u.status or "none",
+                answered.get(aid, 0) if aid is not None else 0,
+                len(fw.indicators),
+                missing.get(aid, 0) if aid is not None else 0,
+                claimed.get(aid, ZERO) if aid is not None else ZERO,
+                appraised.get(aid) if aid is not None else None,
+                last.get(aid) if aid is not None else None,
+                extensions.get(u.id) or period.self_assessment_due,
+                u.id in extensions,
+                u.submitted_at,
+                reminders.get(u.id, {}),
+            )
+        )
+    return rows
+
+
+def progress(
+    s: Session, period_id: int, unit_ids: Sequence[int] | None
+) -> tuple[list[dt.datetime], list[dt.datetime]]:
+    """When answers were given and units submitted (for the chart of progress by day)."""
+    conn = s.connection()
+    answers = (
+        sa.select(ANSWER.c.created_at)
+        .join(ASSESSMENT, ASSESSMENT.c.id == ANSWER.c.assessment_id)
+        .where(ASSESSMENT.c.period_id == period_id)
+    )
+    submitted = sa.select(ASSESSMENT.c.submitted_at).where(
+        ASSESSMENT.c.period_id == period_id, ASSESSMENT.c.submitted_at.is_not(None)
+    )
+    if unit_ids is not None:
+        answers = answers.where(ASSESSMENT.c.unit_id.in_(unit_ids))
+        submitted = submitted.where(ASSESSMENT.c.unit_id.in_(unit_ids))
+    return [r[0] for r in conn.execute(answers)], [r[0] for r in conn.execute(submitted)]
