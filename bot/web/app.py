@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.i18n import Translator
 from bot.service import Service, utc_now, web_url
-from bot.web import auth, board, errors, unit
+from bot.web import appraise, auth, board, errors, unit
 from bot.web.pages import STATE, WebState, helpers, state, viewer
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -66,7 +66,14 @@ def make_app(
     env.globals.update(vi)
     app.router.add_static("/static/", HERE / "static", append_version=True)
     app.router.add_routes(
-        [web.get("/", home), web.get("/healthz", healthz), *auth.routes(), *board.routes(), *unit.routes()]
+        [
+            web.get("/", home),
+            web.get("/healthz", healthz),
+            *auth.routes(),
+            *board.routes(),
+            *unit.routes(),
+            *appraise.routes(),
+        ]
     )
     return app
 
