@@ -314,7 +314,7 @@ async def test_a_database_that_is_down_is_a_503_page(
 
 
 async def test_pages_are_in_the_members_language(w: WebProvince, client: TestClient[object, object]) -> None:
-    w.chats["admin"].say("english")
-    await sign_in(w, client, "admin")
-    page = await (await client.get("/board")).text()
-    assert "Progress board" in page and "Bảng tiến độ" not in page and 'lang="en"' in page
+    w.chats["leader"].say("english")
+    await sign_in(w, client, "leader")
+    page = await (await client.get(f"/units/{w.unit_id('25840')}")).text()
+    assert "Audit trail" in page and "Nhật ký thay đổi" not in page and 'lang="en"' in page
