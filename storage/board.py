@@ -69,7 +69,14 @@ def periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
     return _periods(s.connection().execute(query), resolve)
 
 
-def _latest_answers() -> sa.Select[Any]:
+def _of(column: sa.ColumnElement[Any], ids: list[int] | None) -> sa.ColumnElement[bool]:
+    """Rows of the period's assessments, or of `ids` only (None: all of the period's)."""
+    return sa.true() if ids is None else in_list(column, "ids")
+
+
+def _latest_answers(ids: list[int] | None) -> sa.Select[Any]:
+    """The latest answer revision of each indicator of the period's assessments (or of `ids`; the
+    newer revisions are looked for among those too, which PostgreSQL does not infer)."""
     newer = ANSWER.alias("newer")
     return (
         sa.select(
@@ -86,7 +93,9 @@ def _latest_answers() -> sa.Select[Any]:
                 newer.c.assessment_id == ANSWER.c.assessment_id,
                 newer.c.indicator_code == ANSWER.c.indicator_code,
                 newer.c.revision > ANSWER.c.revision,
+                _of(newer.c.assessment_id, ids),
             ),
+            _of(ANSWER.c.assessment_id, ids),
         )
     )
 
@@ -116,11 +125,6 @@ class _Cache:
 _POINTS = _Cache()
 
 
-def _of(column: sa.ColumnElement[Any], ids: list[int] | None) -> sa.ColumnElement[bool]:
-    """Rows of the period's assessments, or of `ids` only (None: all of the period's)."""
-    return sa.true() if ids is None else in_list(column, "ids")
-
-
 def _progress(s: Session, fw: Framework, period_id: int, revisions: dict[int, int]) -> dict[int, _Progress]:
     with _POINTS.lock:
         known = {a: p for a, p in _POINTS.progress.items() if revisions.get(a) == p.revision}
@@ -131,7 +135,7 @@ def _progress(s: Session, fw: Framework, period_id: int, revisions: dict[int, in
     params = {"period": period_id, "ids": ids}
     conn = s.connection()
     required = sorted(ind.code for ind in fw.indicators if ind.evidence.required)
-    latest = _latest_answers().where(_of(ANSWER.c.assessment_id, ids)).subquery()
+    latest = _latest_answers(ids).subquery()
     has_evidence = sa.exists().where(
         EVIDENCE.c.assessment_id == latest.c.assessment_id,
         EVIDENCE.c.indicator_code == latest.c.indicator_code,
