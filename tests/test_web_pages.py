@@ -336,3 +336,14 @@ async def test_the_board_pages_and_sorts(
         io.BytesIO(await (await client.get("/board.xlsx?sort=code&page=2")).read())
     ).active
     assert download is not None and download.max_row == 3  # every row the filters keep, not a page
+
+
+async def test_a_hostile_answer_is_shown_as_text(w: WebProvince, client: TestClient[object, object]) -> None:
+    respondent = w.chats["other_leader"]
+    respondent.say("câu 3.1")
+    respondent.say("không áp dụng")
+    respondent.say('<img src=x onerror=alert(1)> "Không có hệ thống"')
+    await sign_in(w, client, "admin")
+    page = await (await client.get(f"/units/{w.unit_id('25843')}/indicators/3.1")).text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
+    assert "&#34;Không có hệ thống&#34;" in page or "&quot;Không có hệ thống&quot;" in page
