@@ -156,9 +156,7 @@ async def test_the_board_counts_points_and_reminders(
     indicator = catalog.framework("tay-ninh-commune-2025").indicator("1.1")
     assert indicator is not None
     with w.db.session() as s:
-        (row,) = [
-            r for r in board(s, periods(s, resolve_framework)[0], None, w.p.clock_value) if r.unit_id == own
-        ]
+        (row,) = [r for r in board(s, periods(s, resolve_framework)[0], None) if r.unit_id == own]
     assert row.claimed == indicator.points(Decimal("70.4")) and row.appraised == Decimal("6.5")
     assert row.reminders == {"sent": 1, "queued": 1, "deferred": 1, "undeliverable": 1}
     assert (row.answered, row.evidence_missing, row.status) == (1, 0, "submitted")

@@ -58,19 +58,19 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
 
 
-def warm_board(db: Database) -> None:
+def warm_board(db: Database, cache: store_board.BoardCache) -> None:
     """Compute every period's board once, so the first person to open it does not wait for the
     claimed points of every unit (kept per assessment revision afterwards; see storage/board.py)."""
     try:
         with db.session() as s:
             for period in store_board.periods(s, resolve_framework):
-                store_board.board(s, period, None, utc_now())
+                store_board.board(s, period, None, cache)
     except Exception as exc:  # a database that is down: the pages say so when they are opened
         log.warning("could not prepare the progress board at start: %r", exc)
 
 
 async def _warm_in_background(app: web.Application) -> None:
-    asyncio.get_running_loop().run_in_executor(None, warm_board, app[STATE].db)
+    asyncio.get_running_loop().run_in_executor(None, warm_board, app[STATE].db, app[STATE].board_cache)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service
 from scoring.answers import VIETNAM_TZ
+from storage.board import BoardCache
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.web import SignedIn, Viewer
@@ -37,6 +38,7 @@ class WebState:
     # what a decision's replies said, shown on the next page of that session (post, redirect, get);
     # kept in this process only: a restart loses at most a message already acted upon
     flashes: dict[int, list[str]] = field(default_factory=dict)
+    board_cache: BoardCache = field(default_factory=BoardCache)  # see storage/board.py
 
     @property
     def secure(self) -> bool:
