@@ -48,7 +48,6 @@ class WebState:
 STATE = web.AppKey("dti_state", WebState)
 VIEWER = web.RequestKey("dti_viewer", Viewer)
 SESSION = web.RequestKey("dti_session", SignedIn)
-FLASH = web.RequestKey("dti_flash_text", list)
 
 
 def state(request: web.Request) -> WebState:
@@ -91,12 +90,15 @@ def render(
 ) -> web.Response:
     """A page in the viewer's language, with the CSRF token and the viewer for the layout."""
     signed = request.get(SESSION)
+    partial = request.headers.get("HX-Request") == "true"
+    # what the last form's replies said goes on the next whole page (not a download, not a fragment)
+    flash = state(request).flashes.pop(signed.session_id, []) if signed is not None and not partial else []
     full = {
         **helpers(translator(request)),
         "viewer": request.get(VIEWER),
         "csrf": signed.csrf_token if signed is not None else "",
-        "flash": context.get("flash") or request.get(FLASH),
-        "partial": request.headers.get("HX-Request") == "true",
+        "flash": flash,
+        "partial": partial,
         **context,
     }
     response = aiohttp_jinja2.render_template(template, request, full, status=status)
