@@ -186,7 +186,9 @@ async def test_a_unit_and_its_evidence_in_the_browser(
     own = w.unit_id("25840")
     page = await (await client.get(f"/units/{own}")).text()
     assert "st-answered" in page and "Đã nộp" in page
-    assert "answer.save" in page and "evidence.add" in page and "assessment.status" in page  # the audit trail
+    assert (
+        "Trả lời chỉ tiêu" in page and "Thêm minh chứng" in page and "assessment.status" in page
+    )  # audit trail
     detail = await (await client.get(f"/units/{own}/indicators/1.1")).text()
     sha = the_file(w)
     assert f"/units/{own}/files/{sha}" in detail and "70,4" in detail and "<object" in detail

@@ -22,7 +22,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service, resolve_framework, utc_now, web_url
 from bot.web import appraise, auth, board, errors, unit
-from bot.web.pages import STATE, WebState, helpers, state, viewer
+from bot.web.pages import STATE, WebState, helpers, viewer
 from storage import board as store_board
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -103,7 +103,7 @@ def make_app(
         vi["_"], lambda one, many, n: vi["_"](one if n == 1 else many), newstyle=False
     )
     env.globals.update(vi)
-    app.router.add_static("/static/", HERE / "static", append_version=True)
+    app.router.add_static("/static/", HERE / "static")
     app.router.add_routes(
         [
             web.get("/", home),
@@ -115,10 +115,6 @@ def make_app(
         ]
     )
     return app
-
-
-def static_url(app: web.Application, name: str) -> str:
-    return str(app.router["static"].url_for(filename=name)) if "static" in app.router else f"/static/{name}"
 
 
 async def serve(app: web.Application, host: str, port: int, ready: Callable[[int], None]) -> None:
@@ -134,6 +130,3 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[int
     ready(port)
     await stop.wait()
     await runner.cleanup()
-
-
-__all__ = ["make_app", "serve", "state"]

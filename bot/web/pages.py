@@ -82,7 +82,11 @@ def helpers(t: Translator) -> dict[str, Any]:
             return "–"
         return t.number(Decimal(str(value)), places)
 
-    return {"_": text, "gettext": text, "num": num, "when": local, "lang": t.lang}
+    def action(code: str) -> str:
+        key = f"web.action.{code}"
+        return t(key) if t.has(key) else code
+
+    return {"_": text, "gettext": text, "num": num, "when": local, "action": action, "lang": t.lang}
 
 
 def render(
