@@ -34,9 +34,11 @@ from bot.results import NothingComputed, Premature, compute, premature, publish_
 from bot.scheduler import ReminderScheduler
 from bot.service import Service, render, utc_now
 from bot.sheets import SheetError, read_rows
+from bot.web import cli as web_cli
 from flows.engine import join_code
 from flows.model import Reply, msg
 from flows.reminders import Policy
+from flows.web import LINK_MINUTES
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from scoring.model import UnitLevel
@@ -687,6 +689,11 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
             leader = create_invite(s, demo["respondent_unit"], "leader", now, fortnight, by).code
         print(t("cli.demo_ready", url=_safe_url(url)), file=ctx.err)
         print("  " + _leader_command(url, leader), file=ctx.err)
+        link = web_cli.demo_admin_link(db, units[0].code, by)
+        if link is not None:
+            print(t("cli.demo_web", minutes=LINK_MINUTES), file=ctx.err)
+            print("  " + _demo_command(url, "run web"), file=ctx.err)
+            print("  " + link, file=ctx.err)
         run_chat(db, args.chat_id, code, ctx.out)
     return 0
 
@@ -694,13 +701,18 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 def _leader_command(url: str, code: str) -> str:
     """The command that joins a second terminal to the demo as its leader, runnable as printed from
     any directory: the demo's database and evidence, and this installation's `dtibot`."""
+    return _demo_command(url, f"chat --as lanhdao --join {code}")
+
+
+def _demo_command(url: str, arguments: str) -> str:
+    """`dtibot ARGUMENTS` on the demo's database and evidence, runnable as printed from anywhere."""
     installed = Path(sys.executable).parent / "dtibot"
     program = str(installed) if installed.exists() else "dtibot"
     # a password is not printed: the operator's own exported variable stands for it
     shown = '"$DTI_DATABASE_URL"' if _safe_url(url) != url else shlex.quote(url)
     return (
         f"DTI_DATABASE_URL={shown} DTI_EVIDENCE_DIR={shlex.quote(str(evidence_dir().resolve()))} "
-        f"{shlex.quote(program)} chat --as lanhdao --join {code}"
+        f"{shlex.quote(program)} {arguments}"
     )
 
 
@@ -1111,6 +1123,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], t: Transl
     zr.add_argument("--port", type=int, default=8081)
     zr.add_argument("--path", default="/zalo/webhook")
     zr.set_defaults(func=cmd_run_zalo)
+    web_cli.register(sub, rsub, t)
 
     zalo = sub.add_parser("zalo", help=t("cli.help.zalo"))
     zsub = zalo.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -22,10 +22,11 @@ import datetime as dt
 import functools
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
@@ -39,12 +40,14 @@ from bot.render.reply import ReplyRenderer
 from flows import step
 from flows.appraise import focus
 from flows.engine import join_code
-from flows.model import Decision, Inbound, InboundKind, JoinUnit, Reply, SetLanguage
+from flows.model import Decision, Inbound, InboundKind, JoinUnit, Reply, SetLanguage, Snapshot, WebLinkOffer
+from flows.web import asks_for_web_link
 from scoring.model import Framework
 from storage.db import Database
 from storage.load import Loaded, Message, load, recipients
 from storage.record import ConcurrentUpdate, Outgoing, Write, write
 from storage.tables import WEB, open_web_chat
+from storage.web import links_since
 
 # What makes a batch's messages go again, each on its own, on fresh data.
 CONFLICTS = (ConcurrentUpdate, IntegrityError)
@@ -67,6 +70,15 @@ def _invite_code(inbound: Inbound) -> str | None:
 class Unavailable(RuntimeError):
     """The database stayed unreachable or locked through every attempt: nothing was stored, and the
     channel must tell the user to send the message again."""
+
+
+WEB_URL_ENV = "DTI_WEB_URL"
+DEFAULT_WEB_URL = "http://127.0.0.1:8090"
+
+
+def web_url() -> str:
+    """The web workspace's public base address, for the links the chat and the CLI give out."""
+    return os.environ.get(WEB_URL_ENV, "").strip().rstrip("/") or DEFAULT_WEB_URL
 
 
 def utc_now() -> dt.datetime:
@@ -115,6 +127,7 @@ class Service:
     group_commit: bool = True  # async callers' messages share batches when they queue up
     max_batch: int = MAX_BATCH
     db_process: bool = False  # async callers' batches run in a child process (bot/db_process.py)
+    web_url: str | None = None  # where sign-in links point (default: `DTI_WEB_URL`)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _dispatcher: Dispatcher | None = None
@@ -268,7 +281,7 @@ class Service:
                 if loaded.seen:
                     outcomes[n] = []
                     continue
-                decision = step(loaded.snapshot, inbound, now)
+                decision = step(self._offered(s, loaded, inbound, now), inbound, now)
                 writes.append(
                     Write(loaded, decision, inbound_id, self._outgoing(s, loaded, decision, prepend, keep))
                 )
@@ -276,6 +289,15 @@ class Service:
             for n, ids in zip(placed, write(s, writes, now), strict=True):
                 outcomes[n] = ids
             return outcomes
+
+    def _offered(self, s: Session, loaded: Loaded, inbound: Inbound, now: dt.datetime) -> Snapshot:
+        """The snapshot the engine sees; a member asking for a web sign-in link is offered a fresh
+        token with how many links they had in the last hour (the engine has no randomness)."""
+        if not asks_for_web_link(inbound) or loaded.member_id is None:
+            return loaded.snapshot
+        recent = links_since(s, loaded.member_id, now - dt.timedelta(hours=1))
+        offer = WebLinkOffer(secrets.token_urlsafe(32), self.web_url or web_url(), recent)
+        return replace(loaded.snapshot, web_link=offer)
 
     def _outgoing(
         self,

@@ -19,6 +19,7 @@ from flows.model import (
     DecisionView,
     Event,
     EvidenceView,
+    IssueWebLink,
     JoinFailed,
     JoinFailure,
     JoinUnit,
@@ -92,7 +93,7 @@ def _apply(snap: Snapshot, event: Event, now: dt.datetime) -> Snapshot:
     if isinstance(event, SetLanguage):
         assert snap.member is not None
         return replace(snap, member=replace(snap.member, language=event.language))
-    assert isinstance(event, SetReminders)  # not part of the engine's view
+    assert isinstance(event, SetReminders | IssueWebLink)  # not part of the engine's view
     return snap
 
 

@@ -61,6 +61,7 @@ from flows.parse import (
     parse_ratio,
     parse_yes_no,
 )
+from flows.web import asks_for_web_link, web_link
 from scoring.messages import N_
 from scoring.model import AnswerType, AnswerValue, Framework, Indicator
 from scoring.numbers import plain
@@ -883,6 +884,8 @@ def _step(snapshot: Snapshot, inbound: Inbound, now: dt.datetime) -> Decision:
         return _say(snapshot.session, _line(N_("unsupported.edited")))
     if snapshot.member is None:
         return _join(snapshot, inbound, now)
+    if asks_for_web_link(inbound):
+        return web_link(snapshot, now)
     if snapshot.member.role is Role.REVIEWER:
         return review_step(snapshot, inbound, now)
     if snapshot.member.role not in _ANSWERING_ROLES:

@@ -294,6 +294,17 @@ class SessionState:
 
 
 @dataclass(frozen=True, slots=True)
+class WebLinkOffer:
+    """What a member asking for a web sign-in link may be given: a fresh token (drawn by the service,
+    the engine has no randomness), the workspace's public address and how many links the member was
+    given in the last hour (the limit)."""
+
+    token: str
+    base_url: str
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     channel: str
     chat_id: str
@@ -313,6 +324,7 @@ class Snapshot:
     # A chat naming a usable invite: what it sees once joined (read by storage), so the engine goes on
     # with the first question, or the reviewer's queue, in the same step.
     joined: Snapshot | None = None
+    web_link: WebLinkOffer | None = None  # the member asked for a web sign-in link
 
 
 # -- what to record ------------------------------------------------------------------------------
@@ -378,6 +390,15 @@ class SetReminders:
 
 
 @dataclass(frozen=True, slots=True)
+class IssueWebLink:
+    """A single-use web sign-in link for the member, by its token's SHA-256 (the token itself is only
+    in the reply); `token_sha256` None: refused, the member asked too often."""
+
+    token_sha256: str | None
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Decide:
     """A reviewer's decision on one indicator, made against the revision they were shown, while the
     assessment was in `expected`."""
@@ -435,6 +456,7 @@ Event = (
     | Submit
     | SetLanguage
     | SetReminders
+    | IssueWebLink
     | Decide
     | SendReturns
     | CloseAppraisal

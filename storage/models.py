@@ -411,6 +411,38 @@ class Contact(SQLModel, table=True):
     following: bool = True
 
 
+class WebLink(SQLModel, table=True):
+    """A single-use sign-in link to the web workspace, valid for minutes; only its token's SHA-256 is
+    kept, so the table read by someone else opens nothing."""
+
+    __tablename__ = "web_link"
+    __table_args__ = (sa.UniqueConstraint("token_sha256"), sa.Index(None, "member_id", "created_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str
+    member_id: int = Field(foreign_key="member.id")
+    channel: str | None = None  # where it was asked for ("telegram", …); None: an operator's command
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the SHA-256 of its cookie's token, its CSRF token, when it was last seen
+    (idle expiry) and whether it was signed out."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (sa.UniqueConstraint("token_sha256"), sa.Index(None, "member_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str
+    member_id: int = Field(foreign_key="member.id")
+    csrf_token: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 TABLES: tuple[type[SQLModel], ...] = (
     Unit,
     Member,
@@ -431,4 +463,6 @@ TABLES: tuple[type[SQLModel], ...] = (
     Publication,
     ZaloToken,
     Contact,
+    WebLink,
+    WebSession,
 )

@@ -31,6 +31,7 @@ from flows.model import (
     Decision,
     Event,
     IllegalTransition,
+    IssueWebLink,
     JoinFailed,
     JoinFailure,
     JoinUnit,
@@ -62,6 +63,7 @@ from storage.tables import (
     PROCESSED,
     B,
 )
+from storage.web import NEW_WEB_LINK, link_row
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -166,6 +168,7 @@ _ORDER: tuple[sa.Insert | sa.Update, ...] = (
     _NEW_DECISION,
     _SET_LANGUAGE,
     _SET_REMINDERS,
+    NEW_WEB_LINK,
     _NEW_AUDIT,
     _SAVE_SESSION,
     _NEW_PROCESSED,
@@ -435,6 +438,16 @@ def _reminders(c: _Context, event: SetReminders) -> None:
     c.audit("member.reminders", "member", str(c.member_id), None, {"enabled": event.enabled})
 
 
+def _web_link(c: _Context, event: IssueWebLink) -> None:
+    assert c.member_id is not None
+    channel = c.loaded.snapshot.channel
+    if event.token_sha256 is None:
+        c.audit("web.link_refused", "member", str(c.member_id), None, {"reason": "rate_limited"})
+        return
+    c.add(NEW_WEB_LINK, link_row(event.token_sha256, c.member_id, channel, c.now, event.expires_at))
+    c.audit("web.link_issued", "member", str(c.member_id), None, {"expires_at": event.expires_at.isoformat()})
+
+
 def _event(c: _Context, event: Event) -> None:
     if isinstance(event, SaveAnswer):
         _answer(c, event)
@@ -450,6 +463,8 @@ def _event(c: _Context, event: Event) -> None:
         _join_failed(c, event)
     elif isinstance(event, SetLanguage):
         _language(c, event)
+    elif isinstance(event, IssueWebLink):
+        _web_link(c, event)
     else:
         _reminders(c, event)
 

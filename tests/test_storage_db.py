@@ -69,7 +69,7 @@ def count(database: Database, model: type[SQLModel]) -> int:
 # -- migrations ------------------------------------------------------------------------------------------
 
 
-HEAD = "0011"
+HEAD = "0012"
 
 
 def test_upgrade_0001_to_0002_keeps_rows(empty_url: str) -> None:
