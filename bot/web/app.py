@@ -21,6 +21,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service, utc_now, web_url
 from bot.web import appraise, auth, board, errors, unit
+from bot.web import results as results_pages
 from bot.web.pages import STATE, WebState, helpers, state, viewer
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -73,6 +74,7 @@ def make_app(
             *board.routes(),
             *unit.routes(),
             *appraise.routes(),
+            *results_pages.routes(),
         ]
     )
     return app
