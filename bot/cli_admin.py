@@ -38,6 +38,7 @@ from bot.web import cli as web_cli
 from flows.engine import join_code
 from flows.model import Reply, msg
 from flows.reminders import Policy
+from flows.web import LINK_MINUTES
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from scoring.model import UnitLevel
@@ -688,6 +689,11 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
             leader = create_invite(s, demo["respondent_unit"], "leader", now, fortnight, by).code
         print(t("cli.demo_ready", url=_safe_url(url)), file=ctx.err)
         print("  " + _leader_command(url, leader), file=ctx.err)
+        link = web_cli.demo_admin_link(db, units[0].code, by)
+        if link is not None:
+            print(t("cli.demo_web", minutes=LINK_MINUTES), file=ctx.err)
+            print("  " + _demo_command(url, "run web"), file=ctx.err)
+            print("  " + link, file=ctx.err)
         run_chat(db, args.chat_id, code, ctx.out)
     return 0
 
@@ -695,13 +701,18 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 def _leader_command(url: str, code: str) -> str:
     """The command that joins a second terminal to the demo as its leader, runnable as printed from
     any directory: the demo's database and evidence, and this installation's `dtibot`."""
+    return _demo_command(url, f"chat --as lanhdao --join {code}")
+
+
+def _demo_command(url: str, arguments: str) -> str:
+    """`dtibot ARGUMENTS` on the demo's database and evidence, runnable as printed from anywhere."""
     installed = Path(sys.executable).parent / "dtibot"
     program = str(installed) if installed.exists() else "dtibot"
     # a password is not printed: the operator's own exported variable stands for it
     shown = '"$DTI_DATABASE_URL"' if _safe_url(url) != url else shlex.quote(url)
     return (
         f"DTI_DATABASE_URL={shown} DTI_EVIDENCE_DIR={shlex.quote(str(evidence_dir().resolve()))} "
-        f"{shlex.quote(program)} chat --as lanhdao --join {code}"
+        f"{shlex.quote(program)} {arguments}"
     )
 
 

@@ -220,18 +220,13 @@ def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt
     }
     reminders: dict[int, dict[str, int]] = {}
     for unit_id, status, sent, count in conn.execute(
-        sa.select(
-            MEMBER.c.unit_id,
-            REMINDER.c.status,
-            OUTBOX.c.status == "sent",
-            sa.func.count(),
-        )
+        sa.select(MEMBER.c.unit_id, REMINDER.c.status, OUTBOX.c.status, sa.func.count())
         .join(MEMBER, MEMBER.c.id == REMINDER.c.member_id)
         .outerjoin(OUTBOX, OUTBOX.c.id == REMINDER.c.outbox_id)
         .where(REMINDER.c.period_id == period.id)
-        .group_by(MEMBER.c.unit_id, REMINDER.c.status, OUTBOX.c.status == "sent")
+        .group_by(MEMBER.c.unit_id, REMINDER.c.status, OUTBOX.c.status)
     ):
-        key = "sent" if status == "queued" and sent else status
+        key = "sent" if status == "queued" and sent == "sent" else status
         counts = reminders.setdefault(unit_id, {})
         counts[key] = counts.get(key, 0) + int(count)
     rows = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,10 @@ from openpyxl import load_workbook
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from bot.service import resolve_framework
 from storage.admin import UnitRow
 from storage.db import Database
-from storage.models import AppraisalDecision, AuditLog
+from storage.models import AppraisalDecision, AuditLog, Outbox, Reminder
 from tests.e2e_support import pdf_bytes
 from tests.test_state_rules_storage import status
 from tests.web_support import PEOPLE, UNITS, WebProvince, origin, sign_in, web_province
@@ -120,6 +122,50 @@ async def test_the_board_shows_progress_and_filters(
     assert chart.content_type == "image/png" and (await chart.read()).startswith(b"\x89PNG")
 
 
+async def test_the_board_counts_points_and_reminders(
+    w: WebProvince, client: TestClient[object, object]
+) -> None:
+    from bot import catalog
+    from storage.board import board, periods
+
+    own = w.unit_id("25840")
+    leader = w.member_id("leader")
+    with w.db.session() as s:
+        sent = Outbox(channel="console", chat_id="leader", payload_json="{}", status="sent")
+        s.add(sent)
+        s.flush()
+        due = w.p.clock_value
+        for n, status in enumerate(("queued", "queued", "deferred", "undeliverable")):
+            row = Reminder(
+                member_id=leader,
+                period_id=1,
+                deadline="self_assessment_due",
+                offset_key=f"{n}d",
+                planned_at=due,
+                send_at=due,
+                status=status,
+                outbox_id=sent.id if n == 0 else None,
+            )
+            s.add(row)
+    csrf = await sign_in(w, client, "district_reviewer")
+    await client.post(
+        f"/appraise/{own}/1.1/decide",
+        data={"csrf": csrf, "action": "adjust", "revision": "0", "points": "6,5", "comment": "Số liệu cũ"},
+        headers=origin(client),
+    )
+    indicator = catalog.framework("tay-ninh-commune-2025").indicator("1.1")
+    assert indicator is not None
+    with w.db.session() as s:
+        (row,) = [
+            r for r in board(s, periods(s, resolve_framework)[0], None, w.p.clock_value) if r.unit_id == own
+        ]
+    assert row.claimed == indicator.points(Decimal("70.4")) and row.appraised == Decimal("6.5")
+    assert row.reminders == {"sent": 1, "queued": 1, "deferred": 1, "undeliverable": 1}
+    assert (row.answered, row.evidence_missing, row.status) == (1, 0, "submitted")
+    page = await (await client.get("/board")).text()
+    assert "1 / 1 / 1 / 1" in page and "6,5" in page
+
+
 async def test_the_board_download_is_text_never_formulas(
     w: WebProvince, client: TestClient[object, object]
 ) -> None:
@@ -158,15 +204,18 @@ async def test_a_member_uploads_evidence_and_a_refused_type_changes_nothing(
 ) -> None:
     csrf = await sign_in(w, client, "respondent")
     own = w.unit_id("25840")
-    form = FormData()
+    form = FormData(quote_fields=False)  # as a browser sends a name
     form.add_field("csrf", csrf)
     form.add_field(
-        "file", pdf_bytes("tu may tinh"), filename="<b>bien-ban</b>.pdf", content_type="application/pdf"
+        "file",
+        pdf_bytes("tu may tinh"),
+        filename="<img src=x onerror=alert(1)>.pdf",
+        content_type="application/pdf",
     )
     done = await client.post(f"/units/{own}/indicators/1.1/evidence", data=form, headers=origin(client))
     assert done.status == 200  # followed the redirect to the indicator
     text = await done.text()
-    assert "Đã nhận tệp" in text and "<b>bien-ban" not in text
+    assert "Đã nhận tệp" in text and "<img src=x" not in text and "&lt;img src=x onerror" in text
     assert len(w.p.evidence("25840")) == 2
     assert w.p.evidence("25840")[-1].channel == "web"
     bad = FormData()
@@ -262,3 +311,10 @@ async def test_a_database_that_is_down_is_a_503_page(
     page = await client.get("/board")
     assert page.status == 503
     assert "tạm thời" in await page.text()
+
+
+async def test_pages_are_in_the_members_language(w: WebProvince, client: TestClient[object, object]) -> None:
+    w.chats["leader"].say("english")
+    await sign_in(w, client, "leader")
+    page = await (await client.get(f"/units/{w.unit_id('25840')}")).text()
+    assert "Audit trail" in page and "Nhật ký thay đổi" not in page and 'lang="en"' in page

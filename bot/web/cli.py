@@ -9,8 +9,12 @@ import datetime as dt
 import secrets
 from typing import TYPE_CHECKING
 
+from sqlmodel import col, select
+
 from bot.service import Service, utc_now, web_url
+from flows.model import Inbound, InboundKind
 from flows.web import LINK_MINUTES, link_url, token_digest
+from storage.admin import create_invite
 from storage.db import Database
 from storage.evidence import EvidenceStore, evidence_dir
 from storage.models import Member
@@ -30,6 +34,37 @@ def issue_link(db: Database, member_id: int, by: str, now: dt.datetime | None = 
             return None
         operator_link(s, member_id, token_digest(token), now, now + dt.timedelta(minutes=LINK_MINUTES), by)
     return link_url(web_url(), token)
+
+
+DEMO_ADMIN_CHAT = "demo-admin"
+
+
+def demo_admin_link(db: Database, province_code: str, by: str) -> str | None:
+    """The demo province's admin (joined once, through the console chat, like anyone joining) and a
+    fresh sign-in link for them."""
+    now = utc_now()
+    with db.session() as s:
+        member = s.exec(
+            select(Member).where(
+                Member.channel == "console",
+                Member.chat_id == DEMO_ADMIN_CHAT,
+                col(Member.removed_at).is_(None),
+            )
+        ).first()
+        code = (
+            None
+            if member is not None
+            else create_invite(s, province_code, "admin", now, dt.timedelta(hours=1), by).code
+        )
+    if code is not None:
+        Service(db).handle("console", DEMO_ADMIN_CHAT, None, Inbound(InboundKind.TEXT, text=code))
+        with db.session() as s:
+            member = s.exec(
+                select(Member).where(Member.channel == "console", Member.chat_id == DEMO_ADMIN_CHAT)
+            ).first()
+    if member is None or member.id is None:
+        return None
+    return issue_link(db, member.id, by, now)
 
 
 def cmd_web_link(ctx: Context, args: argparse.Namespace) -> int:
