@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.i18n import Translator
 from bot.service import Service, utc_now, web_url
-from bot.web import appraise, auth, board, errors, unit
+from bot.web import appraise, auth, board, errors, manage, unit
 from bot.web import results as results_pages
 from bot.web.pages import STATE, WebState, helpers, state, viewer
 from storage.db import Database
@@ -93,6 +93,7 @@ def make_app(
             *unit.routes(),
             *appraise.routes(),
             *results_pages.routes(),
+            *manage.routes(),
         ]
     )
     return app
