@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from scoring.model import Framework
 from scoring.numbers import ZERO
+from storage.in_list import in_list
 from storage.load import FrameworkResolver, OpenPeriod, _decoded, _periods
 from storage.models import Extension, Outbox, Reminder, table_of
 from storage.tables import ANSWER, ASSESSMENT, DECISION, EVIDENCE, MEMBER, PERIOD, PUBLICATION, UNIT
@@ -68,7 +69,14 @@ def periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
     return _periods(s.connection().execute(query), resolve)
 
 
-def _latest_answers() -> sa.Select[Any]:
+def _of(column: sa.ColumnElement[Any], ids: list[int] | None) -> sa.ColumnElement[bool]:
+    """Rows of the period's assessments, or of `ids` only (None: all of the period's)."""
+    return sa.true() if ids is None else in_list(column, "ids")
+
+
+def _latest_answers(ids: list[int] | None) -> sa.Select[Any]:
+    """The latest answer revision of each indicator of the period's assessments (or of `ids`; the
+    newer revisions are looked for among those too, which PostgreSQL does not infer)."""
     newer = ANSWER.alias("newer")
     return (
         sa.select(
@@ -85,42 +93,95 @@ def _latest_answers() -> sa.Select[Any]:
                 newer.c.assessment_id == ANSWER.c.assessment_id,
                 newer.c.indicator_code == ANSWER.c.indicator_code,
                 newer.c.revision > ANSWER.c.revision,
+                _of(newer.c.assessment_id, ids),
             ),
+            _of(ANSWER.c.assessment_id, ids),
         )
     )
 
 
-class _Points:
-    """Claimed points per (assessment, revision) and appraised per (assessment, decided), per process."""
+@dataclass(frozen=True)
+class _Progress:
+    """What an assessment's answers and evidence come to, as of its `revision` counter."""
+
+    revision: int
+    answered: int
+    missing: int
+    last: dt.datetime | None
+    claimed: Decimal
+
+
+class _Cache:
+    """Per process: progress by (assessment, revision), appraised points by (assessment, decided).
+    Every change of an assessment's answers or evidence bumps its revision (decisions: `decided`), so
+    a hit is never stale; a board reads again only the assessments that changed since."""
 
     def __init__(self) -> None:
-        self.claimed: dict[int, tuple[int, Decimal]] = {}
+        self.progress: dict[int, _Progress] = {}
         self.appraised: dict[int, tuple[int, Decimal | None]] = {}
         self.lock = threading.Lock()
 
 
-_POINTS = _Points()
+_POINTS = _Cache()
 
 
-def _claimed(s: Session, fw: Framework, period_id: int, revisions: dict[int, int]) -> dict[int, Decimal]:
+def _progress(s: Session, fw: Framework, period_id: int, revisions: dict[int, int]) -> dict[int, _Progress]:
     with _POINTS.lock:
-        known = {a: p for a, (rev, p) in _POINTS.claimed.items() if revisions.get(a) == rev}
+        known = {a: p for a, p in _POINTS.progress.items() if revisions.get(a) == p.revision}
     stale = [a for a in revisions if a not in known]
-    if stale:
-        fresh = dict.fromkeys(stale, ZERO)
-        wanted = set(stale)
-        for aid, code, na, value_json, _ in s.connection().execute(_latest_answers(), {"period": period_id}):
-            if aid not in wanted or na or value_json is None:
-                continue
-            ind = fw.indicator(code)
-            value = _decoded(ind, value_json) if ind is not None else None
-            if ind is not None and value is not None:
-                fresh[aid] += ind.points(value)
-        with _POINTS.lock:
-            for aid, points in fresh.items():
-                _POINTS.claimed[aid] = (revisions[aid], points)
-        known.update(fresh)
-    return known
+    if not stale:
+        return known
+    ids = None if len(stale) * 2 > len(revisions) else stale  # most changed: read the period's at once
+    params = {"period": period_id, "ids": ids}
+    conn = s.connection()
+    required = sorted(ind.code for ind in fw.indicators if ind.evidence.required)
+    latest = _latest_answers(ids).subquery()
+    has_evidence = sa.exists().where(
+        EVIDENCE.c.assessment_id == latest.c.assessment_id,
+        EVIDENCE.c.indicator_code == latest.c.indicator_code,
+    )
+    needs = sa.and_(
+        latest.c.indicator_code.in_(required),
+        sa.not_(latest.c.not_applicable),
+        latest.c.value_json.is_not(None),
+    )
+    counted = sa.select(
+        latest.c.assessment_id,
+        sa.func.count(),
+        sa.func.sum(sa.case((sa.and_(needs, ~has_evidence), 1), else_=0)),
+        sa.func.max(latest.c.created_at),
+    ).group_by(latest.c.assessment_id)
+    figures = {
+        aid: (int(n), int(missing or 0), last) for aid, n, missing, last in conn.execute(counted, params)
+    }
+    evidence_last = dict(
+        conn.execute(
+            sa.select(EVIDENCE.c.assessment_id, sa.func.max(EVIDENCE.c.created_at))
+            .join(ASSESSMENT, ASSESSMENT.c.id == EVIDENCE.c.assessment_id)
+            .where(ASSESSMENT.c.period_id == sa.bindparam("period"), _of(EVIDENCE.c.assessment_id, ids))
+            .group_by(EVIDENCE.c.assessment_id),
+            params,
+        ).all()
+    )
+    claimed: dict[int, Decimal] = {}
+    values = sa.select(latest.c.assessment_id, latest.c.indicator_code, latest.c.value_json).where(
+        latest.c.value_json.is_not(None), sa.not_(latest.c.not_applicable)
+    )
+    for aid, code, value_json in conn.execute(values, params):
+        ind = fw.indicator(code)
+        value = _decoded(ind, value_json) if ind is not None else None
+        if ind is not None and value is not None:
+            claimed[aid] = claimed.get(aid, ZERO) + ind.points(value)
+    fresh = {}
+    for aid in stale:
+        answered, missing, last = figures.get(aid, (0, 0, None))
+        other = evidence_last.get(aid)
+        if other is not None and (last is None or other > last):
+            last = other
+        fresh[aid] = _Progress(revisions[aid], answered, missing, last, claimed.get(aid, ZERO))
+    with _POINTS.lock:
+        _POINTS.progress.update(fresh)
+    return {**known, **fresh}
 
 
 def _appraised(s: Session, period_id: int, decided: dict[int, int]) -> dict[int, Decimal | None]:
@@ -181,32 +242,8 @@ def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt
     ).all()
     allowed = set(visible) if visible is not None else None
     units = [u for u in units if allowed is None or u.id in allowed]
-    required = {ind.code for ind in fw.indicators if ind.evidence.required}
-    answered: dict[int, int] = {}
-    missing: dict[int, int] = {}
-    last: dict[int, dt.datetime] = {}
-    with_evidence = {
-        (aid, code): at
-        for aid, code, at in conn.execute(
-            sa.select(EVIDENCE.c.assessment_id, EVIDENCE.c.indicator_code, sa.func.max(EVIDENCE.c.created_at))
-            .join(ASSESSMENT, ASSESSMENT.c.id == EVIDENCE.c.assessment_id)
-            .where(ASSESSMENT.c.period_id == period.id)
-            .group_by(EVIDENCE.c.assessment_id, EVIDENCE.c.indicator_code)
-        )
-    }
-    for (aid, _), at in with_evidence.items():
-        if aid not in last or at > last[aid]:
-            last[aid] = at
-    for aid, code, na, value_json, at in conn.execute(_latest_answers(), {"period": period.id}):
-        if not na and value_json is None:
-            continue
-        answered[aid] = answered.get(aid, 0) + 1
-        if not na and code in required and (aid, code) not in with_evidence:
-            missing[aid] = missing.get(aid, 0) + 1
-        if aid not in last or at > last[aid]:
-            last[aid] = at
     revisions = {u.assessment_id: u.revision for u in units if u.assessment_id is not None}
-    claimed = _claimed(s, fw, period.id, revisions)
+    progress = _progress(s, fw, period.id, revisions)
     appraised = _appraised(
         s, period.id, {u.assessment_id: u.decided for u in units if u.assessment_id is not None and u.decided}
     )
@@ -232,6 +269,7 @@ def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt
     rows = []
     for u in units:
         aid = u.assessment_id
+        done = progress.get(aid) if aid is not None else None
         rows.append(
             BoardRow(
                 u.id,
@@ -240,12 +278,12 @@ def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt
                 u.district_id if u.parent_level == "district" else None,
                 u.district if u.parent_level == "district" else None,
                 u.status or "none",
-                answered.get(aid, 0) if aid is not None else 0,
+                done.answered if done is not None else 0,
                 len(fw.indicators),
-                missing.get(aid, 0) if aid is not None else 0,
-                claimed.get(aid, ZERO) if aid is not None else ZERO,
+                done.missing if done is not None else 0,
+                done.claimed if done is not None else ZERO,
                 appraised.get(aid) if aid is not None else None,
-                last.get(aid) if aid is not None else None,
+                done.last if done is not None else None,
                 extensions.get(u.id) or period.self_assessment_due,
                 u.id in extensions,
                 u.submitted_at,

@@ -318,3 +318,32 @@ async def test_pages_are_in_the_members_language(w: WebProvince, client: TestCli
     await sign_in(w, client, "leader")
     page = await (await client.get(f"/units/{w.unit_id('25840')}")).text()
     assert "Audit trail" in page and "Nhật ký thay đổi" not in page and 'lang="en"' in page
+
+
+async def test_the_board_pages_and_sorts(
+    w: WebProvince, client: TestClient[object, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.web.board.PAGE", 1)
+    await sign_in(w, client, "admin")
+    first = await (await client.get("/board?sort=code")).text()
+    assert "Xã An Bình" in first and "&lt;script&gt;" not in first and "Trang 1/2" in first
+    assert "page=2" in first
+    second = await (await client.get("/board?sort=code&page=2")).text()
+    assert "Xã An Bình" not in second and "&lt;script&gt;" in second
+    backwards = await (await client.get("/board?sort=code&dir=desc")).text()
+    assert "&lt;script&gt;" in backwards and "Xã An Bình" not in backwards
+    download = load_workbook(
+        io.BytesIO(await (await client.get("/board.xlsx?sort=code&page=2")).read())
+    ).active
+    assert download is not None and download.max_row == 3  # every row the filters keep, not a page
+
+
+async def test_a_hostile_answer_is_shown_as_text(w: WebProvince, client: TestClient[object, object]) -> None:
+    respondent = w.chats["other_leader"]
+    respondent.say("câu 3.1")
+    respondent.say("không áp dụng")
+    respondent.say('<img src=x onerror=alert(1)> "Không có hệ thống"')
+    await sign_in(w, client, "admin")
+    page = await (await client.get(f"/units/{w.unit_id('25843')}/indicators/3.1")).text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
+    assert "&#34;Không có hệ thống&#34;" in page or "&quot;Không có hệ thống&quot;" in page

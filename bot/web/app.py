@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -19,14 +20,16 @@ import jinja2
 from aiohttp import web
 
 from bot.i18n import Translator
-from bot.service import Service, utc_now, web_url
+from bot.service import Service, resolve_framework, utc_now, web_url
 from bot.web import appraise, auth, board, errors, manage, unit
 from bot.web import results as results_pages
 from bot.web.pages import STATE, WebState, helpers, state, viewer
+from storage import board as store_board
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.web import WebRole
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 MAX_UPLOAD = 21 * 1024 * 1024  # the evidence store's 20 MB and the form around it
 
@@ -56,6 +59,21 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
 
 
+def warm_board(db: Database) -> None:
+    """Compute every period's board once, so the first person to open it does not wait for the
+    claimed points of every unit (kept per assessment revision afterwards; see storage/board.py)."""
+    try:
+        with db.session() as s:
+            for period in store_board.periods(s, resolve_framework):
+                store_board.board(s, period, None, utc_now())
+    except Exception as exc:  # a database that is down: the pages say so when they are opened
+        log.warning("could not prepare the progress board at start: %r", exc)
+
+
+async def _warm_in_background(app: web.Application) -> None:
+    asyncio.get_running_loop().run_in_executor(None, warm_board, app[STATE].db)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -66,10 +84,13 @@ def make_app(
     service: Service | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
     base_url: str | None = None,
+    warm: bool = False,
 ) -> web.Application:
     """The workspace on `db` and `store`; decisions go through `service` (a new one on `db`)."""
     app = web.Application(middlewares=[errors.errors, auth.authenticate], client_max_size=MAX_UPLOAD)
     app.on_response_prepare.append(security_headers)
+    if warm:
+        app.on_startup.append(_warm_in_background)
     app[STATE] = WebState(db, store, service or Service(db, clock=clock), clock, base_url or web_url())
     env = aiohttp_jinja2.setup(
         app,

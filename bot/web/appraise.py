@@ -84,8 +84,8 @@ def _form_inbound(
 
 
 async def decide(request: web.Request) -> web.Response:
-    """Chấp nhận, Điều chỉnh điểm or Yêu cầu bổ sung on one indicator, as decided on the revision the
-    page showed; then the next indicator once it is recorded, else the same one with what was said."""
+    """Accept, adjust the points or ask for more evidence on one indicator, as decided on the revision
+    the page showed; then the next indicator once it is recorded, else the same one with what was said."""
     unit_id = appraised_unit(request)
     code = request.match_info["code"]
     st = state(request)
@@ -113,7 +113,7 @@ async def decide(request: web.Request) -> web.Response:
 
 
 async def unit_action(request: web.Request) -> web.Response:
-    """Kết thúc thẩm định (close) or sending the returns to the unit."""
+    """Closing the appraisal, or sending the returns to the unit."""
     unit_id = appraised_unit(request)
     action = request.match_info["action"]
     st = state(request)

@@ -10,10 +10,11 @@ import io
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from bot.i18n import Translator
 from bot.service import resolve_framework
 from bot.sheets import write_rows
 from bot.web.errors import PageError
+from bot.web.labels import COLUMNS
 from bot.web.pages import local, render, state, translator, viewer
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
@@ -42,13 +44,36 @@ STATE_KEYS = {
 REMINDER_KINDS = ("sent", "queued", "deferred", "undeliverable")
 
 
+PAGE = 200  # rows per page; the tiles and the download cover every row the filters keep
+
+
 @dataclass(frozen=True)
 class Filters:
+    period: int | None
     district: int | None
     status: str | None
     query: str
     sort: str
     descending: bool
+    page: int
+
+    def url(self, path: str = "/board", **changes: object) -> str:
+        """This board's address with some parameters changed (a sort, a page)."""
+        params = {
+            "period": self.period,
+            "district": self.district,
+            "state": self.status,
+            "q": self.query,
+            "sort": self.sort,
+            "dir": "desc" if self.descending else "asc",
+            "page": self.page,
+            **changes,
+        }
+        return path + "?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+    def sort_url(self, key: str) -> str:
+        descending = not self.descending if key == self.sort else False
+        return self.url(sort=key, dir="desc" if descending else "asc", page=1)
 
     @staticmethod
     def of(request: web.Request) -> Filters:
@@ -56,12 +81,20 @@ class Filters:
         district = q.get("district", "")
         status = q.get("state", "")
         sort = q.get("sort", "code")
+        period = q.get("period", "")
+        page = q.get("page", "1")
+
+        def number(text: str) -> int | None:
+            return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
+
         return Filters(
-            int(district) if district.isascii() and district.isdigit() else None,
+            number(period),
+            number(district),
             status if status in STATE_KEYS else None,
             q.get("q", "").strip()[:100],
             sort if sort in SORTS else "code",
             q.get("dir") == "desc",
+            max(number(page) or 1, 1),
         )
 
     def keep(self, row: BoardRow) -> bool:
@@ -146,16 +179,25 @@ async def board_page(request: web.Request) -> web.Response:
     districts = sorted(
         {(r.district_id, r.district) for r in rows if r.district_id is not None}, key=lambda d: str(d[1])
     )
+    filters = replace(filters, period=period.id)
+    pages = max(1, -(-len(shown) // PAGE))
+    page = min(filters.page, pages)
+    filters = replace(filters, page=page)
+    t = translator(request)
     context = {
         "period": period,
         "periods": periods,
-        "rows": shown,
+        "rows": shown[(page - 1) * PAGE : page * PAGE],
+        "count": len(shown),
+        "first": (page - 1) * PAGE + 1 if shown else 0,
+        "pages": pages,
+        "labels": {key: t(key) for key in COLUMNS},
+        "state_labels": {key: t(label) for key, label in STATE_KEYS.items()},
         "tiles": tiles(rows),
         "filters": filters,
         "districts": districts,
         "state_keys": STATE_KEYS,
         "sorts": SORTS,
-        "query_string": request.query_string,
     }
     template = "board_table.html" if request.headers.get("HX-Request") == "true" else "board.html"
     return render(request, template, context)

@@ -86,7 +86,7 @@ def cmd_run_web(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         service = Service(db)
         try:
-            app = make_app(db, EvidenceStore(evidence_dir()), service)
+            app = make_app(db, EvidenceStore(evidence_dir()), service, warm=True)
 
             def ready(port: int) -> None:
                 ctx.err.write(
