@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 from sqlmodel import col, select
 
 from bot import catalog
+from bot.web.appraise import _form_inbound
 from storage.admin import UnitRow
 from storage.db import Database
 from storage.models import AuditLog, Publication, Result
@@ -199,3 +200,27 @@ async def test_the_exports_download_as_the_cli_writes_them(
     assert zipped.status == 200
     names = zipfile.ZipFile(io.BytesIO(await zipped.read())).namelist()
     assert any(n.endswith(".pdf") for n in names)
+
+
+async def test_the_board_after_decisions_in_two_units_one_already_counted(
+    w: WebProvince, client: TestClient[object, object]
+) -> None:
+    """The board caches each unit's appraised points; a decision in a second unit, read while the
+    first unit's total is cached, is counted (it once failed with a KeyError)."""
+    w.chats["leader"].say("nộp")
+    w.chats["leader"].say("có")
+    for line in ("80", "để sau", "nộp", "có"):
+        w.chats["other_leader"].say(line)
+    service = w.p.service()
+    service.handle_web(
+        w.member_id("province_reviewer"), _form_inbound(1, w.unit_id("25843"), "1.1", "accept:0", {})
+    )
+    await sign_in(w, client, "admin")
+    assert (await client.get("/board")).status == 200  # 25843's appraised points now cached
+    service.handle_web(
+        w.member_id("district_reviewer"),
+        _form_inbound(1, w.unit_id("25840"), "1.1", "adjust:0", {"points": "6,5", "comment": "Số liệu cũ"}),
+    )
+    board = await client.get("/board")
+    assert board.status == 200
+    assert "6,5" in await board.text()

@@ -117,6 +117,7 @@ async def manage_page(request: web.Request) -> web.Response:
         "members": members,
         "units": units,
         "frameworks": [f.id for f in catalog.shipped()],
+        "current_framework": period.framework.id if period is not None else "",
         "year": st.clock().year,
     }
     return render(request, "manage.html", context)
