@@ -1,20 +1,15 @@
 """The web workspace's pages for a province of 3,300 communes × the 62-indicator Tây Ninh framework.
 
-Seeds a migrated database (SQLite in a temporary directory, or PostgreSQL with `--postgres URL`,
-default `DTI_TEST_POSTGRES_URL`; a fresh database is created next to it and dropped afterwards) with
-bulk inserts (`bench/export_bench.seed`: units, a period, assessments, answers, evidence, adjustments),
-plus a province admin and a province reviewer, each signed in through a sign-in link.
+Seeds a migrated database (as `bench/export_bench.py` does: communes, an open period, answers,
+evidence, some decisions) on SQLite and, with `--postgres URL` (or `DTI_TEST_POSTGRES_URL`), on a
+scratch PostgreSQL database; signs in a province admin and a province reviewer with sign-in links, and
+times each page through aiohttp's server in this process next to the page's own database reads
+(the same storage calls, alone), both measured in this run: the progress board (the first time, which
+computes every unit's claimed points, then warm, then after 50 units changed), a unit, an indicator
+and the appraisal page. Goal: no page more than twice its reads; the board under 300 ms at 3,300 units.
 
-For three pages — the progress board (`/board`), a unit (`/units/ID`) and the appraisal workspace
-(`/appraise/ID/CODE`) — it measures the server time of each request (a middleware placed before
-every other one times the whole handling, authentication included; requests through aiohttp's test
-client, the first one reported apart as cold) next to the time of that page's own database reads in
-the same run: the storage calls the page makes (the session and viewer lookups of every request, then
-the page's queries), in one session, into Python objects. Medians and 95th percentiles of `--repeat`
-runs. Goal: no page costs more than twice its reads; the board under 300 ms at 3,300 units.
-
-    make bench    # or: .venv/bin/python bench/web_bench.py [--units 3300] [--repeat 30]
-                  #     [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--sqlite-only]
+    make bench    # or: .venv/bin/python bench/web_bench.py [--units 3300] [--repeat 5]
+                  #     [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -23,234 +18,188 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import platform
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from export_bench import _insert, seed
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
-from sqlmodel import select
 
+from bench.export_bench import seed
 from bot import catalog
-from bot.service import Service, resolve_framework, utc_now
+from bot.service import resolve_framework
 from bot.web.app import make_app
+from bot.web.pages import STATE
 from flows.web import token_digest
-from scoring.answers import VIETNAM_TZ
 from storage import board as store_board
-from storage import migrate, workspace
-from storage import web as store_web
+from storage import migrate, web, workspace
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.models import Member, Unit
-
-FRAMEWORK = "tay-ninh-commune-2025"
-TIMES = web.AppKey("bench_times", list)
+from tests.storage_fixtures import create_postgres_database, drop_postgres_database
 
 
-@web.middleware
-async def timing(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The server time of a request: everything between receiving it and the response body."""
-    started = time.perf_counter()
-    response = await handler(request)
-    request.app[TIMES].append(time.perf_counter() - started)
-    return response
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
 
 
-def people(db: Database) -> tuple[int, int]:
-    """A province admin and a province reviewer (the seeded communes sit directly under the province)."""
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+async def atimed(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def prepare(db: Database, units: int) -> dict[str, int]:
+    """The seeded province, its assessments' counters set as the bot keeps them, an admin and a
+    reviewer of the province with a sign-in link each (token: the role's name)."""
+    fw = catalog.framework("tay-ninh-commune-2025")
+    seed(db, fw, units, 0)
+    now = dt.datetime.now(dt.UTC)
     with db.session() as s:
-        province = s.exec(select(Unit).where(Unit.code == "70000")).one().id
-    _insert(
-        db,
-        Member,
-        [
-            {"channel": "telegram", "chat_id": "1", "unit_id": province, "role": "admin"},
-            {"channel": "telegram", "chat_id": "2", "unit_id": province, "role": "reviewer"},
-        ],
-    )
-    with db.session() as s:
-        admin = s.exec(select(Member).where(Member.chat_id == "1")).one().id
-        reviewer = s.exec(select(Member).where(Member.chat_id == "2")).one().id
-    assert admin is not None and reviewer is not None
-    return admin, reviewer
-
-
-async def signed_in(client: TestClient[web.Request, web.Application], db: Database, member: int) -> None:
-    """The browser signed in as `member` with a sign-in link, as an operator prints one."""
-    token = secrets.token_urlsafe(32)
-    now = utc_now()
-    with db.session() as s:
-        store_web.operator_link(s, member, token_digest(token), now, now + dt.timedelta(minutes=10), "bench")
-    url = client.make_url("/")
-    origin = {"Origin": f"{url.scheme}://{url.host}:{url.port}"}
-    response = await client.post(f"/login/{token}", headers=origin, allow_redirects=False)
-    assert response.status == 303, await response.text()
-
-
-def reads(db: Database, member: int, page: str, unit_id: int, code: str) -> Callable[[], object]:
-    """The page's own database reads: the session and the viewer (every request), then the page's."""
-    session_token = ""
-
-    def run() -> object:
-        with db.session() as s:
-            now = utc_now()
-            store_web.signed_in(s, session_token, now)
-            who = store_web.viewer(s, member)
-            assert who is not None
-            periods = store_board.periods(s, resolve_framework)
-            period = periods[0]
-            if page == "board":
-                return store_board.board(s, period, who.visible, now)
-            info = workspace.unit_info(s, unit_id)
-            assert info is not None
-            view = workspace.unit_view(s, info, period.id, period.framework)
-            if page == "unit":
-                return workspace.audit_trail(s, unit_id)
-            assert view.assessment_id is not None
-            return workspace.history(s, view.assessment_id, code)
-
-    return run
-
-
-def quantiles(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
-
-
-async def measure(
-    db: Database, store: EvidenceStore, repeat: int
-) -> list[tuple[str, float, float, float, float, float]]:
-    admin, reviewer = people(db)
-    app = make_app(db, store, Service(db), base_url="http://127.0.0.1")
-    app.middlewares.insert(0, timing)
-    app[TIMES] = []
-    with db.session() as s:
-        unit = s.exec(select(Unit).where(Unit.code == "00007")).one()
-    assert unit.id is not None
-    fw = catalog.framework(FRAMEWORK)
-    code = fw.indicators[len(fw.indicators) // 2].code
-    pages = [
-        ("board", "/board", admin),
-        ("unit", f"/units/{unit.id}", admin),
-        ("appraise", f"/appraise/{unit.id}/{code}", reviewer),
-    ]
-    out = []
-    for name, path, member in pages:
-        client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-        await client.start_server()
-        try:
-            await signed_in(client, db, member)
-            app[TIMES].clear()
-            for _ in range(repeat + 1):
-                response = await client.get(path)
-                body = await response.read()
-                assert response.status == 200, body[:500]
-            cold, warm = app[TIMES][0], app[TIMES][1:]
-        finally:
-            await client.close()
-        baseline = reads(db, member, name, unit.id, code)
-        baseline()
-        read_times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            baseline()
-            read_times.append(time.perf_counter() - started)
-        median, p95 = quantiles(warm)
-        read_median, read_p95 = quantiles(read_times)
-        out.append((name, cold, median, p95, read_median, read_p95))
-    return out
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database next to `admin_url`'s, dropped afterwards."""
-    name = f"dti_bench_{secrets.token_hex(4)}"
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with engine.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as c:
-            c.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        s.execute(
+            sa.text(
+                "UPDATE assessment SET"
+                " decided = (SELECT count(*) FROM appraisal_decision d"
+                " WHERE d.assessment_id = assessment.id),"
+                " revision = (SELECT count(*) FROM answer_revision a WHERE a.assessment_id = assessment.id)"
+                " + (SELECT count(*) FROM evidence e WHERE e.assessment_id = assessment.id)"
             )
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        engine.dispose()
+        )
+        province = s.exec(sa.select(Unit.id).where(Unit.code == "70000")).scalar_one()
+        ids = {}
+        for role in ("admin", "reviewer"):
+            member = Member(channel="console", chat_id=f"bench-{role}", unit_id=province, role=role)
+            s.add(member)
+            s.flush()
+            assert member.id is not None
+            ids[role] = member.id
+            web.operator_link(s, member.id, token_digest(role), now, now + dt.timedelta(minutes=10), "bench")
+        ids["unit"] = s.exec(sa.select(Unit.id).where(Unit.code == "00001")).scalar_one()
+        if db.engine.dialect.name == "postgresql":
+            s.execute(sa.text("ANALYZE"))
+    return ids
 
 
-def run(backend: str, url: str, units: int, repeat: int, tmp: Path) -> None:
+def board_reads(db: Database, member_id: int, cache: store_board.BoardCache) -> None:
+    """What the board page reads: the session, the viewer, the periods and the board."""
+    with db.session() as s:
+        web.signed_in(s, token_digest("no-such-session"), dt.datetime.now(dt.UTC))
+        web.viewer(s, member_id)
+        period = store_board.periods(s, resolve_framework)[0]
+        store_board.board(s, period, None, cache)
+
+
+def unit_reads(db: Database, member_id: int, unit_id: int, code: str | None) -> None:
+    """What a unit, indicator or appraisal page reads: the session, the viewer, the unit's view and
+    its audit trail (a unit) or the indicator's history."""
+    with db.session() as s:
+        web.signed_in(s, token_digest("no-such-session"), dt.datetime.now(dt.UTC))
+        web.viewer(s, member_id)
+        info = workspace.unit_info(s, unit_id)
+        assert info is not None
+        period = store_board.periods(s, resolve_framework)[0]
+        view = workspace.unit_view(s, info, period.id, period.framework)
+        if code is None:
+            workspace.audit_trail(s, unit_id)
+        elif view.assessment_id is not None:
+            workspace.history(s, view.assessment_id, code)
+
+
+async def measure(name: str, url: str, units: int, repeat: int) -> None:
     migrate.upgrade(url)
     db = Database(url)
     try:
-        started = time.perf_counter()
-        seed(db, catalog.framework(FRAMEWORK), units, 0)
-        seeded = time.perf_counter() - started
-        rows = asyncio.run(measure(db, EvidenceStore(tmp / "evidence"), repeat))
+        start = time.perf_counter()
+        ids = prepare(db, units)
+        print(f"  seeded {units} units in {time.perf_counter() - start:.1f} s")
+        app = make_app(db, EvidenceStore(Path(tempfile.mkdtemp())), base_url="http://b")
+        cache = app[STATE].board_cache  # the page's reads, as warm as the page's
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        try:
+            host = client.make_url("/")
+            origin = {"Origin": f"{host.scheme}://{host.host}:{host.port}"}
+            sign = await client.post("/login/admin", headers=origin, allow_redirects=False)
+            assert sign.status == 303, sign.status
+
+            async def get(path: str) -> None:
+                response = await client.get(path)
+                await response.read()
+                assert response.status == 200, (path, response.status)
+
+            first = await atimed(lambda: get("/board"), 1)
+            print(f"  board, first (every unit's claimed points):  page {ms(first)}")
+            rows = [
+                ("board (warm)", "/board", lambda: board_reads(db, ids["admin"], cache)),
+            ]
+            unit = ids["unit"]
+            for label, path, reads in rows:
+                page = await atimed(lambda path=path: get(path), repeat)
+                read = timed(reads, repeat)
+                print(f"  {label:<32} page {ms(page)}   reads {ms(read)}   ratio {page / read:4.1f}")
+            with db.session() as s:
+                s.execute(sa.text("UPDATE assessment SET revision = revision + 1 WHERE id <= 50"))
+            changed = await atimed(lambda: get("/board"), 1)
+            print(f"  board, 50 units changed since      page {ms(changed)}")
+            client.session.cookie_jar.clear()
+            sign = await client.post("/login/reviewer", headers=origin, allow_redirects=False)
+            assert sign.status == 303
+            reviewer = ids["reviewer"]
+            for label, path, code in (
+                ("unit", f"/units/{unit}", None),
+                ("indicator", f"/units/{unit}/indicators/1.1", "1.1"),
+                ("appraisal", f"/appraise/{unit}/1.1", "1.1"),
+            ):
+                page = await atimed(lambda path=path: get(path), repeat)
+                read = timed(lambda code=code: unit_reads(db, reviewer, unit, code), repeat)
+                print(f"  {label:<32} page {ms(page)}   reads {ms(read)}   ratio {page / read:4.1f}")
+        finally:
+            await client.close()
     finally:
         db.dispose()
-    print(
-        f"{backend}: {units} communes x 62 indicators (seeded in {seeded:.1f} s); "
-        f"{repeat} requests per page; cold: the first request of a fresh process without the "
-        "warm-up `dtibot run web` does at start"
-    )
-    print(f"  {'page':<9} {'cold':>8} {'median':>8} {'p95':>8}   {'reads med':>9} {'reads p95':>9}   ratio")
-    for name, cold, median, p95, read_median, read_p95 in rows:
-        ratio = median / read_median if read_median else float("inf")
-        verdict = "ok" if ratio <= 2 else "over 2x"
-        if name == "board":
-            verdict += ", under 300 ms" if median < 0.3 else ", OVER 300 ms"
-        print(
-            f"  {name:<9} {cold * 1000:7.0f}ms {median * 1000:7.1f}ms {p95 * 1000:7.1f}ms   "
-            f"{read_median * 1000:8.1f}ms {read_p95 * 1000:8.1f}ms   {ratio:4.2f}  {verdict}",
-            flush=True,
-        )
 
 
-def main() -> None:
+def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
+    for name, url in (("SQLite (WAL)", f"sqlite:///{tmp / 'bench.db'}"), ("PostgreSQL", postgres)):
+        if not url:
+            print(f"{name}: skipped (no --postgres URL)")
+            continue
+        print(f"{name}:")
+        scratch = create_postgres_database(url) if name == "PostgreSQL" else url
+        try:
+            yield name, scratch
+        finally:
+            if scratch != url:
+                drop_postgres_database(url, scratch)
+
+
+async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--units", type=int, default=3300)
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--postgres", metavar="URL", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
-    parser.add_argument("--sqlite-only", action="store_true")
-    parser.add_argument("--backend", choices=("sqlite", "postgres"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
     args = parser.parse_args()
-    if args.backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            run("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", args.units, args.repeat, Path(tmp))
-        return
-    if args.backend == "postgres":
-        with tempfile.TemporaryDirectory() as tmp, postgres_database(args.postgres) as url:
-            run("PostgreSQL", url, args.units, args.repeat, Path(tmp))
-        return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    # each backend in a process of its own, as a server runs: nothing the board keeps in memory
-    # (its per-assessment points) carries over from one database to the other
-    common = [sys.executable, __file__, "--units", str(args.units), "--repeat", str(args.repeat)]
-    subprocess.run([*common, "--backend", "sqlite"], check=True)
-    if args.postgres and not args.sqlite_only:
-        subprocess.run([*common, "--backend", "postgres", "--postgres", args.postgres], check=True)
-    elif not args.sqlite_only:
-        print("PostgreSQL: skipped (give --postgres URL or set DTI_TEST_POSTGRES_URL)")
-    print(f"run at {dt.datetime.now(VIETNAM_TZ):%d/%m/%Y %H:%M} Asia/Ho_Chi_Minh")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, url in databases(Path(tmp), args.postgres):
+            await measure(name, url, args.units, args.repeat)
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

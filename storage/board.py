@@ -111,10 +111,11 @@ class _Progress:
     claimed: Decimal
 
 
-class _Cache:
-    """Per process: progress by (assessment, revision), appraised points by (assessment, decided).
-    Every change of an assessment's answers or evidence bumps its revision (decisions: `decided`), so
-    a hit is never stale; a board reads again only the assessments that changed since."""
+class BoardCache:
+    """Progress by (assessment, revision), appraised points by (assessment, decided), for one
+    database: every change of an assessment's answers or evidence bumps its revision (decisions:
+    `decided`), so a hit is never stale, and a board reads again only the assessments that changed
+    since. The caller keeps one per database (the web application has its own)."""
 
     def __init__(self) -> None:
         self.progress: dict[int, _Progress] = {}
@@ -122,12 +123,11 @@ class _Cache:
         self.lock = threading.Lock()
 
 
-_POINTS = _Cache()
-
-
-def _progress(s: Session, fw: Framework, period_id: int, revisions: dict[int, int]) -> dict[int, _Progress]:
-    with _POINTS.lock:
-        known = {a: p for a, p in _POINTS.progress.items() if revisions.get(a) == p.revision}
+def _progress(
+    s: Session, cache: BoardCache, fw: Framework, period_id: int, revisions: dict[int, int]
+) -> dict[int, _Progress]:
+    with cache.lock:
+        known = {a: p for a, p in cache.progress.items() if revisions.get(a) == p.revision}
     stale = [a for a in revisions if a not in known]
     if not stale:
         return known
@@ -179,14 +179,16 @@ def _progress(s: Session, fw: Framework, period_id: int, revisions: dict[int, in
         if other is not None and (last is None or other > last):
             last = other
         fresh[aid] = _Progress(revisions[aid], answered, missing, last, claimed.get(aid, ZERO))
-    with _POINTS.lock:
-        _POINTS.progress.update(fresh)
+    with cache.lock:
+        cache.progress.update(fresh)
     return {**known, **fresh}
 
 
-def _appraised(s: Session, period_id: int, decided: dict[int, int]) -> dict[int, Decimal | None]:
-    with _POINTS.lock:
-        known = {a: p for a, (n, p) in _POINTS.appraised.items() if decided.get(a) == n}
+def _appraised(
+    s: Session, cache: BoardCache, period_id: int, decided: dict[int, int]
+) -> dict[int, Decimal | None]:
+    with cache.lock:
+        known = {a: p for a, (n, p) in cache.appraised.items() if decided.get(a) == n}
     stale = {a for a, n in decided.items() if a not in known}
     if stale:
         fresh: dict[int, Decimal | None] = {a: None for a in stale}
@@ -209,14 +211,16 @@ def _appraised(s: Session, period_id: int, decided: dict[int, int]) -> dict[int,
         for (aid, _), (_, points) in latest.items():
             if aid in stale:
                 fresh[aid] = (fresh[aid] or ZERO) + (Decimal(points) if points is not None else ZERO)
-        with _POINTS.lock:
+        with cache.lock:
             for aid, total in fresh.items():
-                _POINTS.appraised[aid] = (decided[aid], total)
+                cache.appraised[aid] = (decided[aid], total)
         known.update(fresh)
     return known
 
 
-def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt.datetime) -> list[BoardRow]:
+def board(
+    s: Session, period: OpenPeriod, visible: Iterable[int] | None, cache: BoardCache | None = None
+) -> list[BoardRow]:
     """Every unit of the period's level (of `visible`, None: all) with its progress, by code."""
     fw = period.framework
     conn = s.connection()
@@ -245,9 +249,13 @@ def board(s: Session, period: OpenPeriod, visible: Iterable[int] | None, now: dt
     allowed = set(visible) if visible is not None else None
     units = [u for u in units if allowed is None or u.id in allowed]
     revisions = {u.assessment_id: u.revision for u in units if u.assessment_id is not None}
-    progress = _progress(s, fw, period.id, revisions)
+    cache = cache if cache is not None else BoardCache()
+    progress = _progress(s, cache, fw, period.id, revisions)
     appraised = _appraised(
-        s, period.id, {u.assessment_id: u.decided for u in units if u.assessment_id is not None and u.decided}
+        s,
+        cache,
+        period.id,
+        {u.assessment_id: u.decided for u in units if u.assessment_id is not None and u.decided},
     )
     extensions = {
         unit_id: due

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from bot.web.auth import COOKIE
 from storage.db import Database
 from storage.models import AuditLog, WebLink, WebSession
-from tests.web_support import WebProvince, origin, sign_in, web_province
+from tests.web_support import LINK, WebProvince, origin, sign_in, web_province
 
 
 @pytest.fixture
@@ -137,3 +137,37 @@ async def test_a_session_idle_too_long_ends(w: WebProvince, client: TestClient[o
     await sign_in(w, client, "leader")
     w.p.clock_value += dt.timedelta(hours=9)
     assert (await client.get("/")).status == 401
+
+
+async def test_a_link_asked_for_on_telegram_signs_in(db: Database, tmp_path: Path) -> None:
+    """The same request over Telegram (the aiogram channel and the fake Bot API): the link arrives in
+    the chat and opens the member's unit in the browser."""
+    from tests.e2e_support import make_province
+    from tests.fake_telegram import FakeTelegram, Limits
+    from tests.test_telegram import Harness
+
+    fake = FakeTelegram(limits=Limits(chat_interval=0.0, per_second=10_000))
+    await fake.start()
+    p = make_province(db, tmp_path)
+    h = Harness(fake, p, "polling")
+    await h.start()
+    try:
+        await h.text(f"/start {p.invite('25840', 'leader')}")
+        out = await h.text("đăng nhập web")
+    finally:
+        await h.stop()
+        await fake.stop()
+    found = LINK.search(out)
+    assert found is not None, out
+    w = WebProvince(p)
+    client = w.app_client()
+    await client.start_server()
+    try:
+        path = "/login/" + found.group(1).rsplit("/login/", 1)[1]
+        done = await client.post(path, headers=origin(client))
+        assert done.status == 200 and "Xã An Bình" in await done.text()  # their unit's page
+        with db.session() as s:
+            audit = s.exec(select(AuditLog).where(AuditLog.action == "web.link_issued")).one()
+            assert audit.channel == "telegram"
+    finally:
+        await client.close()

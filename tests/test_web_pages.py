@@ -156,9 +156,7 @@ async def test_the_board_counts_points_and_reminders(
     indicator = catalog.framework("tay-ninh-commune-2025").indicator("1.1")
     assert indicator is not None
     with w.db.session() as s:
-        (row,) = [
-            r for r in board(s, periods(s, resolve_framework)[0], None, w.p.clock_value) if r.unit_id == own
-        ]
+        (row,) = [r for r in board(s, periods(s, resolve_framework)[0], None) if r.unit_id == own]
     assert row.claimed == indicator.points(Decimal("70.4")) and row.appraised == Decimal("6.5")
     assert row.reminders == {"sent": 1, "queued": 1, "deferred": 1, "undeliverable": 1}
     assert (row.answered, row.evidence_missing, row.status) == (1, 0, "submitted")
@@ -188,7 +186,9 @@ async def test_a_unit_and_its_evidence_in_the_browser(
     own = w.unit_id("25840")
     page = await (await client.get(f"/units/{own}")).text()
     assert "st-answered" in page and "Đã nộp" in page
-    assert "answer.save" in page and "evidence.add" in page and "assessment.status" in page  # the audit trail
+    assert (
+        "Trả lời chỉ tiêu" in page and "Thêm minh chứng" in page and "assessment.status" in page
+    )  # audit trail
     detail = await (await client.get(f"/units/{own}/indicators/1.1")).text()
     sha = the_file(w)
     assert f"/units/{own}/files/{sha}" in detail and "70,4" in detail and "<object" in detail
@@ -347,3 +347,52 @@ async def test_a_hostile_answer_is_shown_as_text(w: WebProvince, client: TestCli
     page = await (await client.get(f"/units/{w.unit_id('25843')}/indicators/3.1")).text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
     assert "&#34;Không có hệ thống&#34;" in page or "&quot;Không có hệ thống&quot;" in page
+
+
+async def test_an_extended_deadline_shows_on_the_board(
+    w: WebProvince, client: TestClient[object, object]
+) -> None:
+    import datetime as dt
+
+    from storage.models import Extension
+
+    due = dt.datetime(2027, 2, 1, 10, 0, tzinfo=dt.UTC)
+    with w.db.session() as s:
+        s.add(
+            Extension(
+                period_id=1,
+                unit_id=w.unit_id("25840"),
+                deadline="self_assessment_due",
+                due_at=due,
+                reason="Bão lũ",
+            )
+        )
+    await sign_in(w, client, "admin")
+    page = await (await client.get("/board?q=25840")).text()
+    assert "01/02/2027 17:00" in page and "gia hạn" in page  # Vietnam time
+    other = await (await client.get("/board?q=25843")).text()
+    assert "15/01/2027 17:00" in other and "gia hạn" not in other
+
+
+async def test_a_file_larger_than_the_limit_is_a_clear_page(
+    w: WebProvince, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.web.app.MAX_UPLOAD", 4096)
+    client = w.app_client()
+    await client.start_server()
+    try:
+        csrf = await sign_in(w, client, "respondent")
+        form = FormData()
+        form.add_field("csrf", csrf)
+        form.add_field(
+            "file", pdf_bytes("x") + b"\0" * 8000, filename="to.pdf", content_type="application/pdf"
+        )
+        own = w.unit_id("25840")
+        response = await client.post(
+            f"/units/{own}/indicators/1.1/evidence", data=form, headers=origin(client)
+        )
+        assert response.status == 413
+        assert "Tệp quá lớn" in await response.text()
+        assert len(w.p.evidence("25840")) == 1
+    finally:
+        await client.close()

@@ -23,7 +23,7 @@ from bot.i18n import Translator
 from bot.service import Service, resolve_framework, utc_now, web_url
 from bot.web import appraise, auth, board, errors, manage, unit
 from bot.web import results as results_pages
-from bot.web.pages import STATE, WebState, helpers, state, viewer
+from bot.web.pages import STATE, WebState, helpers, viewer
 from storage import board as store_board
 from storage.db import Database
 from storage.evidence import EvidenceStore
@@ -59,19 +59,19 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
 
 
-def warm_board(db: Database) -> None:
+def warm_board(db: Database, cache: store_board.BoardCache) -> None:
     """Compute every period's board once, so the first person to open it does not wait for the
     claimed points of every unit (kept per assessment revision afterwards; see storage/board.py)."""
     try:
         with db.session() as s:
             for period in store_board.periods(s, resolve_framework):
-                store_board.board(s, period, None, utc_now())
+                store_board.board(s, period, None, cache)
     except Exception as exc:  # a database that is down: the pages say so when they are opened
         log.warning("could not prepare the progress board at start: %r", exc)
 
 
 async def _warm_in_background(app: web.Application) -> None:
-    asyncio.get_running_loop().run_in_executor(None, warm_board, app[STATE].db)
+    asyncio.get_running_loop().run_in_executor(None, warm_board, app[STATE].db, app[STATE].board_cache)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -104,7 +104,7 @@ def make_app(
         vi["_"], lambda one, many, n: vi["_"](one if n == 1 else many), newstyle=False
     )
     env.globals.update(vi)
-    app.router.add_static("/static/", HERE / "static", append_version=True)
+    app.router.add_static("/static/", HERE / "static")
     app.router.add_routes(
         [
             web.get("/", home),
@@ -120,10 +120,6 @@ def make_app(
     return app
 
 
-def static_url(app: web.Application, name: str) -> str:
-    return str(app.router["static"].url_for(filename=name)) if "static" in app.router else f"/static/{name}"
-
-
 async def serve(app: web.Application, host: str, port: int, ready: Callable[[int], None]) -> None:
     """Run until SIGINT or SIGTERM."""
     runner = web.AppRunner(app)
@@ -137,6 +133,3 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[int
     ready(port)
     await stop.wait()
     await runner.cleanup()
-
-
-__all__ = ["make_app", "serve", "state"]

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.web.errors import Handler, PageError
-from bot.web.pages import FLASH, SESSION, VIEWER, render, state
+from bot.web.pages import SESSION, VIEWER, render, state
 from flows.web import token_digest
 from scoring.messages import N_
 from storage import web as store_web
@@ -92,8 +92,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             fields = await request.post()
             request[FORM_CSRF] = str(fields.get(CSRF_FIELD, ""))
         _refuse_forged(request, signed.csrf_token)
-    else:
-        request[FLASH] = st.flashes.pop(signed.session_id, [])
     return await handler(request)
 
 

@@ -149,7 +149,7 @@ def _rows(
     with st.db.session() as s:
         periods = store_board.periods(s, resolve_framework)
         period = chosen_period(request, periods)
-        rows = store_board.board(s, period, who.visible, st.clock())
+        rows = store_board.board(s, period, who.visible, st.board_cache)
     filters = Filters.of(request)
     shown = sorted(
         (r for r in rows if filters.keep(r)), key=_sort_key(filters.sort), reverse=filters.descending

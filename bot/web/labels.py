@@ -16,6 +16,24 @@ ITEM = (
 )
 DECISION = (N_("web.decision.accept"), N_("web.decision.adjust"), N_("web.decision.return"))
 ROLE = (N_("web.role.admin"), N_("web.role.reviewer"), N_("web.role.leader"), N_("web.role.respondent"))
+# the audit trail's actions (an action without a label is shown by its code)
+AUDIT = (
+    N_("web.action.answer.save"),
+    N_("web.action.evidence.add"),
+    N_("web.action.assessment.status"),
+    N_("web.action.appraisal.decide"),
+    N_("web.action.member.join"),
+    N_("web.action.member.join_failed"),
+    N_("web.action.member.language"),
+    N_("web.action.member.reminders"),
+    N_("web.action.member.remove"),
+    N_("web.action.deadline.extend"),
+    N_("web.action.web.link_issued"),
+    N_("web.action.web.link_refused"),
+    N_("web.action.web.signin"),
+    N_("web.action.web.signout"),
+    N_("web.action.web.signout_everywhere"),
+)
 COLUMNS = (
     N_("web.col.code"),
     N_("web.col.unit"),

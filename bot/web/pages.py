@@ -19,6 +19,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service
 from scoring.answers import VIETNAM_TZ
+from storage.board import BoardCache
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.web import SignedIn, Viewer
@@ -37,6 +38,7 @@ class WebState:
     # what a decision's replies said, shown on the next page of that session (post, redirect, get);
     # kept in this process only: a restart loses at most a message already acted upon
     flashes: dict[int, list[str]] = field(default_factory=dict)
+    board_cache: BoardCache = field(default_factory=BoardCache)  # see storage/board.py
 
     @property
     def secure(self) -> bool:
@@ -46,7 +48,6 @@ class WebState:
 STATE = web.AppKey("dti_state", WebState)
 VIEWER = web.RequestKey("dti_viewer", Viewer)
 SESSION = web.RequestKey("dti_session", SignedIn)
-FLASH = web.RequestKey("dti_flash_text", list)
 
 
 def state(request: web.Request) -> WebState:
@@ -81,7 +82,11 @@ def helpers(t: Translator) -> dict[str, Any]:
             return "–"
         return t.number(Decimal(str(value)), places)
 
-    return {"_": text, "gettext": text, "num": num, "when": local, "lang": t.lang}
+    def action(code: str) -> str:
+        key = f"web.action.{code}"
+        return t(key) if t.has(key) else code
+
+    return {"_": text, "gettext": text, "num": num, "when": local, "action": action, "lang": t.lang}
 
 
 def render(
@@ -89,12 +94,15 @@ def render(
 ) -> web.Response:
     """A page in the viewer's language, with the CSRF token and the viewer for the layout."""
     signed = request.get(SESSION)
+    partial = request.headers.get("HX-Request") == "true"
+    # what the last form's replies said goes on the next whole page (not a download, not a fragment)
+    flash = state(request).flashes.pop(signed.session_id, []) if signed is not None and not partial else []
     full = {
         **helpers(translator(request)),
         "viewer": request.get(VIEWER),
         "csrf": signed.csrf_token if signed is not None else "",
-        "flash": context.get("flash") or request.get(FLASH),
-        "partial": request.headers.get("HX-Request") == "true",
+        "flash": flash,
+        "partial": partial,
         **context,
     }
     response = aiohttp_jinja2.render_template(template, request, full, status=status)
