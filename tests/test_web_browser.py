@@ -183,11 +183,25 @@ def shots(tmp_path: Path) -> Path:
 
 
 def snap(driver: Any, out: Path, name: str, full: bool = True) -> None:
-    """A screenshot of the page (the whole page on a laptop, up to 2,400 pixels high)."""
+    """A screenshot of the page (the whole page on a laptop, up to 2,400 pixels high), once its
+    pictures (the board's chart is loaded lazily) are drawn."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def fit() -> None:
+        size = driver.get_window_size()
+        chrome = size["height"] - int(driver.execute_script("return window.innerHeight"))
+        height = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+        driver.set_window_size(size["width"], min(max(int(height) + chrome, LAPTOP[1]), 2400))
+
     if full:
-        width = driver.get_window_size()["width"]
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, min(max(int(height) + 20, LAPTOP[1]), 2400))
+        fit()
+    driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
+    WebDriverWait(driver, 10).until(
+        lambda d: d.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    )
+    time.sleep(0.5)  # for the screenshot only: the pictures laid out
+    if full:
+        fit()  # the pictures may have made the page taller
     driver.save_screenshot(str(out / f"{name}.png"))
     if full:
         driver.set_window_size(*LAPTOP)
@@ -248,7 +262,6 @@ def test_a_reviewer_and_an_admin_work_in_the_browser(
         sign_in(driver, base, w, "district_reviewer")
         assert driver.current_url.endswith("/board")
         assert "Xã An Bình" in driver.page_source
-        snap(driver, out, "board")
         go(driver, driver.find_element(By.LINK_TEXT, "Xã An Bình"))
         assert "/units/" in driver.current_url
         snap(driver, out, "unit")
@@ -310,6 +323,9 @@ def test_a_reviewer_and_an_admin_work_in_the_browser(
         snap(driver, out, "publish-confirm")
         go(driver, driver.find_element(By.CSS_SELECTOR, "form[action^='/results/publish'] button.primary"))
         assert "Đã công bố" in driver.page_source
+        driver.get(f"{base}/board")
+        assert "Đã thẩm định" in driver.page_source and "Yêu cầu bổ sung" in driver.page_source
+        snap(driver, out, "board")
         with w.db.session() as s:
             assert len(s.exec(select(Publication)).all()) == 1
         driver.get(f"{base}/manage/invites")
