@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlmodel import col, select
 
+from scoring.answers import VIETNAM_TZ
 from storage.db import Database
 from storage.models import AuditLog, Invite, Member, Outbox, Period, Reminder
 from tests.test_state_rules_storage import Chat
@@ -151,6 +152,13 @@ async def test_an_extension_for_one_unit_shows_on_the_board(
     assert len(audited(w, "deadline.extend")) == 1
     bad = await post(client, "/manage/extend", {**form, "due": "ngày mai"}, 400)
     assert "ngày mai" in bad
+    whole = {**form, "unit": "", "deadline": "appraisal_due", "due": "28/02/2027 17:00"}
+    await post(client, "/manage/extend?period=1", whole)  # the period's own deadline
+    with w.db.session() as s:
+        period = s.get(Period, 1)
+        assert period is not None and period.appraisal_due is not None
+        assert period.appraisal_due.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M") == "28/02/2027 17:00"
+    assert "28/02/2027 17:00" in await (await client.get("/manage")).text()
 
 
 async def test_a_reminder_to_one_unit_is_queued_now(

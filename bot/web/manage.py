@@ -162,13 +162,15 @@ async def open_new_period(request: web.Request) -> web.Response:
 
 
 async def extend(request: web.Request) -> web.Response:
-    """`dtibot period extend --unit`: one unit's deadline moved later, with a reason."""
+    """`dtibot period extend [--unit]`: one unit's deadline, or the period's, moved later, with a
+    reason."""
     who = admin(request)
     form = await _form(request)
     st = state(request)
     with st.db.session() as s:
         period_ref = chosen_period(request, store_board.periods(s, resolve_framework))
-    code = _unit_code(who, _units(request, who), form.get("unit", ""))
+    whole = form.get("unit", "") == ""  # the period's own deadline (`dtibot period extend` without --unit)
+    code = None if whole else _unit_code(who, _units(request, who), form.get("unit", ""))
     deadline = form.get("deadline", "")
     due = _date(form.get("due", ""), required=True)
     assert due is not None
@@ -184,7 +186,15 @@ async def extend(request: web.Request) -> web.Response:
     label = t(f"deadline.{deadline}")
     flash_later(
         request,
-        [t("web.manage.extended", deadline=label, unit=code, old=local(old) or "—", new=local(due))],
+        [
+            t(
+                "web.manage.extended",
+                deadline=label,
+                unit=code or t("web.manage.whole_period"),
+                old=local(old) or "—",
+                new=local(due),
+            )
+        ],
     )
     raise web.HTTPSeeOther(f"/manage?period={period_ref.id}")
 
