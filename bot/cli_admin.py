@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import exc as sa_exc
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot import catalog, heap
 from bot.channels.console import ConsoleChannel
@@ -45,6 +45,7 @@ from scoring.model import UnitLevel
 from storage import migrate
 from storage.admin import (
     AdminError,
+    MemberListing,
     UnitRow,
     create_invite,
     extend_deadline,
@@ -535,17 +536,24 @@ def cmd_member_remove(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as db:
         try:
             with db.session() as s:
-                now = utc_now()
-                row = remove_member(s, args.id, now, operator(args))
+                row = remove_and_tell(s, args.id, utc_now(), operator(args))
                 m = row.member
-                told = Reply((msg(N_("member.removed"), unit=row.unit.name),))
-                payload = render(told, m.language, CHANNEL_ESCAPES.get(m.channel, str)).to_json()
-                queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
         except AdminError as exc:
             _admin_error(ctx, exc)
     role = t(ROLE.get(m.role, m.role))
     ctx.say(t("cli.member_removed", id=m.id, chat=f"{m.channel}:{m.chat_id}", unit=row.unit.name, role=role))
     return 0
+
+
+def remove_and_tell(s: Session, member_id: int, now: dt.datetime, by: str | None) -> MemberListing:
+    """Remove a member (`storage.admin.remove_member`, audited) and tell its chat through the outbox,
+    in its language; the CLI and the web workspace both remove members this way."""
+    row = remove_member(s, member_id, now, by)
+    m = row.member
+    told = Reply((msg(N_("member.removed"), unit=row.unit.name),))
+    payload = render(told, m.language, CHANNEL_ESCAPES.get(m.channel, str)).to_json()
+    queue_replies(s, m.channel, m.chat_id, m.id, [payload], now)
+    return row
 
 
 def _local(value: dt.datetime) -> str:

@@ -48,6 +48,7 @@ from storage.db import Database
 from storage.models import OUTBOX_PRIORITY_REMINDER, Member, Period, Reminder
 from storage.record import queue_replies
 from storage.reminders import (
+    audit_manual_reminder,
     insert_ledger,
     mark_reminder,
     open_periods,
@@ -60,6 +61,7 @@ from storage.reminders import (
 )
 
 log = logging.getLogger(__name__)
+MANUAL = "manual"  # the ledger key of a reminder an operator sent at once
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,46 @@ class ReminderScheduler:
         at = now or self.clock()
         with self.db.session() as s:
             return self.plan(s, at, write=False)
+
+    def remind_unit(
+        self, unit_id: int, now: dt.datetime | None = None, operator: str | None = None
+    ) -> list[Planned]:
+        """Remind one unit's reachable respondents and leaders at once, on an operator's request
+        rather than the policy's schedule (quiet hours are the operator's call): each is told what is
+        left for the unit's most pressing deadline, as a scheduled reminder would tell it. Recorded in
+        the ledger under its own key (`manual@<time>`), queued in the outbox, audited. Nothing is sent
+        when the unit has nothing left to do."""
+        at = now or self.clock()
+        out: list[Planned] = []
+        with self.db.session() as s:
+            for period in open_periods(s):
+                assert period.id is not None
+                framework = catalog.framework(f"{period.framework_id}@{period.framework_version}")
+                states = unit_states(s, period, framework)
+                ctx = _Context(period, at, {st.unit.id: st.work for st in states.values() if st.unit.id})
+                if unit_id not in ctx.works:
+                    continue
+                told: list[int] = []
+                for member in reachable_members(s, [unit_id]):
+                    assert member.id is not None
+                    for deadline in (RETURNED, SUPPLEMENT, SELF_ASSESSMENT):
+                        reply = ctx.reply_for(member, deadline, MANUAL)
+                        if reply is None:
+                            continue
+                        due = Due(deadline, f"{MANUAL}@{at.isoformat()}", at, at)
+                        ledger_id = insert_ledger(
+                            s, member.id, period.id, deadline, due, "queued", at, operator
+                        )
+                        if ledger_id is not None:
+                            self._queue(s, member, ledger_id, reply, at)
+                            out.append(self._planned(member, ctx, deadline, due.offset_key, at, False, reply))
+                            told.append(member.id)
+                        break
+                if told:
+                    audit_manual_reminder(s, period.id, unit_id, told, at, operator)
+        if out and self.on_queued is not None:
+            self.on_queued()
+        return out
 
     def plan(self, s: Session, now: dt.datetime, *, write: bool) -> list[Planned]:
         out: list[Planned] = []

@@ -529,6 +529,11 @@ def list_units(s: Session, level: str | None = None) -> list[UnitListing]:
     ]
 
 
+def all_units(s: Session) -> list[Unit]:
+    """Every unit, by code (the rows, for choosing one in a form)."""
+    return list(s.exec(select(Unit).order_by(col(Unit.code))))
+
+
 def list_periods(s: Session) -> list[Period]:
     return list(s.exec(select(Period).order_by(col(Period.id))))
 

@@ -204,7 +204,9 @@ def _appraised(
             .where(ASSESSMENT.c.period_id == period_id, ASSESSMENT.c.decided > 0)
         )
         for aid, code, revision, points in rows:
-            if (aid in stale and (aid, code) not in latest) or latest[(aid, code)][0] < revision:
+            if aid not in stale:  # its total is known (cached): nothing to read again
+                continue
+            if (aid, code) not in latest or latest[(aid, code)][0] < revision:
                 latest[(aid, code)] = (revision, points)
         for (aid, _), (_, points) in latest.items():
             if aid in stale:

@@ -24,7 +24,7 @@ from scoring.engine import Report, Rules, Status, score
 from scoring.model import Framework
 from storage.admin import progress
 from storage.appraisal import decisions
-from storage.models import Assessment, Extension, Member, Outbox, Period, Reminder, Unit
+from storage.models import Assessment, AuditLog, Extension, Member, Outbox, Period, Reminder, Unit
 
 
 def open_periods(s: Session) -> list[Period]:
@@ -270,3 +270,20 @@ def ledger_stats(s: Session, period_id: int) -> dict[int, LedgerStats]:
 
 def mark_reminder(s: Session, reminder_id: int, status: str, detail: str | None = None) -> None:
     s.execute(sa.update(Reminder).where(col(Reminder.id) == reminder_id).values(status=status, detail=detail))
+
+
+def audit_manual_reminder(
+    s: Session, period_id: int, unit_id: int, members: list[int], now: dt.datetime, operator: str | None
+) -> None:
+    """The audit row of a reminder an operator sent to one unit at once (who was reminded)."""
+    s.add(
+        AuditLog(
+            at=now,
+            operator=operator,
+            action="reminder.manual",
+            entity="unit",
+            entity_id=str(unit_id),
+            unit_id=unit_id,
+            new_json=json.dumps({"period": period_id, "members": members}),
+        )
+    )

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from bot.i18n import Translator
 from bot.service import Service, resolve_framework, utc_now, web_url
-from bot.web import appraise, auth, board, errors, unit
+from bot.web import appraise, auth, board, errors, manage, unit
+from bot.web import results as results_pages
 from bot.web.pages import STATE, WebState, helpers, viewer
 from storage import board as store_board
 from storage.db import Database
@@ -112,6 +113,8 @@ def make_app(
             *board.routes(),
             *unit.routes(),
             *appraise.routes(),
+            *results_pages.routes(),
+            *manage.routes(),
         ]
     )
     return app
