@@ -268,9 +268,13 @@ def _by_day(times: list[dt.datetime]) -> Counter[dt.date]:
 def draw_progress(t: Translator, answers: list[dt.datetime], submitted: list[dt.datetime]) -> bytes:
     """Answers per day (bars) and units submitted per day (line), by Vietnam day, as a PNG."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     per_answer, per_submit = _by_day(answers), _by_day(submitted)
-    days = sorted(set(per_answer) | set(per_submit))
+    active = set(per_answer) | set(per_submit)
+    first = min(active, default=None)
+    span = (max(active) - first).days + 1 if first is not None else 0
+    days = [first + dt.timedelta(days=n) for n in range(span)] if first is not None else []  # quiet days too
     fig = Figure(figsize=(8, 3.2), dpi=110)
     ax = fig.add_subplot()
     positions = range(len(days))
@@ -287,10 +291,13 @@ def draw_progress(t: Translator, answers: list[dt.datetime], submitted: list[dt.
     ax.set_xticks(list(positions)[::step], [d.strftime("%d/%m") for d in days][::step])
     ax.set_ylabel(t("web.chart.answers"))
     other.set_ylabel(t("web.chart.submitted"))
+    for axis in (ax, other):  # counts: whole numbers from 0
+        axis.set_ylim(bottom=0)
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     if not days:
         ax.text(0.5, 0.5, t("web.chart.empty"), ha="center", va="center", transform=ax.transAxes)
-    fig.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="upper center", ncols=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     out = io.BytesIO()
     fig.savefig(out, format="png")
     return out.getvalue()
