@@ -220,12 +220,27 @@ def sign_in(driver: Any, base: str, w: WebProvince, who: str) -> None:
 def go(driver: Any, element: Any) -> None:
     """Click a link or a form's button and wait (up to 10 s) for the page it leads to."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 10).until(lambda _: _left(page))
+
+
+def _left(page: Any) -> bool:
+    """Whether the browser has left the page `page` was the root of. Chromium may answer "does not
+    belong to the document" instead of a stale element while the next page is replacing it."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def press(driver: Any, action: str, **fields: str) -> None:
