@@ -66,6 +66,7 @@ bench: all
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/web_bench.py
+	$(BIN)/python bench/import_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .scratch $(MO)

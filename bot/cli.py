@@ -20,17 +20,18 @@ from typing import Any, NoReturn, TextIO
 from sqlalchemy.exc import DBAPIError
 
 from bot import catalog, cli_admin
+from bot.annex_files import ANNEX_SUFFIXES, AnnexUnreadable, ImportResult, import_annex_file
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
+from bot.render.annex import method_text, problem_lines, report_lines, report_sheet
 from bot.render.labels import ANSWER_TYPE, LEVEL
-from bot.render.problems import answer_problem, gate_issues, import_problem
+from bot.render.problems import answer_problem, gate_issues
 from bot.render.score import report_json, report_text
-from bot.sheets import SHEET_SUFFIXES, SheetError, read_rows, write_rows
-from scoring.annex import import_annex
+from bot.sheets import write_rows
 from scoring.answers import VIETNAM_TZ, AnswerError, parse_answers
 from scoring.engine import Report, Rules, score, score_units
-from scoring.export import dump_framework, framework_rows
-from scoring.gate import FrameworkInvalid, GateResult, build_framework
-from scoring.model import Framework, UnitLevel
+from scoring.export import dump_framework, framework_rows, indicator_data
+from scoring.gate import FrameworkInvalid, GateResult
+from scoring.model import AnswerType, Framework, TiersMethod, UnitLevel
 from scoring.numbers import round_index
 from scoring.ranking import RankEntry, RankRow, rank
 
@@ -161,6 +162,10 @@ def cmd_framework_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+# Answer types whose scoring `framework show` spells out: what an edited annex framework must confirm.
+_SPELLED_OUT = frozenset({AnswerType.CHOICE, AnswerType.PARTS, AnswerType.COUNT, AnswerType.RATIO})
+
+
 def cmd_framework_show(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     fw = _framework(ctx, args.framework)
@@ -196,6 +201,9 @@ def cmd_framework_show(ctx: Context, args: argparse.Namespace) -> int:
             assert ind is not None
             kind = t(ANSWER_TYPE[ind.answer.type])
             ctx.say(f"  {ind.code:<8} {t.number(ind.max_points):>5}  [{kind}]  {ind.text}")
+            if ind.answer.type in _SPELLED_OUT or isinstance(ind.method, TiersMethod):
+                data = indicator_data(ind)
+                ctx.say(" " * 17 + "↳ " + method_text(t, data["answer"], data["scoring"], ind.max_points))
     return 0
 
 
@@ -232,14 +240,8 @@ def cmd_framework_validate(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_framework_import(ctx: Context, args: argparse.Namespace) -> int:
     t = ctx.t
     path = Path(args.file)
-    if path.suffix.lower() not in SHEET_SUFFIXES:
-        ctx.fail(t("cli.sheet_type", path=args.file, types=", ".join(SHEET_SUFFIXES)))
-    try:
-        rows = read_rows(path, args.sheet)
-    except OSError as exc:
-        ctx.fail(t("cli.cannot_read", path=args.file, problem=exc.strerror or str(exc)))
-    except (SheetError, UnicodeDecodeError) as exc:
-        ctx.fail(t("cli.sheet_unreadable", path=args.file, problem=str(exc)))
+    if path.suffix.lower() not in ANNEX_SUFFIXES:
+        ctx.fail(t("cli.sheet_type", path=args.file, types=", ".join(ANNEX_SUFFIXES)))
     decision: dict[str, Any] = {}
     if args.decision_number:
         decision["number"] = args.decision_number
@@ -247,34 +249,50 @@ def cmd_framework_import(ctx: Context, args: argparse.Namespace) -> int:
         decision["date"] = args.decision_date
     if args.issuer:
         decision["issuer"] = args.issuer
-    imported = import_annex(
-        rows,
-        framework_id=args.id or _slug(path.stem),
-        title=args.title or path.stem,
-        level=args.level,
-        version=args.version,
-        decision=decision,
-    )
-    for note in imported.notes:
-        print(t("gate.warning_prefix") + " " + import_problem(t, args.file, note), file=ctx.err)
-    if imported.problems:
-        ctx.fail(
-            t("cli.import_failed", path=args.file, rows=len(imported.problems)),
-            *("- " + import_problem(t, args.file, p) for p in imported.problems),
-        )
     try:
-        result = build_framework(imported.data, args.file)
-    except FrameworkInvalid as exc:
-        ctx.fail(t("cli.import_invalid", path=args.file), *gate_issues(t, exc.errors, exc.warnings))
-    _write_framework(ctx, result, Path(args.output), source=args.file)
+        result = import_annex_file(
+            path,
+            args.file,
+            framework_id=args.id,
+            title=args.title,
+            level=args.level,
+            version=args.version,
+            decision=decision,
+            sheet=args.sheet,
+        )
+    except OSError as exc:
+        ctx.fail(t("cli.cannot_read", path=args.file, problem=exc.strerror or str(exc)))
+    except AnnexUnreadable as exc:
+        ctx.fail(t("cli.sheet_unreadable", path=args.file, problem=str(exc)))
+    errors, warnings = problem_lines(t, result)
+    if args.report:
+        _write_report(ctx, result, Path(args.report))
+    for line in warnings:
+        print(line, file=ctx.err)
+    if result.framework is None:
+        ctx.fail(t("cli.import_failed", path=args.file, rows=len(errors)), *errors)
+    for line in report_lines(t, result.report):
+        ctx.say(line)
+    ctx.say("")
+    _write_framework(ctx, GateResult(result.framework, ()), Path(args.output), source=args.file)
     return 0
 
 
-def _slug(text: str) -> str:
-    from scoring.textfold import fold
-
-    out = "".join(ch if ch.isalnum() else "-" for ch in fold(text))
-    return "-".join(p for p in out.split("-") if p) or "framework"
+def _write_report(ctx: Context, result: ImportResult, out: Path) -> None:
+    t = ctx.t
+    if out.suffix.lower() not in (".xlsx", ".csv", ".tsv"):
+        ctx.fail(t("cli.output_type", path=str(out)))
+    try:
+        write_rows(
+            out,
+            report_sheet(t, result.report),
+            title=t("annex.sheet_title"),
+            widths=(7, 9, 40, 8, 60, 60, 14, 16, 50),
+            wrapped=(3, 5, 6, 9),
+        )
+    except OSError as exc:
+        ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
+    print(t("annex.report_written", path=str(out), indicators=len(result.report)), file=ctx.err)
 
 
 def _write_framework(ctx: Context, result: GateResult, out: Path, source: str) -> None:
@@ -406,7 +424,7 @@ def _parser(t: Translator) -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE")
     validate.set_defaults(func=cmd_framework_validate)
     imp = fsub.add_parser("import", help=t("cli.help.framework_import"))
-    imp.add_argument("file", metavar="FILE.xlsx|csv|tsv")
+    imp.add_argument("file", metavar="FILE.xlsx|docx|csv|tsv")
     imp.add_argument("-o", "--output", required=True, metavar="X.yaml")
     imp.add_argument("--id")
     imp.add_argument("--title")
@@ -416,6 +434,7 @@ def _parser(t: Translator) -> argparse.ArgumentParser:
     imp.add_argument("--decision-date", metavar="DD/MM/YYYY")
     imp.add_argument("--issuer")
     imp.add_argument("--sheet")
+    imp.add_argument("--report", metavar="REPORT.xlsx", help=t("cli.help.import_report"))
     imp.set_defaults(func=cmd_framework_import)
     exp = fsub.add_parser("export", help=t("cli.help.framework_export"))
     exp.add_argument("framework", metavar="ID|FILE")

@@ -55,23 +55,43 @@ class SheetError(ValueError):
 
 def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
     suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".xlsm", ".csv", ".tsv", ".txt"):
+        raise SheetError(f"unsupported file type '{suffix}'")
+    return read_rows_bytes(path.read_bytes(), suffix, sheet)
+
+
+def read_rows_bytes(
+    data: bytes, suffix: str, sheet: str | None = None, *, fill_merged_down: bool = False
+) -> list[list[object]]:
+    """The rows of a workbook or delimited text file given as bytes, with `suffix` saying which. With
+    `fill_merged_down`, a cell merged down over several rows (a rule or a verifier shared by the rows
+    of a group) gives its value to each of them, as Word does."""
     if suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
         try:
-            wb = load_workbook(path, read_only=True, data_only=True)
+            wb = load_workbook(io.BytesIO(data), read_only=not fill_merged_down, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
             raise SheetError(str(exc)) from exc
         try:
             if sheet is not None and sheet not in wb.sheetnames:
                 raise SheetError(f"sheet '{sheet}' not in {wb.sheetnames}")
             ws = wb[sheet] if sheet is not None else wb.worksheets[0]
-            return [[_restored(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            rows = [[_restored(v) for v in row] for row in ws.iter_rows(values_only=True)]
+            if fill_merged_down:
+                for merged in ws.merged_cells.ranges:
+                    if merged.min_col != merged.max_col:
+                        continue
+                    col = merged.min_col - 1
+                    value = rows[merged.min_row - 1][col]
+                    for r in range(merged.min_row, merged.max_row):
+                        rows[r][col] = value
+            return rows
         finally:
             wb.close()
     if suffix not in (".csv", ".tsv", ".txt"):
         raise SheetError(f"unsupported file type '{suffix}'")
-    text = path.read_text(encoding="utf-8-sig")
+    text = data.decode("utf-8-sig")
     if suffix == ".tsv":
         delimiter = "\t"
     else:
@@ -82,11 +102,24 @@ def read_rows(path: Path, sheet: str | None = None) -> list[list[object]]:
     return [[_restored(v) for v in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
-def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet1") -> None:
+_WIDTHS = (10, 80, 30, 12, 40, 40, 14)
+
+
+def write_rows(
+    path: Path,
+    rows: Sequence[Sequence[object]],
+    title: str = "Sheet1",
+    *,
+    widths: Sequence[int] = _WIDTHS,
+    wrapped: Sequence[int] = (2,),
+) -> None:
+    """Rows to .xlsx (bold frozen header, column `widths`, the 1-based `wrapped` columns wrapped), .csv
+    or .tsv; every text cell through `text_cell`."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         from openpyxl import Workbook
         from openpyxl.styles import Alignment, Font
+        from openpyxl.utils import get_column_letter
 
         wb = Workbook()
         ws = wb.active
@@ -97,11 +130,12 @@ def write_rows(path: Path, rows: Sequence[Sequence[object]], title: str = "Sheet
         for cell in ws[1]:
             cell.font = Font(bold=True)
         ws.freeze_panes = "A2"
-        for col, width in zip("ABCDEFG", (10, 80, 30, 12, 40, 40, 14), strict=False):
-            ws.column_dimensions[col].width = width
-        for row in ws.iter_rows(min_row=2, min_col=2, max_col=2):
-            for cell in row:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for n, width in enumerate(widths, 1):
+            ws.column_dimensions[get_column_letter(n)].width = width
+        for col in wrapped:
+            for row in ws.iter_rows(min_row=2, min_col=col, max_col=col):
+                for cell in row:
+                    cell.alignment = Alignment(wrap_text=True, vertical="top")
         wb.save(path)
         return
     delimiter = "\t" if suffix == ".tsv" else ","

@@ -195,6 +195,7 @@ def item(snap: Snapshot, session: SessionState, code: str, intro: tuple[Msg, ...
             total=len(fw.indicators),
         ),
         msg(N_("ask.question"), code=code, text=ind.text),
+        *p.rule_lines(ind),
         msg(N_("review.answer"), value=p.value_msg(ind, answer.value if answer else None, answer)),
         msg(N_("review.claimed"), points=points if points is not None else ZERO, max=ind.max_points),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from decimal import Decimal
 
 from flows import prompts as p
 from flows.apply import apply
@@ -56,11 +57,14 @@ from flows.parse import (
     parse_answer,
     parse_citation,
     parse_link,
+    parse_number,
+    parse_ratio,
     parse_yes_no,
 )
 from flows.web import asks_for_web_link, web_link
 from scoring.messages import N_
 from scoring.model import AnswerType, AnswerValue, Framework, Indicator
+from scoring.numbers import plain
 
 JOIN_WINDOW = dt.timedelta(minutes=15)
 JOIN_MAX_FAILURES = 5
@@ -341,12 +345,40 @@ def _answer_text(snap: Snapshot, session: SessionState, text: str, now: dt.datet
     assert code is not None
     ind = _fw(snap).indicator(code)
     assert ind is not None
-    parsed = parse_answer(ind, text)
+    number = _ratio_number(ind, text)
+    a = _ratio_a(session, code)
+    if number is not None and a is None:
+        reply = Reply((msg(N_("ask.ratio_b"), a=number, denominator=ind.answer.denominator_label or ""),))
+        return _say(replace(session, draft=f"{code}={plain(number)}", misses=0), reply)
+    if number is not None and a is not None:
+        parsed = parse_answer(ind, f"{a.replace('.', ',')}/{plain(number).replace('.', ',')}")
+    else:
+        parsed = parse_answer(ind, text)
     if isinstance(parsed, Problem):
         misses = session.misses + 1
         problem = Msg(parsed.key, parsed.params)
         return _say(replace(session, misses=misses), p.problem_reply(snap, code, problem, misses))
     return _record(snap, session, code, parsed, now)
+
+
+def _ratio_number(ind: Indicator, text: str) -> Decimal | None:
+    """A number alone given to a ratio whose terms are defined (a = …, b = …): one of its terms, asked
+    one after the other. None: not such a ratio, or the text is read as usual ("3/4", "75%")."""
+    spec = ind.answer
+    if spec.type is not AnswerType.RATIO or not (spec.numerator_label and spec.denominator_label):
+        return None
+    if "%" in text or parse_ratio(text) is not None:
+        return None
+    value = parse_number(text)
+    return value if value is not None and value >= 0 else None
+
+
+def _ratio_a(session: SessionState, code: str) -> str | None:
+    """The a already given for the ratio `code`, waiting for its b."""
+    prefix = f"{code}="
+    if session.draft is None or not session.draft.startswith(prefix):
+        return None
+    return session.draft[len(prefix) :]
 
 
 def _file_outside_evidence(

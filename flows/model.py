@@ -248,7 +248,8 @@ class SessionState:
     skipped: tuple[str, ...] = ()
     evidence_added: int = 0  # files/citations received for `current` in this evidence step
     unit: int | None = None  # the unit a reviewer is appraising
-    draft: str | None = None  # a reviewer's decision being composed: points, then comment
+    # a reviewer's decision being composed (points, then comment), or a ratio's a ("1.3=12") waiting for b
+    draft: str | None = None
     # what the member was shown and confirms: the decision revision of the reviewer's item, or the
     # assessment's revision in the submission summary
     seen: int = 0
@@ -289,7 +290,7 @@ class SessionState:
             return cls()
 
     def at(self, mode: Mode, current: str | None) -> SessionState:
-        return replace(self, mode=mode, current=current, misses=0, evidence_added=0)
+        return replace(self, mode=mode, current=current, misses=0, evidence_added=0, draft=None)
 
 
 @dataclass(frozen=True, slots=True)

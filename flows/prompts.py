@@ -127,6 +127,14 @@ def how_to_answer(ind: Indicator) -> Msg:
     )
 
 
+def rule_lines(ind: Indicator) -> tuple[Msg, ...]:
+    """The annex's own rule, shown with the question when the official enters the points themselves
+    (the rule was not read into a guided question), so they and the reviewer score by it."""
+    if ind.answer.type is AnswerType.POINTS and ind.method_text:
+        return (msg(N_("ask.rule"), text=ind.method_text),)
+    return ()
+
+
 def question(
     snap: Snapshot,
     code: str,
@@ -153,6 +161,7 @@ def question(
             group_name=group.name,
         ),
         msg(N_("ask.question"), code=code, text=ind.text),
+        *rule_lines(ind),
     ]
     answer = snap.answers.get(code)
     pid = snap.period.id

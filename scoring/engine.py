@@ -207,22 +207,23 @@ def _policy(framework: Framework, rules: Rules) -> NotApplicablePolicy:
     return rules.not_applicable or framework.not_applicable
 
 
-# Unanswered indicators' results by indicator (the entry holds the indicator, so an id is never
-# reused while cached). Most of a unit's indicators are unanswered until late in its assessment, and
-# the running total after every answer would build the same immutable results again.
-_UNANSWERED: dict[int, tuple[Indicator, IndicatorResult]] = {}
-
-
-def _unanswered(ind: Indicator) -> IndicatorResult:
-    hit = _UNANSWERED.get(id(ind))
-    if hit is not None and hit[0] is ind:
-        return hit[1]
-    full = ind.max_points
-    result = IndicatorResult(ind.code, ind.group_id, ZERO, full, Status.MISSING, None, _NO_PARAMS, None, full)
-    if len(_UNANSWERED) >= 4096:
-        _UNANSWERED.clear()
-    _UNANSWERED[id(ind)] = (ind, result)
-    return result
+def _unanswered_results(framework: Framework) -> tuple[IndicatorResult, ...]:
+    """Each indicator's result while unanswered: most of a unit's indicators are, until late in its
+    assessment, and the running total after every answer would otherwise build them again."""
+    return tuple(
+        IndicatorResult(
+            ind.code,
+            ind.group_id,
+            ZERO,
+            ind.max_points,
+            Status.MISSING,
+            None,
+            _NO_PARAMS,
+            None,
+            ind.max_points,
+        )
+        for ind in framework.indicators
+    )
 
 
 def _indicator_results(
@@ -232,10 +233,11 @@ def _indicator_results(
     peer_averages: Mapping[str, tuple[Decimal, int]] | None,
 ) -> list[IndicatorResult]:
     results: list[IndicatorResult] = []
-    for ind, raw in zip(framework.indicators, raws, strict=True):
+    unanswered = framework.derived("unanswered_results", _unanswered_results)
+    for n, (ind, raw) in enumerate(zip(framework.indicators, raws, strict=True)):
         full = ind.max_points
         if raw is _MISSING:
-            results.append(_unanswered(ind))
+            results.append(unanswered[n])
             continue
         if raw.status is not Status.NOT_APPLICABLE:
             results.append(

@@ -43,7 +43,8 @@ def _method_name(method: ScoringMethod) -> str:
     }[type(method).__name__]
 
 
-def _indicator(ind: Indicator) -> dict[str, Any]:
+def indicator_data(ind: Indicator) -> dict[str, Any]:
+    """One indicator as its framework file writes it."""
     answer: dict[str, Any] = {"type": ind.answer.type.value}
     for key in ("unit", "numerator_label", "denominator_label"):
         value = getattr(ind.answer, key)
@@ -58,8 +59,13 @@ def _indicator(ind: Indicator) -> dict[str, Any]:
         ind.method.target != HUNDRED or ind.answer.type not in (AnswerType.PERCENTAGE, AnswerType.RATIO)
     ):
         scoring["target"] = _num(ind.method.target)
+    if isinstance(ind.method, RateMethod) and ind.method.full_from is not None:
+        scoring["full_from"] = _num(ind.method.full_from)
     if isinstance(ind.method, TiersMethod):
-        scoring["tiers"] = [{"min": _num(t.min), "points": _num(t.points)} for t in ind.method.tiers]
+        scoring["tiers"] = [
+            {"min": _num(t.min), "points": _num(t.points), **({"above": True} if t.above else {})}
+            for t in ind.method.tiers
+        ]
     out: dict[str, Any] = {"code": ind.code, "text": ind.text, "max_points": _num(ind.max_points)}
     if ind.guidance is not None:
         out["guidance"] = ind.guidance
@@ -128,15 +134,28 @@ def framework_data(fw: Framework) -> dict[str, Any]:
             "id": g.id,
             "name": g.name,
             "max_points": _num(g.max_points),
-            "indicators": [_indicator(i) for i in fw.indicators if i.group_id == g.id],
+            "indicators": [indicator_data(i) for i in fw.indicators if i.group_id == g.id],
         }
         for g in fw.groups
     ]
     return data
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line texts (an annex's rule with its line breaks) as literal blocks, easy to edit."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump_framework(fw: Framework, header: str | None = None) -> str:
-    text = yaml.safe_dump(framework_data(fw), allow_unicode=True, sort_keys=False, width=100)
+    text = yaml.dump(framework_data(fw), Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
     if header:
         text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
     return text

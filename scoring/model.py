@@ -8,12 +8,15 @@ threshold is compared with), so the engine never needs to switch on the method k
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar, cast
 
 from scoring.numbers import ONE, ZERO, clamp, mul_div, percent_of, total
+
+T = TypeVar("T")
 
 
 class UnitLevel(StrEnum):
@@ -122,13 +125,16 @@ class YesNoMethod:
 
 @dataclass(frozen=True, slots=True)
 class RateMethod:
-    """Full points at `target` (100 % by default), proportional below it, capped at max."""
+    """Full points at `target` (100 % by default), proportional below it, capped at max. With
+    `full_from`, full points already from there ("từ 80% trở lên: điểm tối đa; dưới 80%: tỷ lệ ×
+    điểm tối đa"), proportional to `target` below it."""
 
     target: Decimal = Decimal(100)
+    full_from: Decimal | None = None
 
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
-        if m >= self.target:
+        if m >= self.target or (self.full_from is not None and m >= self.full_from):
             return max_points
         if m <= ZERO:
             return ZERO
@@ -139,6 +145,10 @@ class RateMethod:
 class Tier:
     min: Decimal
     points: Decimal
+    above: bool = False  # the measure must be above `min`, not just reach it ("trên 80%")
+
+    def reached(self, measure: Decimal) -> bool:
+        return measure > self.min if self.above else measure >= self.min
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +160,7 @@ class TiersMethod:
     def points(self, spec: AnswerSpec, value: AnswerValue, max_points: Decimal) -> Decimal:
         m = measure(spec, value)
         for tier in self.tiers:
-            if m >= tier.min:
+            if tier.reached(m):
                 return tier.points
         return ZERO
 
@@ -277,11 +287,22 @@ class Framework:
     _by_code: Mapping[str, Indicator] = field(default_factory=dict, compare=False, repr=False)
     _positions: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     _codes: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    # Values other modules derive from the framework alone, computed once per framework (see `derived`)
+    _derived: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_code", {ind.code: ind for ind in self.indicators})
         object.__setattr__(self, "_positions", {ind.code: n for n, ind in enumerate(self.indicators, 1)})
         object.__setattr__(self, "_codes", frozenset(self._by_code))
+
+    def derived(self, name: str, make: Callable[[Framework], T]) -> T:
+        """`make(self)`, computed on first use and kept with this immutable framework."""
+        try:
+            return cast(T, self._derived[name])
+        except KeyError:
+            value = make(self)
+            self._derived[name] = value
+            return value
 
     @property
     def codes(self) -> frozenset[str]:

@@ -26,6 +26,7 @@ if mode == "eager":
     import aiogram  # first: aiogram builds every schema at import, as it does on its own
 from pydantic import BaseModel
 from bot.channels import aiogram_schemas, telegram
+from bot.outbound import OutButton
 from aiogram.methods.base import Response
 from aiogram.types import Update
 import types

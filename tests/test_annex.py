@@ -114,7 +114,10 @@ def test_rows_that_cannot_be_understood_are_named() -> None:
     assert [(p.row, p.key) for p in result.problems] == [
         (2, "import.bad_max"),
         (3, "import.no_text"),
-        (4, "import.no_code"),
+    ]
+    # a row without a code is numbered by its place in its group, as a warning
+    assert [(n.row, n.key, n.params) for n in result.notes if n.key == "import.code_numbered"] == [
+        (4, "import.code_numbered", {"code": "1.3"})
     ]
 
 

@@ -301,7 +301,7 @@ def test_a_member_cannot_see_or_change_another_units_assessment(db: Database, tm
     # B pressing A's buttons (forged from A's transcript) changes nothing anywhere
     a_keyboard = a_chat.keyboard
     for button in a_keyboard:
-        b_chat.send(Inbound(InboundKind.BUTTON, payload=button["payload"]))
+        b_chat.send(Inbound(InboundKind.BUTTON, payload=button.payload))
     assert p.revisions("25843") == []
     assert len(p.revisions("25840")) == 2
 

@@ -575,7 +575,7 @@ class Chat:
             self.console.send(inbound)
 
     def press(self, label: str) -> None:
-        labels = [b["label"] for b in self.console.keyboard]
+        labels = [b.label for b in self.console.keyboard]
         assert label in labels, (label, labels, self.out.getvalue()[-1000:])
         self.say(f"#{labels.index(label) + 1}")
 
