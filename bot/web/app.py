@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service, resolve_framework, utc_now, web_url
 from bot.web import appraise, auth, board, errors, unit
+from bot.web import frameworks as framework_pages
 from bot.web.pages import STATE, WebState, helpers, state, viewer
 from storage import board as store_board
 from storage.db import Database
@@ -112,6 +113,7 @@ def make_app(
             *board.routes(),
             *unit.routes(),
             *appraise.routes(),
+            *framework_pages.routes(),
         ]
     )
     return app
