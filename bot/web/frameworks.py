@@ -43,6 +43,7 @@ from storage.web import Viewer, WebRole
 MAX_ANNEX = 5 * 1024 * 1024  # an annex of a few hundred rows is far smaller
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 REFUSED = N_("web.fw.refused.title")
+PENDING_FOR = 24 * 3600  # seconds an upload waits for its adoption
 
 
 def admin(request: web.Request) -> Viewer:
@@ -77,9 +78,14 @@ def _uploads(request: web.Request) -> Path:
 
 
 def _keep(request: web.Request, data: bytes, name: str) -> Upload:
-    """The file under its digest and a token for this browser session, each written whole."""
+    """The file under its digest and a token for this browser session, each written whole (tokens
+    left unused for a day are dropped; the files stay, as evidence does)."""
     folder = _uploads(request)
     (folder / "pending").mkdir(parents=True, exist_ok=True)
+    stale = state(request).clock().timestamp() - PENDING_FOR
+    for old in (folder / "pending").glob("*.json"):
+        if old.stat().st_mtime < stale:
+            old.unlink(missing_ok=True)
     sha256 = hashlib.sha256(data).hexdigest()
     content = folder / sha256
     if not content.exists():
@@ -165,6 +171,8 @@ async def frameworks_page(request: web.Request) -> web.Response:
         used = store_frameworks.periods_by_framework(s)
     context = {
         "frameworks": _catalog(t, used),
+        # web2's "Period and people" page opens periods (`dtibot period open`'s code); without it, the CLI
+        "manage": any(r.canonical == "/manage" for r in request.app.router.resources()),
         "province_dir": catalog.province_dir() is not None,
         "suffixes": ", ".join(s for s in ANNEX_SUFFIXES if s not in (".xlsm", ".txt")),
         "max_mb": MAX_ANNEX // (1024 * 1024),
