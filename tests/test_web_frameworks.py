@@ -318,3 +318,21 @@ async def test_an_annex_over_the_size_limit_is_refused(
     )
     assert sent.status == 413
     assert not (w.p.store.root / "annexes").exists()
+
+
+async def test_a_district_admin_may_not_import(db: Database, tmp_path: Path, frameworks: Path) -> None:
+    w = web_province(db, tmp_path, {"district_admin": ("700", "admin")})
+    client = w.app_client()
+    await client.start_server()
+    try:
+        csrf = await sign_in(w, client, "district_admin")
+        assert (await client.get("/board")).status == 200  # an admin of the workspace, not of the province
+        assert (await client.get("/frameworks")).status == 403
+        data = annex_form(csrf, "annex.csv", (DATA / "annex.csv").read_bytes())
+        sent = await client.post(
+            "/frameworks/import", data=data, headers=origin(client), allow_redirects=False
+        )
+        assert sent.status == 403
+    finally:
+        await client.close()
+    assert list(frameworks.iterdir()) == []
