@@ -6,6 +6,7 @@ forms are refused; rule texts are escaped."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
 import re
@@ -155,8 +156,12 @@ async def test_adopted_framework_validates_opens_a_period_and_the_chat_asks_its_
         client, csrf, "annex-nested-header.docx", (DATA / "annex-nested-header.docx").read_bytes()
     )
     form = {"csrf": csrf, "id": "tinh-commune-2026", "version": "2026.1", "title": "Bộ chỉ số xã 2026"}
+    decision = {"decision_number": "1949/QĐ-UBND", "decision_date": "23/11/2026", "issuer": "UBND tỉnh"}
     done = await client.post(
-        report + "/adopt", data={**form, "level": "commune"}, headers=origin(client), allow_redirects=False
+        report + "/adopt",
+        data={**form, **decision, "level": "commune"},
+        headers=origin(client),
+        allow_redirects=False,
     )
     assert done.status == 303, await done.text()
     listed = await (await client.get(done.headers["Location"])).text()
@@ -175,6 +180,11 @@ async def test_adopted_framework_validates_opens_a_period_and_the_chat_asks_its_
     assert "Bộ chỉ số xã 2026" in out.getvalue()
     fw = catalog.framework("tinh-commune-2026@2026.1")
     assert [i.code for i in fw.indicators] == ["1.1", "1.2", "1.3", "2.1", "2.2", "2.3", "2.4"]
+    assert (fw.decision.number, fw.decision.date, fw.decision.issuer) == (
+        "1949/QĐ-UBND",
+        dt.date(2026, 11, 23),
+        "UBND tỉnh",
+    )
     with w.db.session() as s:
         (row,) = s.exec(select(AuditLog).where(AuditLog.action == "framework.adopt")).all()
     assert row.channel == "web" and row.entity_id == "tinh-commune-2026@2026.1"
@@ -292,12 +302,20 @@ async def test_an_id_the_gate_refuses_or_a_database_that_fails_adopts_nothing(
     assert refused.status == 400
     assert VI("web.fw.report.nothing_adopted") in text and html.escape("Tỉnh X/../y") in text
     assert list(frameworks.iterdir()) == []
+    form["id"] = "tinh-x"
+    refused = await client.post(
+        report + "/adopt",
+        data={**form, "decision_date": "31/02/2026"},
+        headers=origin(client),
+        allow_redirects=False,
+    )
+    assert refused.status == 400 and "decision.date" in await refused.text()
+    assert list(frameworks.iterdir()) == []
 
     def down(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is down"))
 
     monkeypatch.setattr("storage.frameworks.record_adoption", down)
-    form["id"] = "tinh-x"
     failed = await client.post(report + "/adopt", data=form, headers=origin(client), allow_redirects=False)
     assert failed.status == 503
     assert list(frameworks.iterdir()) == []

@@ -43,6 +43,9 @@ from storage.web import Viewer, WebRole
 MAX_ANNEX = 5 * 1024 * 1024  # an annex of a few hundred rows is far smaller
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 REFUSED = N_("web.fw.refused.title")
+_FIELDS = ("id", "version", "title", "level")
+# the adoption form's decision fields → the framework file's `decision` keys (`--decision-number` …)
+DECISION = {"decision_number": "number", "decision_date": "date", "issuer": "issuer"}
 PENDING_FOR = 24 * 3600  # seconds an upload waits for its adoption
 
 
@@ -233,7 +236,13 @@ def _report_context(
 
 def _default_form(upload: Upload) -> dict[str, str]:
     stem = Path(upload.name).stem
-    return {"id": slug(stem), "version": "1", "title": stem, "level": UnitLevel.COMMUNE.value}
+    return {
+        "id": slug(stem),
+        "version": "1",
+        "title": stem,
+        "level": UnitLevel.COMMUNE.value,
+        **dict.fromkeys(DECISION, ""),
+    }
 
 
 async def report_page(request: web.Request) -> web.Response:
@@ -271,12 +280,13 @@ async def adopt(request: web.Request) -> web.Response:
     who = admin(request)
     upload = _upload(request)
     posted = await request.post()
-    form = {k: str(posted.get(k, "")).strip()[:200] for k in ("id", "version", "title", "level")}
+    form = {k: str(posted.get(k, "")).strip()[:200] for k in (*_FIELDS, *DECISION)}
     t = translator(request)
     if form["level"] not in {level.value for level in UnitLevel}:
         form["level"] = UnitLevel.COMMUNE.value
     if not form["id"] or not form["version"] or not form["title"]:
         raise PageError(400, REFUSED, N_("web.fw.fields"))
+    decision = {key: form[field] for field, key in DECISION.items() if form[field]}  # as the CLI's options
     result = _read(
         request,
         upload,
@@ -284,6 +294,7 @@ async def adopt(request: web.Request) -> web.Response:
         title=form["title"],
         level=form["level"],
         version=form["version"],
+        decision=decision,
     )
     if result.framework is None:
         context = _report_context(t, upload, result, form)
