@@ -28,7 +28,7 @@ from bot.render.annex import report_sheet
 from bot.sheets import text_cell
 from bot.web.frameworks import MAX_ANNEX
 from storage.db import Database
-from storage.models import AuditLog
+from storage.models import AuditLog, Period
 from tests.test_state_rules_storage import Chat
 from tests.web_support import WebProvince, origin, sign_in, web_province
 
@@ -169,7 +169,20 @@ async def test_adopted_framework_validates_opens_a_period_and_the_chat_asks_its_
     assert 'id="fw-tinh-commune-2026"' in listed
     assert client.app is not None
     if any(r.canonical == "/manage" for r in client.app.router.resources()):  # web2's period page
-        assert "/manage?framework=tinh-commune-2026" in listed
+        assert "/manage?framework=tinh-commune-2026#open-period" in listed
+        manage = await (await client.get("/manage?framework=tinh-commune-2026")).text()
+        assert '<option value="tinh-commune-2026" selected>' in manage and 'id="open-period"' in manage
+        period = {"csrf": csrf, "name": "DTI 2026 (web)", "year": "2026", "framework": "tinh-commune-2026"}
+        opened = await client.post(
+            "/manage/period",
+            data={**period, "self_assessment_due": "31/12/2099"},
+            headers=origin(client),
+            allow_redirects=False,
+        )
+        assert opened.status == 303, await opened.text()
+        with w.db.session() as s:
+            pinned = s.exec(select(Period).where(Period.name == "DTI 2026 (web)")).one()
+        assert (pinned.framework_id, pinned.framework_version) == ("tinh-commune-2026", "2026.1")
     else:
         assert "dtibot period open --framework tinh-commune-2026" in listed
     path = frameworks / "tinh-commune-2026.yaml"
