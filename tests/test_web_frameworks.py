@@ -278,6 +278,8 @@ async def test_forged_forms_are_refused_and_store_nothing(
     refused = await client.post(report + "/adopt", data=form, headers=origin(client), allow_redirects=False)
     assert refused.status == 403
     assert list(frameworks.iterdir()) == []
+    assert (await client.get("/frameworks/import/" + "A" * 43)).status == 404
+    assert (await client.get("/frameworks/import/..%2F..%2Fdti.db")).status == 404
     bad_type = await client.post(
         "/frameworks/import", data=annex_form(csrf, "virus.exe", b"MZ"), headers=origin(client)
     )

@@ -42,6 +42,7 @@ from storage.web import Viewer, WebRole
 
 MAX_ANNEX = 5 * 1024 * 1024  # an annex of a few hundred rows is far smaller
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 REFUSED = N_("web.fw.refused.title")
 _FIELDS = ("id", "version", "title", "level")
 # the adoption form's decision fields → the framework file's `decision` keys (`--decision-number` …)
@@ -106,6 +107,8 @@ def _write_whole(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)
@@ -130,7 +133,10 @@ def _upload(request: web.Request) -> Upload:
 
 def _read(request: web.Request, upload: Upload, **options: Any) -> ImportResult:
     """The stored annex read again, as `dtibot framework import` reads it."""
-    data = (_uploads(request) / upload.sha256).read_bytes()
+    try:
+        data = (_uploads(request) / upload.sha256).read_bytes() if _SHA256.fullmatch(upload.sha256) else b""
+    except OSError as exc:
+        raise PageError(404) from exc
     if hashlib.sha256(data).hexdigest() != upload.sha256:
         raise PageError(404)
     try:
