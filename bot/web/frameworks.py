@@ -11,6 +11,8 @@ browser sends back is taken for the framework).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -131,7 +133,14 @@ def _upload(request: web.Request) -> Upload:
     return upload
 
 
-def _read(request: web.Request, upload: Upload, **options: Any) -> ImportResult:
+async def _import(data: bytes, name: str, **options: Any) -> ImportResult:
+    """`import_annex_file` off the event loop (a long annex takes a moment to read); raises
+    `AnnexUnreadable` as it does."""
+    call = functools.partial(import_annex_file, data, name, **options)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+async def _read(request: web.Request, upload: Upload, **options: Any) -> ImportResult:
     """The stored annex read again, as `dtibot framework import` reads it."""
     try:
         data = (_uploads(request) / upload.sha256).read_bytes() if _SHA256.fullmatch(upload.sha256) else b""
@@ -140,7 +149,7 @@ def _read(request: web.Request, upload: Upload, **options: Any) -> ImportResult:
     if hashlib.sha256(data).hexdigest() != upload.sha256:
         raise PageError(404)
     try:
-        return import_annex_file(data, upload.name, **options)
+        return await _import(data, upload.name, **options)
     except AnnexUnreadable as exc:
         raise PageError(400, REFUSED, N_("web.fw.unreadable"), name=upload.name, problem=str(exc)) from exc
 
@@ -205,7 +214,7 @@ async def upload_annex(request: web.Request) -> web.Response:
     if not data:
         raise PageError(400, REFUSED, N_("web.fw.no_file"))
     try:
-        import_annex_file(data, name)
+        await _import(data, name)
     except AnnexUnreadable as exc:
         raise PageError(400, REFUSED, N_("web.fw.unreadable"), name=name, problem=str(exc)) from exc
     upload = _keep(request, data, name)
@@ -256,7 +265,7 @@ async def report_page(request: web.Request) -> web.Response:
     admin(request)
     upload = _upload(request)
     form = _default_form(upload)
-    result = _read(request, upload, framework_id=form["id"], title=form["title"])
+    result = await _read(request, upload, framework_id=form["id"], title=form["title"])
     return render(
         request, "framework_import.html", _report_context(translator(request), upload, result, form)
     )
@@ -266,7 +275,7 @@ async def report_xlsx(request: web.Request) -> web.Response:
     """The report as the workbook `dtibot framework import --report` writes."""
     admin(request)
     upload = _upload(request)
-    result = _read(request, upload)
+    result = await _read(request, upload)
     t = translator(request)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "report.xlsx"
@@ -293,7 +302,7 @@ async def adopt(request: web.Request) -> web.Response:
     if not form["id"] or not form["version"] or not form["title"]:
         raise PageError(400, REFUSED, N_("web.fw.fields"))
     decision = {key: form[field] for field, key in DECISION.items() if form[field]}  # as the CLI's options
-    result = _read(
+    result = await _read(
         request,
         upload,
         framework_id=form["id"],
