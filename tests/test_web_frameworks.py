@@ -330,6 +330,12 @@ async def test_an_id_the_gate_refuses_or_a_database_that_fails_adopts_nothing(
     def down(*args: object, **kwargs: object) -> None:
         raise OperationalError("INSERT", {}, Exception("database is down"))
 
+    monkeypatch.delenv("DTI_FRAMEWORKS_DIR")
+    page = await (await client.get(report)).text()
+    assert VI("web.fw.no_dir") in await (await client.get("/frameworks")).text() and " disabled>" in page
+    nowhere = await client.post(report + "/adopt", data=form, headers=origin(client), allow_redirects=False)
+    assert nowhere.status == 503 and VI("web.fw.no_dir") in await nowhere.text()
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(frameworks))
     monkeypatch.setattr("storage.frameworks.record_adoption", down)
     failed = await client.post(report + "/adopt", data=form, headers=origin(client), allow_redirects=False)
     assert failed.status == 503
