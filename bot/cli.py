@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from bot import catalog, cli_admin
 from bot.annex_files import ANNEX_SUFFIXES, AnnexUnreadable, ImportResult, import_annex_file
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
-from bot.render.annex import method_text, problem_lines, report_lines, report_sheet
+from bot.render.annex import method_text, problem_lines, report_lines, write_report
 from bot.render.labels import ANSWER_TYPE, LEVEL
 from bot.render.problems import answer_problem, gate_issues
 from bot.render.score import report_json, report_text
@@ -283,13 +283,7 @@ def _write_report(ctx: Context, result: ImportResult, out: Path) -> None:
     if out.suffix.lower() not in (".xlsx", ".csv", ".tsv"):
         ctx.fail(t("cli.output_type", path=str(out)))
     try:
-        write_rows(
-            out,
-            report_sheet(t, result.report),
-            title=t("annex.sheet_title"),
-            widths=(7, 9, 40, 8, 60, 60, 14, 16, 50),
-            wrapped=(3, 5, 6, 9),
-        )
+        write_report(t, result.report, out)
     except OSError as exc:
         ctx.fail(t("cli.cannot_write", path=str(out), problem=exc.strerror or str(exc)))
     print(t("annex.report_written", path=str(out), indicators=len(result.report)), file=ctx.err)

@@ -5,12 +5,14 @@ officer to check a whole annex in minutes; printed by `dtibot framework import` 
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from bot.annex_files import ImportResult
 from bot.i18n import Translator
 from bot.render.labels import ANSWER_TYPE
 from bot.render.problems import gate_issues, import_problem
+from bot.sheets import write_rows
 from scoring.annex import ReportRow
 from scoring.messages import N_
 from scoring.model import AnswerType
@@ -100,6 +102,18 @@ def report_row(t: Translator, row: ReportRow) -> list[str]:
 
 def report_sheet(t: Translator, rows: tuple[ReportRow, ...] | list[ReportRow]) -> list[list[str]]:
     return [report_header(t), *(report_row(t, r) for r in rows)]
+
+
+def write_report(t: Translator, rows: tuple[ReportRow, ...] | list[ReportRow], out: Path) -> None:
+    """The report as a workbook (.xlsx, or .csv/.tsv): `framework import --report` and the web's
+    download (raises OSError)."""
+    write_rows(
+        out,
+        report_sheet(t, rows),
+        title=t("annex.sheet_title"),
+        widths=(7, 9, 40, 8, 60, 60, 14, 16, 50),
+        wrapped=(3, 5, 6, 9),
+    )
 
 
 def report_lines(t: Translator, rows: tuple[ReportRow, ...] | list[ReportRow]) -> list[str]:

@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.i18n import Translator
 from bot.service import Service, resolve_framework, utc_now, web_url
 from bot.web import appraise, auth, board, errors, manage, unit
+from bot.web import frameworks as framework_pages
 from bot.web import results as results_pages
 from bot.web.pages import STATE, WebState, helpers, viewer
 from storage import board as store_board
@@ -115,6 +116,7 @@ def make_app(
             *appraise.routes(),
             *results_pages.routes(),
             *manage.routes(),
+            *framework_pages.routes(),
         ]
     )
     return app

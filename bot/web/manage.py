@@ -4,7 +4,7 @@ one unit, send one unit a reminder now, see and remove members, create, list, pr
 
 Every action is the CLI's: `storage.admin` (`open_period`, `extend_deadline`, `create_invite`,
 `revoke_invite`), `bot.cli_admin.remove_and_tell`, `ReminderScheduler.remind_unit`; each is audited as
-the CLI audits it, with the operator `web:<member>` (bot.web.results.web_operator). A refusal (a
+the CLI audits it, with the operator `web:<member>` (bot.web.roles.web_operator). A refusal (a
 deadline in the past, an unknown unit, a used invite) is the CLI's message on an error page; nothing
 is half-written.
 """
@@ -26,7 +26,7 @@ from bot.service import resolve_framework
 from bot.web.board import chosen_period
 from bot.web.errors import PageError
 from bot.web.pages import flash_later, local, render, state, translator
-from bot.web.results import admin, web_operator
+from bot.web.roles import admin, web_operator
 from flows.engine import join_code
 from flows.reminders import Policy
 from scoring.messages import N_
@@ -117,7 +117,8 @@ async def manage_page(request: web.Request) -> web.Response:
         "members": members,
         "units": units,
         "frameworks": [f.id for f in catalog.shipped()],
-        "current_framework": period.framework.id if period is not None else "",
+        "current_framework": request.query.get("framework")
+        or (period.framework.id if period is not None else ""),
         "year": st.clock().year,
     }
     return render(request, "manage.html", context)

@@ -24,7 +24,8 @@ from bot.results import NothingComputed, Premature, compute, premature, publish_
 from bot.service import resolve_framework
 from bot.web.board import chosen_period, staff
 from bot.web.errors import PageError
-from bot.web.pages import flash_later, local, render, state, translator, viewer
+from bot.web.pages import flash_later, local, render, state, translator
+from bot.web.roles import admin, web_operator
 from scoring.engine import Status
 from scoring.messages import N_
 from storage import board as store_board
@@ -32,7 +33,7 @@ from storage.admin import AdminError, period_by_ref
 from storage.load import OpenPeriod
 from storage.models import Period, Unit
 from storage.results import computed, latest_publication
-from storage.web import Viewer, WebRole
+from storage.web import WebRole
 
 # what the rules did to an indicator, as the preview counts it per unit
 RULES = {
@@ -41,19 +42,6 @@ RULES = {
     Status.NOT_APPLICABLE.value: N_("web.results.rule.not_applicable"),
 }
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def web_operator(who: Viewer) -> str:
-    """Who acted, as the audit trail's operator: marked as made on the web, with the member."""
-    return f"web:{who.member_id}" + (f" {who.name}" if who.name else "")
-
-
-def admin(request: web.Request) -> Viewer:
-    """The viewer, if they are a province (or district) admin: the only ones who change anything."""
-    who = viewer(request)
-    if who.role is not WebRole.ADMIN:
-        raise PageError(403)
-    return who
 
 
 def fingerprint(rows: list[dict[str, Any]]) -> str:
