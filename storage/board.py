@@ -22,9 +22,9 @@ from sqlmodel import Session
 from scoring.model import Framework
 from scoring.numbers import ZERO
 from storage.in_list import in_list
-from storage.load import FrameworkResolver, OpenPeriod, _decoded, _periods
+from storage.load import PERIODS, FrameworkResolver, OpenPeriod, decoded_value, read_periods
 from storage.models import Extension, Outbox, Reminder, table_of
-from storage.tables import ANSWER, ASSESSMENT, DECISION, EVIDENCE, MEMBER, PERIOD, PUBLICATION, UNIT
+from storage.tables import ANSWER, ASSESSMENT, DECISION, EVIDENCE, MEMBER, UNIT
 
 EXTENSION = table_of(Extension)
 REMINDER = table_of(Reminder)
@@ -54,19 +54,7 @@ class BoardRow:
 
 def periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
     """Every period, newest first, open or not (the board can show a closed one)."""
-    query = sa.select(
-        PERIOD.c.id,
-        PERIOD.c.name,
-        PERIOD.c.framework_id,
-        PERIOD.c.framework_version,
-        PERIOD.c.self_assessment_due,
-        PERIOD.c.supplement_due,
-        sa.select(sa.func.max(PUBLICATION.c.published_at))
-        .where(PUBLICATION.c.period_id == PERIOD.c.id)
-        .scalar_subquery()
-        .label("published_at"),
-    ).order_by(PERIOD.c.opened_at.desc(), PERIOD.c.id.desc())
-    return _periods(s.connection().execute(query), resolve)
+    return read_periods(s.connection().execute(PERIODS), resolve)
 
 
 def _of(column: sa.ColumnElement[Any], ids: list[int] | None) -> sa.ColumnElement[bool]:
@@ -169,7 +157,7 @@ def _progress(
     )
     for aid, code, value_json in conn.execute(values, params):
         ind = fw.indicator(code)
-        value = _decoded(ind, value_json) if ind is not None else None
+        value = decoded_value(ind, value_json) if ind is not None else None
         if ind is not None and value is not None:
             claimed[aid] = claimed.get(aid, ZERO) + ind.points(value)
     fresh = {}

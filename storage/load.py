@@ -163,22 +163,20 @@ _BOUND = (
 _SEEN = sa.select(PROCESSED.c.channel, PROCESSED.c.inbound_id).where(
     PROCESSED.c.channel == B("channel"), in_list(PROCESSED.c.inbound_id, "inbound")
 )
-OPEN_PERIODS = (
-    sa.select(
-        PERIOD.c.id,
-        PERIOD.c.name,
-        PERIOD.c.framework_id,
-        PERIOD.c.framework_version,
-        PERIOD.c.self_assessment_due,
-        PERIOD.c.supplement_due,
-        sa.select(sa.func.max(PUBLICATION.c.published_at))
-        .where(PUBLICATION.c.period_id == PERIOD.c.id)
-        .scalar_subquery()
-        .label("published_at"),
-    )
-    .where(PERIOD.c.status == "open")
-    .order_by(PERIOD.c.opened_at.desc(), PERIOD.c.id.desc())
-)
+# Every period as `read_periods` reads it, newest first; the open ones are what a message is answered in.
+PERIODS = sa.select(
+    PERIOD.c.id,
+    PERIOD.c.name,
+    PERIOD.c.framework_id,
+    PERIOD.c.framework_version,
+    PERIOD.c.self_assessment_due,
+    PERIOD.c.supplement_due,
+    sa.select(sa.func.max(PUBLICATION.c.published_at))
+    .where(PUBLICATION.c.period_id == PERIOD.c.id)
+    .scalar_subquery()
+    .label("published_at"),
+).order_by(PERIOD.c.opened_at.desc(), PERIOD.c.id.desc())
+OPEN_PERIODS = PERIODS.where(PERIOD.c.status == "open")
 # The invites messages name (a revoked one is as unknown), with their units.
 _INVITES = sa.select(
     INVITE.c.id,
@@ -274,10 +272,11 @@ _ASSESSMENT_IDS = sa.select(
 
 def open_periods(s: Session, resolve: FrameworkResolver) -> list[OpenPeriod]:
     """Every open period, newest first."""
-    return _periods(s.connection().execute(OPEN_PERIODS), resolve)
+    return read_periods(s.connection().execute(OPEN_PERIODS), resolve)
 
 
-def _periods(rows: Iterable[Sequence[Any]], resolve: FrameworkResolver) -> list[OpenPeriod]:
+def read_periods(rows: Iterable[Sequence[Any]], resolve: FrameworkResolver) -> list[OpenPeriod]:
+    """Periods from rows as `PERIODS` selects them, each with its pinned framework."""
     return [
         OpenPeriod(pid, name, resolve(fid, version), self_due, supplement_due, published)
         for pid, name, fid, version, self_due, supplement_due, published in rows
@@ -298,7 +297,7 @@ _DECODED: dict[tuple[str, str], tuple[Indicator, AnswerValue | None]] = {}
 _DECODED_MAX = 20_000
 
 
-def _decoded(indicator: Indicator, value_json: str) -> AnswerValue | None:
+def decoded_value(indicator: Indicator, value_json: str) -> AnswerValue | None:
     """The stored value of `indicator` (None if it no longer fits)."""
     key = (indicator.code, value_json)
     hit = _DECODED.get(key)
@@ -331,7 +330,7 @@ def answer_views(
         indicator = framework.indicator(code)
         if indicator is None:
             continue  # an indicator the pinned framework no longer has
-        value = _decoded(indicator, value_json) if value_json is not None else None
+        value = decoded_value(indicator, value_json) if value_json is not None else None
         if value is None and not not_applicable:
             continue
         views[code] = AnswerView(value, not_applicable, reasons[code], revision, tuple(by_code.get(code, ())))
@@ -379,7 +378,7 @@ def load(
     )
     chats = {(row.channel, row.chat_id): row for _ in chat_queries for row in next(read)}
     bound = {(row.channel, row.chat_id): row for _ in bound_queries for row in next(read)}
-    periods = _periods(next(read), resolve)
+    periods = read_periods(next(read), resolve)
     seen = {(row.channel, row.inbound_id) for _ in seen_queries for row in next(read)}
     invites = {row.code: row for row in next(read)} if codes else {}
     failures: dict[tuple[str, str], list[dt.datetime]] = defaultdict(list)
