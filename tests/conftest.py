@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +14,11 @@ from bot import catalog
 from bot.i18n import Translator
 from scoring.gate import build_framework
 from scoring.model import Framework
+
+if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
+
+    from tests.web_support import WebProvince
 
 pytest_plugins = ["tests.storage_fixtures"]
 
@@ -140,3 +145,14 @@ def make_framework() -> Callable[..., Framework]:
         return build_framework(data, "test.yaml").framework
 
     return make
+
+
+@pytest.fixture
+async def client(w: WebProvince) -> AsyncIterator[TestClient[object, object]]:
+    """The web workspace of the test module's province `w` (a fixture of the web tests), on 127.0.0.1."""
+    c = w.app_client()
+    await c.start_server()
+    try:
+        yield c
+    finally:
+        await c.close()

@@ -5,7 +5,6 @@ sign-out (here and everywhere), CSRF and cross-site refusal."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,6 @@ from tests.web_support import LINK, WebProvince, origin, sign_in, web_province
 @pytest.fixture
 def w(db: Database, tmp_path: Path) -> WebProvince:
     return web_province(db, tmp_path)
-
-
-@pytest.fixture
-async def client(w: WebProvince) -> AsyncIterator[TestClient[object, object]]:
-    c = w.app_client()
-    await c.start_server()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_a_link_from_the_chat_signs_in_once(w: WebProvince, client: TestClient[object, object]) -> None:

@@ -10,7 +10,6 @@ import datetime as dt
 import html
 import io
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -49,16 +48,6 @@ def frameworks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def w(db: Database, tmp_path: Path, frameworks: Path) -> WebProvince:
     return web_province(db, tmp_path)
-
-
-@pytest.fixture
-async def client(w: WebProvince) -> AsyncIterator[TestClient[object, object]]:
-    c = w.app_client()
-    await c.start_server()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def annex_form(csrf: str, name: str, data: bytes) -> FormData:

@@ -5,7 +5,6 @@ uploads, appraisal through the chat's engine (racing the chat), escaping, and a 
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,16 +37,6 @@ def w(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WebProvi
     for line in ("70,4", f"/file {w.p.files}/bao-cao.pdf", "xong", "nộp", "có"):
         leader.say(line)
     return w
-
-
-@pytest.fixture
-async def client(w: WebProvince) -> AsyncIterator[TestClient[object, object]]:
-    c = w.app_client()
-    await c.start_server()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def the_file(w: WebProvince) -> str:

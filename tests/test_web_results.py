@@ -8,7 +8,6 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,16 +36,6 @@ def w(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WebProvi
     for line in ("70,4", f"/file {w.p.files}/bao-cao.pdf", "xong"):
         w.chats["leader"].say(line)
     return w
-
-
-@pytest.fixture
-async def client(w: WebProvince) -> AsyncIterator[TestClient[object, object]]:
-    c = w.app_client()
-    await c.start_server()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def results(w: WebProvince) -> list[Result]:
