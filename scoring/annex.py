@@ -21,7 +21,7 @@ from typing import Any
 from scoring.messages import N_
 from scoring.model import AnswerType
 from scoring.numbers import plain, total
-from scoring.rules_text import Confidence, Reading, RuleNote, normalize, read_rule
+from scoring.rules_text import Confidence, Reading, RuleNote, normalize, read_rule, readable
 from scoring.textfold import fold
 
 Cell = object
@@ -356,7 +356,7 @@ def import_annex(
     for pos, (line, row) in enumerate(body):
         code, text, max_text = codes[pos], get(row, "text"), get(row, "max")
         group_name = get(row, "group")
-        rule = get(row, "method", lines=True)
+        rule = readable(get(row, "method", lines=True))
         if not (code or text or max_text or rule):
             if indicators_seen and not data_after[pos]:
                 break  # the table has ended: what follows is notes and signatures

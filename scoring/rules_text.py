@@ -70,6 +70,15 @@ _SPACES = re.compile(r"[ \t\u00a0\u2007\u202f\u200b]+")
 _BULLET_RE = re.compile("[" + re.escape(_BULLETS) + "]")
 
 
+_PRIVATE_BULLETS = str.maketrans({c: "•" for c in _BULLETS if "\ue000" <= c <= "\uf8ff"})
+
+
+def readable(text: str) -> str:
+    """The rule text as written, with the Symbol-font bullets a paste from Word keeps (private-use code
+    points, drawn as empty boxes anywhere but in Word) shown as the bullets they are."""
+    return text.translate(_PRIVATE_BULLETS)
+
+
 def normalize(text: str) -> str:
     """NFC text with Word's bullets as line starts, one kind of dash, spaces collapsed."""
     text = unicodedata.normalize("NFC", text).translate(_DASHES)

@@ -76,6 +76,10 @@ def test_every_layout_imports_the_same_framework(name: str) -> None:
     # the rule keeps its line breaks; source and verifier are kept as guidance
     assert choice.method_text is not None and choice.method_text.count("\n") == 2
     assert choice.guidance == "Nguồn thu thập dữ liệu: Quyết định thành lập\nĐơn vị xác minh: Sở KH&CN"
+    # Word's Symbol-font bullets (private-use code points, empty boxes outside Word) kept as bullets
+    parts = fw.indicator("2.2")
+    assert parts is not None and parts.method_text is not None
+    assert parts.method_text.startswith("• Tham gia đầy đủ") and "\uf0b7" not in parts.method_text
     # the row without a code is numbered by its place in its group, as a warning
     numbered = [w for w in result.warnings if w.key == "import.code_numbered"]
     assert [w.params["code"] for w in numbered] == ["2.3"]

@@ -35,6 +35,7 @@ from tests.web_support import WebProvince, web_province
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 LAPTOP = (1366, 900)
+DATA = Path(__file__).parent / "data"
 PHONE = (390, 844)
 
 pytestmark = [
@@ -112,6 +113,8 @@ def answer_more(w: WebProvince, who: str, count: int) -> None:
 @pytest.fixture
 def province(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebProvince]:
     monkeypatch.setenv("TELEGRAM_BOT_USERNAME", "dti_tayninh_bot")
+    monkeypatch.setenv("DTI_FRAMEWORKS_DIR", str(tmp_path / "frameworks"))
+    (tmp_path / "frameworks").mkdir()
     url = f"sqlite:///{tmp_path / 'web.db'}"
     migrate.upgrade(url)
     db = Database(url)
@@ -351,3 +354,16 @@ def test_a_reviewer_and_an_admin_work_in_the_browser(
         snap(driver, out, "invites")
         driver.get(f"{base}/manage")
         snap(driver, out, "manage")
+        # the province's own annex: uploaded, its reading checked, adopted, a period opened on it
+        annex = w.p.files / "phu-luc-xa-2026.docx"
+        annex.write_bytes((DATA / "annex-nested-header.docx").read_bytes())
+        driver.get(f"{base}/frameworks")
+        driver.find_element(By.CSS_SELECTOR, "form.annex-upload input[type=file]").send_keys(str(annex))
+        go(driver, driver.find_element(By.CSS_SELECTOR, "form.annex-upload button"))
+        assert "Trưởng ban là Phó Chủ tịch → 5" in driver.page_source
+        snap(driver, out, "annex-report")
+        go(driver, driver.find_element(By.CSS_SELECTOR, "form.adopt button"))
+        assert (tmp_path / "frameworks" / "phu-luc-xa-2026.yaml").exists()
+        go(driver, driver.find_element(By.CSS_SELECTOR, "#fw-phu-luc-xa-2026 a[href*='open-period']"))
+        chosen = driver.find_element(By.CSS_SELECTOR, "select[name=framework] option[selected]")
+        assert chosen.get_attribute("value") == "phu-luc-xa-2026"
