@@ -9,6 +9,8 @@ shows what the engine answered; a decision on a revision that moved on is refuse
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from bot.service import resolve_framework
@@ -100,7 +102,9 @@ async def decide(request: web.Request) -> web.Response:
     if fw.indicator(code) is None:
         raise PageError(404)
     inbound = _form_inbound(period.id, unit_id, code, f"{action}:{revision}", fields)
-    texts = [o.text for o in st.service.handle_web(viewer(request).member_id, inbound)]
+    # the service may wait out a conflict's backoff: never on the event loop
+    replies = await asyncio.to_thread(st.service.handle_web, viewer(request).member_id, inbound)
+    texts = [o.text for o in replies]
     flash_later(request, texts)
     with st.db.session() as s:
         after = workspace.unit_view(s, view.unit, period.id, fw).decisions.get(code)
@@ -122,12 +126,9 @@ async def unit_action(request: web.Request) -> web.Response:
     back = str(posted.get("back", "")) or period.framework.indicators[0].code
     if period.framework.indicator(back) is None:
         back = period.framework.indicators[0].code
-    texts = [
-        o.text
-        for o in st.service.handle_web(
-            viewer(request).member_id, _form_inbound(period.id, unit_id, None, action, {})
-        )
-    ]
+    inbound = _form_inbound(period.id, unit_id, None, action, {})
+    replies = await asyncio.to_thread(st.service.handle_web, viewer(request).member_id, inbound)
+    texts = [o.text for o in replies]
     flash_later(request, texts)
     raise web.HTTPSeeOther(f"/appraise/{unit_id}/{back}?period={period.id}")
 

@@ -9,6 +9,7 @@ is stored there and handed to the engine like a file sent in the chat (`Service.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -240,7 +241,7 @@ async def upload(request: web.Request) -> web.Response:
         )
     except EvidenceRejected as exc:
         inbound = Inbound(InboundKind.FILE, rejected=(Rejected(name, exc.reason),), fields=(("code", code),))
-    texts = [o.text for o in st.service.handle_web(who.member_id, inbound)]
+    texts = [o.text for o in await asyncio.to_thread(st.service.handle_web, who.member_id, inbound)]
     if inbound.rejected:
         return render(
             request,
