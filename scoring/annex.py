@@ -297,6 +297,42 @@ def _max_points(line: int, code: str, text: str, max_text: str) -> Decimal | Imp
     return max_points
 
 
+def _next_code(code: str) -> str | None:
+    """The code after `code` at its level ("1.9" → "1.10"), or None when its last part is no number."""
+    head, _, last = code.rpartition(".")
+    return f"{head}.{int(last) + 1}" if head and last.isascii() and last.isdigit() else None
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return Decimal(a) == Decimal(b)
+    except InvalidOperation:
+        return False
+
+
+def _codes_read_back(
+    codes: list[str], body: Sequence[tuple[int, Sequence[Cell]]], notes: list[ImportProblem]
+) -> list[str]:
+    """The codes, with a spreadsheet's numbers read back as the codes they were typed as: "1.10" typed
+    into a number cell is kept as 1.1, which only its place after 1.9 tells apart from the real 1.1."""
+    out: list[str] = []
+    seen: set[str] = set()
+    previous = ""
+    for (line, _), code in zip(body, codes, strict=True):
+        if code and code in seen:
+            after = _next_code(previous)
+            if after is not None and after not in seen and _same_number(after, code):
+                notes.append(
+                    ImportProblem(line, N_("import.code_from_number"), {"code": after, "found": code})
+                )
+                code = after
+        if code:
+            seen.add(code)
+            previous = code
+        out.append(code)
+    return out
+
+
 def import_annex(
     rows: Sequence[Sequence[Cell]],
     *,
@@ -336,7 +372,7 @@ def import_annex(
     by_name: dict[str, _Group] = {}
     current: _Group | None = None
     body = [(i + 1, row) for i, row in enumerate(rows) if i >= header_row + span]
-    codes = [get(row, "code").rstrip(".").strip() for _, row in body]
+    codes = _codes_read_back([get(row, "code").rstrip(".").strip() for _, row in body], body, notes)
     has_data = [
         bool(_points(get(row, "max")) and (get(row, "text") or codes[n])) for n, (_, row) in enumerate(body)
     ]

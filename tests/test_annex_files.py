@@ -308,3 +308,32 @@ def test_the_annex_sheet_is_found_behind_a_cover_sheet(tmp_path: Path) -> None:
     wb.save(path)
     result = import_annex_file(path, path.name)
     assert result.framework is not None and [i.code for i in result.framework.indicators] == ["1.1"]
+
+
+def test_codes_typed_as_numbers_are_read_back_by_their_place(tmp_path: Path) -> None:
+    """Excel keeps 1.10 typed into a number cell as 1.1; after 1.9 it is read as 1.10, with a note, and
+    a real repeat is still an error."""
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["STT", "Chỉ tiêu", "Điểm tối đa", "Cách xác định và tính điểm"])
+    ws.append(["I. NHẬN THỨC SỐ"])
+    for n in range(1, 12):
+        ws.append([float(f"1.{n}"), f"Chỉ tiêu thứ {n}", 10, "Có: 10 điểm; Không: 0 điểm"])
+    path = tmp_path / "so.xlsx"
+    wb.save(path)
+    result = import_annex_file(path, path.name)
+    fw = result.framework
+    assert fw is not None, result.errors
+    assert [i.code for i in fw.indicators] == [f"1.{n}" for n in range(1, 12)]
+    tenth = fw.indicator("1.10")
+    assert tenth is not None and tenth.text == "Chỉ tiêu thứ 10"
+    read_back = [
+        (w.params["found"], w.params["code"]) for w in result.warnings if w.key == "import.code_from_number"
+    ]
+    assert read_back == [("1.1", "1.10")]
+    ws.append([1.3, "Lặp lại", 10, "Có: 10 điểm; Không: 0 điểm"])
+    wb.save(path)
+    repeated = import_annex_file(path, path.name)
+    assert repeated.framework is None
+    assert [e.key for e in repeated.errors] == ["import.duplicate_code"]
