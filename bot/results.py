@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -45,6 +46,10 @@ PRIORITY_RESULTS = 5
 
 class NothingComputed(RuntimeError):
     pass
+
+
+class ResultsChanged(RuntimeError):
+    """The results were computed again since they were shown: publishing them would publish unseen ones."""
 
 
 @dataclass(frozen=True)
@@ -171,11 +176,17 @@ class Published:
 
 
 def publish_results(
-    db: Database, period: Period, by: str | None, now: dt.datetime | None = None
+    db: Database,
+    period: Period,
+    by: str | None,
+    now: dt.datetime | None = None,
+    *,
+    as_shown: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> Published:
     """Freeze the computed results and tell each unit's members their result, unless it is the very
     result the previous publication already told them. The publication keeps, per unit, who has been
-    told its result (`told`), so a member who joined since is told all the same."""
+    told its result (`told`), so a member who joined since is told all the same. `as_shown`: whether
+    the results read in this transaction are the ones the operator saw (else `ResultsChanged`)."""
     assert period.id is not None
     at = now or utc_now()
     messages = unchanged = 0
@@ -183,6 +194,8 @@ def publish_results(
         rows = computed(s, period.id)
         if not rows:
             raise NothingComputed(period.id)
+        if as_shown is not None and not as_shown(rows):
+            raise ResultsChanged(period.id)
         before = latest_publication(s, period.id)
         old = json.loads(before.data_json) if before is not None else {"units": [], "told": {}}
         replies = {u["code"]: result_reply(old["period"]["name"], u, len(old["units"])) for u in old["units"]}

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.results import NothingComputed, Premature, compute, premature, publish_results
+from bot.results import NothingComputed, Premature, ResultsChanged, compute, premature, publish_results
 from bot.service import resolve_framework
 from bot.web.board import chosen_period, staff
 from bot.web.errors import PageError
@@ -146,21 +146,23 @@ async def publish_now(request: web.Request) -> web.Response:
     box ticked after reading why it is early); refused if the results changed since."""
     who = admin(request)
     posted = await request.post()
-    period, _, rows, _ = _load(request)
+    period, _, _, _ = _load(request)
     st = state(request)
     shown = str(posted.get("fingerprint", ""))
-    if not rows or shown != fingerprint(rows):
-        raise PageError(
-            409, N_("web.results.stale.title"), N_("web.results.stale.body"), period=str(period.id)
-        )
     row = _period_row(request, period)
     try:
         early = premature(st.db, row, st.clock())
         if early and posted.get("force") != "yes":
             raise PageError(409, N_("web.results.premature.title"), N_("web.results.premature.body"))
-        done = publish_results(st.db, row, web_operator(who), st.clock())
+        done = publish_results(
+            st.db, row, web_operator(who), st.clock(), as_shown=lambda rows: fingerprint(rows) == shown
+        )
     except NothingComputed as exc:
         raise PageError(409, N_("web.results.none.title"), N_("web.results.none.body")) from exc
+    except ResultsChanged as exc:
+        raise PageError(
+            409, N_("web.results.stale.title"), N_("web.results.stale.body"), period=str(period.id)
+        ) from exc
     t = translator(request)
     flash_later(request, [t("web.results.published", messages=done.messages, unchanged=done.unchanged)])
     raise web.HTTPSeeOther(f"/results?period={period.id}")
