@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +21,7 @@ from bot.service import resolve_framework
 from bot.sheets import write_rows
 from bot.web.errors import PageError
 from bot.web.labels import COLUMNS
-from bot.web.pages import local, render, state, translator, viewer
+from bot.web.pages import XLSX, local, render, state, stream_file, translator, viewer
 from scoring.answers import VIETNAM_TZ
 from scoring.messages import N_
 from scoring.numbers import ZERO
@@ -246,18 +244,15 @@ def sheet_rows(t: Translator, rows: list[BoardRow]) -> list[list[object]]:
     return out
 
 
-async def board_xlsx(request: web.Request) -> web.Response:
+async def board_xlsx(request: web.Request) -> web.StreamResponse:
     period, _, _, shown, _ = _rows(request)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "board.xlsx"
-        t = translator(request)
-        write_rows(path, sheet_rows(t, shown), title=t("web.board.title"))
-        data = path.read_bytes()
-    name = f"tien-do-{period.id}.xlsx"
-    return web.Response(
-        body=data,
-        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    t = translator(request)
+    rows = sheet_rows(t, shown)
+    return await stream_file(
+        request,
+        lambda out: write_rows(out, rows, title=t("web.board.title")),
+        f"tien-do-{period.id}.xlsx",
+        XLSX,
     )
 
 

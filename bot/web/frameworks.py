@@ -32,7 +32,7 @@ from bot.i18n import Translator
 from bot.render.annex import problem_lines, report_header, report_row, write_report
 from bot.render.labels import LEVEL
 from bot.web.errors import PageError
-from bot.web.pages import SESSION, flash_later, render, state, translator, viewer
+from bot.web.pages import SESSION, XLSX, flash_later, render, state, stream_file, translator, viewer
 from bot.web.roles import admin, web_operator
 from scoring.export import dump_framework
 from scoring.gate import FrameworkInvalid
@@ -265,22 +265,14 @@ async def report_page(request: web.Request) -> web.Response:
     )
 
 
-async def report_xlsx(request: web.Request) -> web.Response:
+async def report_xlsx(request: web.Request) -> web.StreamResponse:
     """The report as the workbook `dtibot framework import --report` writes."""
     province_admin(request)
     upload = _upload(request)
     result = await _read(request, upload)
     t = translator(request)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "report.xlsx"
-        write_report(t, result.report, path)
-        data = path.read_bytes()
     name = f"bao-cao-nhap-{slug(Path(upload.name).stem)}.xlsx"
-    return web.Response(
-        body=data,
-        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
-    )
+    return await stream_file(request, lambda out: write_report(t, result.report, out), name, XLSX)
 
 
 async def adopt(request: web.Request) -> web.Response:

@@ -8,9 +8,11 @@ before Jinja2 escapes the whole text, so nothing a user typed reaches the page u
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
@@ -115,3 +117,29 @@ def flash_later(request: web.Request, texts: list[str]) -> None:
     signed = request.get(SESSION)
     if signed is not None and texts:
         state(request).flashes.setdefault(signed.session_id, []).extend(texts)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+async def stream_file(
+    request: web.Request, write: Callable[[Path], object], name: str, content_type: str
+) -> web.StreamResponse:
+    """Write a download (an export, a report) into a scratch file and stream it to the browser in chunks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        write(path)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Content-Length": str(path.stat().st_size),
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        with path.open("rb") as fh:
+            while chunk := fh.read(64 * 1024):
+                await response.write(chunk)
+        await response.write_eof()
+        return response

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +21,7 @@ from bot.results import NothingComputed, Premature, ResultsChanged, compute, pre
 from bot.service import resolve_framework
 from bot.web.board import chosen_period, staff
 from bot.web.errors import PageError
-from bot.web.pages import flash_later, local, render, state, translator
+from bot.web.pages import XLSX, flash_later, local, render, state, stream_file, translator
 from bot.web.roles import admin, web_operator
 from scoring.engine import Status
 from scoring.messages import N_
@@ -41,7 +38,6 @@ RULES = {
     Status.EVIDENCE_LATE.value: N_("web.results.rule.evidence_late"),
     Status.NOT_APPLICABLE.value: N_("web.results.rule.not_applicable"),
 }
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def fingerprint(rows: list[dict[str, Any]]) -> str:
@@ -168,29 +164,6 @@ async def publish_now(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/results?period={period.id}")
 
 
-async def _stream_file(
-    request: web.Request, write: Callable[[Path], object], name: str, content_type: str
-) -> web.StreamResponse:
-    """Write an export into a scratch file and stream it to the browser in chunks."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        write(path)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": content_type,
-                "Content-Disposition": f'attachment; filename="{name}"',
-                "Content-Length": str(path.stat().st_size),
-                "Cache-Control": "no-store",
-            }
-        )
-        await response.prepare(request)
-        with path.open("rb") as fh:
-            while chunk := fh.read(64 * 1024):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-
-
 async def results_xlsx(request: web.Request) -> web.StreamResponse:
     from bot.exports import results_workbook
 
@@ -199,7 +172,7 @@ async def results_xlsx(request: web.Request) -> web.StreamResponse:
     row = _period_row(request, period)
     t = translator(request)
     try:
-        return await _stream_file(
+        return await stream_file(
             request,
             lambda out: results_workbook(state(request).db, row, out, t),
             f"ket-qua-{period.id}.xlsx",
@@ -216,7 +189,7 @@ async def audit_download(request: web.Request) -> web.StreamResponse:
     period, _, _, _ = _load(request)
     row = _period_row(request, period)
     t = translator(request)
-    return await _stream_file(
+    return await stream_file(
         request,
         lambda out: audit_csv(state(request).db, row, out, t),
         f"nhat-ky-{period.id}.csv",
@@ -242,7 +215,7 @@ async def evidence_download(request: web.Request) -> web.StreamResponse:
         raise PageError(404)
     row = _period_row(request, period)
     t = translator(request)
-    return await _stream_file(
+    return await stream_file(
         request,
         lambda out: evidence_zip(st.db, st.store, row, code, out, t),
         f"minh-chung-{code}-{period.id}.zip",
