@@ -654,6 +654,12 @@ def _lines(interactive: bool) -> Iterator[str]:
 DEMO_FILE = Path(__file__).resolve().parent / "demo" / "demo-province.json"
 
 
+def _end_of_day(now: dt.datetime, days: int) -> dt.datetime:
+    """17:00 Vietnam time, `days` days from `now`: when an office's deadline falls."""
+    local = (now + dt.timedelta(days=days)).astimezone(VIETNAM_TZ)
+    return local.replace(hour=17, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     """The demo province of bot/demo/demo-province.json, then a console chat as one of its respondents."""
     t = ctx.t
@@ -676,8 +682,8 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
                     framework_id=framework.id,
                     framework_version=framework.version,
                     now=now,
-                    self_assessment_due=now + dt.timedelta(days=p["self_assessment_days"]),
-                    supplement_due=now + dt.timedelta(days=p["supplement_days"]),
+                    self_assessment_due=_end_of_day(now, p["self_assessment_days"]),
+                    supplement_due=_end_of_day(now, p["supplement_days"]),
                     operator=operator(args),
                 )
             joined = s.exec(
