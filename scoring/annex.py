@@ -13,7 +13,7 @@ row per indicator, the problems that stop the import (each naming its row) and t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -272,13 +272,43 @@ def _is_footer(row: Sequence[Cell]) -> bool:
     return first.startswith(_FOOTER)
 
 
+def _sums_what_follows(max_text: str, following: Iterable[tuple[str, str]]) -> bool:
+    """Whether a row's points are the sum of the coded rows right after it (until the next row without a
+    code): a group row written without a code, "Nhận thức số | 100", above its indicators."""
+    points = _points(max_text)
+    summed: list[Decimal] = []
+    for code, their_max in following:
+        value = _points(their_max)
+        if not code or value is None:
+            break
+        summed.append(value)
+    return points is not None and bool(summed) and total(summed) == points
+
+
 def _is_heading_row(
-    code: str, text: str, max_text: str, rule: str, next_code: str, *, is_parent: bool, has_group_column: bool
+    code: str,
+    text: str,
+    max_text: str,
+    rule: str,
+    next_code: str,
+    previous_code: str,
+    *,
+    is_parent: bool,
+    has_group_column: bool,
+    following: Iterable[tuple[str, str]],
 ) -> bool:
     """A row naming a section or group (its indicators follow), not an indicator."""
     return bool(
         _is_heading_code(code)
         or (not code and text and not max_text and not rule)
+        or (
+            not code
+            and text
+            and not rule
+            and not has_group_column
+            and next_code.rpartition(".")[0] != previous_code.rpartition(".")[0]  # a new group starts
+            and _sums_what_follows(max_text, following)
+        )
         or (is_parent and "." not in code and not has_group_column)
         or (_GROUP_CODE.match(code) and not rule and next_code.startswith(code + "."))
     )
@@ -409,8 +439,17 @@ def import_annex(
             continue
         next_code = next((c for c in codes[pos + 1 :] if c), "")
         is_parent = bool(code) and next_code.startswith(code + ".")
+        following = ((c, get(r, "max")) for c, (_, r) in zip(codes[pos + 1 :], body[pos + 1 :], strict=True))
         if _is_heading_row(
-            code, text, max_text, rule, next_code, is_parent=is_parent, has_group_column="group" in cols
+            code,
+            text,
+            max_text,
+            rule,
+            next_code,
+            next((c for c in reversed(codes[:pos]) if c), ""),
+            is_parent=is_parent,
+            has_group_column="group" in cols,
+            following=following,
         ):
             name = text or group_name
             if not name:

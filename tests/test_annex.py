@@ -124,3 +124,21 @@ def test_rows_that_cannot_be_understood_are_named() -> None:
 def test_a_sheet_without_the_usual_header_is_explained() -> None:
     result = import_annex([["a", "b"], ["c", "d"]], framework_id="x", title="x")
     assert [p.key for p in result.problems] == ["import.no_header"]
+
+
+def test_group_rows_written_without_a_code_are_groups_when_their_points_add_up() -> None:
+    rows = [
+        ["STT", "Chỉ tiêu", "Điểm tối đa", "Cách xác định và tính điểm"],
+        ["", "Nhận thức số", "20", ""],
+        ["1.1", "Có kế hoạch chuyển đổi số", "10", "Có: 10 điểm; Không: 0 điểm"],
+        ["1.2", "Có ban chỉ đạo", "10", "Có: 10 điểm; Không: 0 điểm"],
+        ["", "Hạ tầng số", "10", ""],
+        ["2.1", "Có wifi công cộng", "10", "Có: 10 điểm; Không: 0 điểm"],
+    ]
+    result = import_annex(rows, framework_id="nhom", title="Nhóm không mã")
+    assert result.problems == []
+    groups = result.data["groups"]
+    assert [(g["name"], [i["code"] for i in g["indicators"]]) for g in groups] == [
+        ("Nhận thức số", ["1.1", "1.2"]),
+        ("Hạ tầng số", ["2.1"]),
+    ]
