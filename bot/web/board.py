@@ -5,6 +5,7 @@ server. Province and district staff and reviewers see it; a unit's members have 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 from collections import Counter
@@ -139,15 +140,20 @@ def chosen_period(request: web.Request, periods: list[OpenPeriod]) -> OpenPeriod
     raise PageError(404)
 
 
-def _rows(
+async def _rows(
     request: web.Request,
 ) -> tuple[OpenPeriod, list[OpenPeriod], list[BoardRow], list[BoardRow], Filters]:
     who = staff(request)
     st = state(request)
-    with st.db.session() as s:
-        periods = store_board.periods(s, resolve_framework)
-        period = chosen_period(request, periods)
-        rows = store_board.board(s, period, who.visible, st.board_cache)
+
+    def read() -> tuple[list[OpenPeriod], OpenPeriod, list[BoardRow]]:
+        with st.db.session() as s:
+            periods = store_board.periods(s, resolve_framework)
+            period = chosen_period(request, periods)
+            return periods, period, store_board.board(s, period, who.visible, st.board_cache)
+
+    # after many changes the board scores every changed unit again (seconds): never on the event loop
+    periods, period, rows = await asyncio.to_thread(read)
     filters = Filters.of(request)
     shown = sorted(
         (r for r in rows if filters.keep(r)), key=_sort_key(filters.sort), reverse=filters.descending
@@ -173,7 +179,7 @@ def tiles(rows: list[BoardRow]) -> dict[str, object]:
 
 
 async def board_page(request: web.Request) -> web.Response:
-    period, periods, rows, shown, filters = _rows(request)
+    period, periods, rows, shown, filters = await _rows(request)
     districts = sorted(
         {(r.district_id, r.district) for r in rows if r.district_id is not None}, key=lambda d: str(d[1])
     )
@@ -245,7 +251,7 @@ def sheet_rows(t: Translator, rows: list[BoardRow]) -> list[list[object]]:
 
 
 async def board_xlsx(request: web.Request) -> web.StreamResponse:
-    period, _, _, shown, _ = _rows(request)
+    period, _, _, shown, _ = await _rows(request)
     t = translator(request)
     rows = sheet_rows(t, shown)
     return await stream_file(
@@ -301,10 +307,15 @@ def draw_progress(t: Translator, answers: list[dt.datetime], submitted: list[dt.
 async def board_chart(request: web.Request) -> web.Response:
     who = staff(request)
     st = state(request)
-    with st.db.session() as s:
-        period = chosen_period(request, store_board.periods(s, resolve_framework))
-        answers, submitted = store_board.progress(s, period.id, sorted(who.visible))
-    png = draw_progress(translator(request), answers, submitted)
+    t = translator(request)
+
+    def draw() -> bytes:
+        with st.db.session() as s:
+            period = chosen_period(request, store_board.periods(s, resolve_framework))
+            answers, submitted = store_board.progress(s, period.id, sorted(who.visible))
+        return draw_progress(t, answers, submitted)
+
+    png = await asyncio.to_thread(draw)
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
