@@ -163,37 +163,9 @@ def results_workbook(db: Database, period: Period, out: Path, t: Translator) -> 
 
     _sheet(wb, t("export.sheet.detail"), header, detail(), [12, 30, 10, 60, 10, 10, 10, 10, 18, 40])
 
-    header = [
-        t("export.col.unit_code"),
-        t("export.col.unit"),
-        t("export.col.indicator_code"),
-        t("export.col.kind"),
-        t("export.col.file"),
-        t("export.col.document_date"),
-        "SHA-256",
-        t("export.col.size"),
-        t("export.col.uploader"),
-        t("export.col.account"),
-        t("export.col.time"),
-        t("export.col.late"),
-    ]
-    late = t("export.yes")
+    header = [t("export.col.unit_code"), t("export.col.unit"), *_evidence_header(t)]
     evidence_rows = (
-        [
-            e.unit_code,
-            e.unit_name,
-            e.indicator_code,
-            e.kind,
-            e.name,
-            t.date(e.citation_date) if e.citation_date else "",
-            e.sha256 or "",
-            e.size,
-            _person(t, e.uploader),
-            e.uploader.account if e.uploader else "",
-            _local(e.at),
-            late if e.late else "",
-        ]
-        for e in _in_order(framework, evidence)
+        [e.unit_code, e.unit_name, *_evidence_cells(t, e)] for e in _in_order(framework, evidence)
     )
     widths = [12, 30, 10, 10, 40, 12, 66, 12, 30, 22, 18, 10]
     _sheet(wb, t("export.sheet.evidence"), header, evidence_rows, widths)
@@ -212,23 +184,7 @@ def evidence_zip(
     files = 0
     manifest = io.StringIO()
     writer = csv.writer(manifest)
-    writer.writerow(
-        text_cells(
-            [
-                t("export.col.indicator_code"),
-                t("export.col.kind"),
-                t("export.col.file"),
-                t("export.col.document_date"),
-                "SHA-256",
-                t("export.col.size"),
-                t("export.col.uploader"),
-                t("export.col.account"),
-                t("export.col.time"),
-                t("export.col.late"),
-                t("export.col.path"),
-            ]
-        )
-    )
+    writer.writerow(text_cells([*_evidence_header(t), t("export.col.path")]))
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         seen: set[str] = set()
         for n, e in enumerate(rows, start=1):
@@ -239,25 +195,38 @@ def evidence_zip(
                     z.write(store.path_for(e.sha256), path)
                     seen.add(path)
                     files += 1
-            writer.writerow(
-                text_cells(
-                    [
-                        e.indicator_code,
-                        e.kind,
-                        e.name,
-                        t.date(e.citation_date) if e.citation_date else "",
-                        e.sha256 or "",
-                        e.size or "",
-                        _person(t, e.uploader),
-                        e.uploader.account if e.uploader else "",
-                        _local(e.at),
-                        "x" if e.late else "",
-                        path,
-                    ]
-                )
-            )
+            writer.writerow(text_cells([*_evidence_cells(t, e), path]))
         z.writestr("manifest.csv", "\ufeff" + manifest.getvalue())
     return files
+
+
+def _evidence_header(t: Translator) -> list[str]:
+    """The columns describing one evidence item, in the workbook's evidence sheet and the zip's manifest."""
+    keys = ("export.col.indicator_code", "export.col.kind", "export.col.file", "export.col.document_date")
+    tail = (
+        "export.col.size",
+        "export.col.uploader",
+        "export.col.account",
+        "export.col.time",
+        "export.col.late",
+    )
+    return [*(t(k) for k in keys), "SHA-256", *(t(k) for k in tail)]
+
+
+def _evidence_cells(t: Translator, e: EvidenceIndexRow) -> list[object]:
+    """One evidence item under `_evidence_header`."""
+    return [
+        e.indicator_code,
+        e.kind,
+        e.name,
+        t.date(e.citation_date) if e.citation_date else "",
+        e.sha256 or "",
+        e.size if e.size is not None else "",
+        _person(t, e.uploader),
+        e.uploader.account if e.uploader else "",
+        _local(e.at),
+        t("export.yes") if e.late else "",
+    ]
 
 
 AUDIT_HEADER = (
