@@ -202,13 +202,18 @@ def evidence_zip(
 
 def _evidence_header(t: Translator) -> list[str]:
     """The columns describing one evidence item, in the workbook's evidence sheet and the zip's manifest."""
-    keys = ("export.col.indicator_code", "export.col.kind", "export.col.file", "export.col.document_date")
+    keys = (
+        N_("export.col.indicator_code"),
+        N_("export.col.kind"),
+        N_("export.col.file"),
+        N_("export.col.document_date"),
+    )
     tail = (
-        "export.col.size",
-        "export.col.uploader",
-        "export.col.account",
-        "export.col.time",
-        "export.col.late",
+        N_("export.col.size"),
+        N_("export.col.uploader"),
+        N_("export.col.account"),
+        N_("export.col.time"),
+        N_("export.col.late"),
     )
     return [*(t(k) for k in keys), "SHA-256", *(t(k) for k in tail)]
 
