@@ -36,6 +36,7 @@ from storage import migrate
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from tests.fake_telegram import FakeTelegram, Limits
+from tests.storage_fixtures import bench_databases
 
 
 class InlineService(Service):
@@ -115,7 +116,7 @@ async def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in update_bench.databases(Path(tmp), args.postgres):
+        for name, url in bench_databases(Path(tmp), args.postgres):
             await profile(url, args.officials, args.steps, args.top, Path(tmp) / name[:6])
 
 

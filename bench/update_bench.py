@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ from storage.db import Database
 from storage.evidence import EvidenceStore
 from tests.e2e_support import pdf_bytes
 from tests.fake_telegram import FakeTelegram, Limits, Sent, fake_telegram_process
-from tests.storage_fixtures import create_postgres_database, drop_postgres_database
+from tests.storage_fixtures import bench_databases
 
 CHAT_BASE = 7_000_000
 
@@ -394,22 +394,6 @@ class ProcessCpu:
         return f"CPU {1000 * cpu / figures.updates:.2f} ms/update{split}, {cpu / wall:.2f} cores"
 
 
-def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
-    """SQLite in `tmp`, then a scratch PostgreSQL database (dropped afterwards) when a URL is given;
-    prints each one's name as it starts."""
-    for name, url in (("SQLite (WAL)", f"sqlite:///{tmp / 'bench.db'}"), ("PostgreSQL", postgres)):
-        if not url:
-            print(f"{name}: skipped (no --postgres URL)")
-            continue
-        print(f"{name}:")
-        scratch = create_postgres_database(url) if name == "PostgreSQL" else url
-        try:
-            yield name, scratch
-        finally:
-            if scratch != url:
-                drop_postgres_database(url, scratch)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--officials", type=int, default=2000)
@@ -429,7 +413,7 @@ async def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
     print(f"{args.officials} officials × {args.steps} updates (first tenth warms up, then half and half)")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in databases(Path(tmp), args.postgres):
+        for name, url in bench_databases(Path(tmp), args.postgres):
             for line in await run(url, args, framework, Path(tmp) / name[:6]):
                 print(line)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

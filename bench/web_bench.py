@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,7 +41,7 @@ from storage import migrate, web, workspace
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.models import Member, Unit
-from tests.storage_fixtures import create_postgres_database, drop_postgres_database
+from tests.storage_fixtures import bench_databases
 
 
 def ms(seconds: float) -> str:
@@ -176,20 +176,6 @@ async def measure(name: str, url: str, units: int, repeat: int) -> None:
         db.dispose()
 
 
-def databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
-    for name, url in (("SQLite (WAL)", f"sqlite:///{tmp / 'bench.db'}"), ("PostgreSQL", postgres)):
-        if not url:
-            print(f"{name}: skipped (no --postgres URL)")
-            continue
-        print(f"{name}:")
-        scratch = create_postgres_database(url) if name == "PostgreSQL" else url
-        try:
-            yield name, scratch
-        finally:
-            if scratch != url:
-                drop_postgres_database(url, scratch)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--units", type=int, default=3300)
@@ -197,7 +183,7 @@ async def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("DTI_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, url in databases(Path(tmp), args.postgres):
+        for name, url in bench_databases(Path(tmp), args.postgres):
             await measure(name, url, args.units, args.repeat)
 
 

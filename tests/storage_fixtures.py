@@ -132,3 +132,19 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
     finally:
         _truncate_all(database)
         database.dispose()
+
+
+def bench_databases(tmp: Path, postgres: str | None) -> Iterator[tuple[str, str]]:
+    """For a benchmark: SQLite in `tmp`, then a scratch PostgreSQL database (dropped afterwards) when a
+    URL is given; prints each one's name as it starts."""
+    for name, url in (("SQLite (WAL)", f"sqlite:///{tmp / 'bench.db'}"), ("PostgreSQL", postgres)):
+        if not url:
+            print(f"{name}: skipped (no --postgres URL)")
+            continue
+        print(f"{name}:")
+        scratch = create_postgres_database(url) if name == "PostgreSQL" else url
+        try:
+            yield name, scratch
+        finally:
+            if scratch != url:
+                drop_postgres_database(url, scratch)
